@@ -1,0 +1,50 @@
+# The two commands a new user needs: `make demo` and `make test`. Everything else is optional.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test airflow bench services requirements clean-state help
+
+help:
+	@echo "make demo    - set up (virtualenv, dependencies, embedded warehouse) and run the main job"
+	@echo "make test    - set up and run the whole test suite against real servers"
+	@echo "make airflow - run Airflow standalone on this repo's dags/ and plugins/ (http://localhost:8080)"
+	@echo "make bench   - run the benchmarks in bench/"
+
+# The virtualenv, rebuilt whenever the pinned requirements or the package metadata change.
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/cdrflow demo
+
+services:
+	bash scripts/install-test-services.sh
+
+test: $(STAMP) services
+	$(BIN)/python -m pytest
+
+airflow: $(STAMP)
+	bash scripts/airflow-standalone.sh
+
+bench: $(STAMP)
+	$(BIN)/python bench/register_memory.py
+
+# Re-resolve requirements.in into the fully pinned requirements.txt.
+requirements:
+	rm -rf /tmp/cdrflow-reqs && $(PYTHON) -m venv /tmp/cdrflow-reqs
+	/tmp/cdrflow-reqs/bin/pip install --quiet --upgrade pip
+	/tmp/cdrflow-reqs/bin/pip install --quiet -r requirements.in
+	{ echo "# Fully resolved, pinned dependency set for Python 3.11 (pip freeze of a fresh venv)."; \
+	  echo "# Regenerate: make requirements (installs requirements.in into a fresh venv and freezes it)."; \
+	  /tmp/cdrflow-reqs/bin/pip freeze; } > requirements.txt
+
+clean-state:
+	-$(BIN)/cdrflow db stop
+	rm -rf .state

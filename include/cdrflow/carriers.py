@@ -1,0 +1,50 @@
+"""Rows of the ``carriers`` table: who sends files, in which format, billed or not."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, text
+
+from cdrflow.errors import UnknownCarrier
+
+
+@dataclass(frozen=True)
+class Carrier:
+    code: str
+    name: str
+    file_type: str | None = None
+    mapping: str | None = None
+    billable: bool = True
+    delivery: str = "daily"  # or "monthly"
+    reject_threshold: float = 0.05
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+_UPSERT = text("""
+INSERT INTO carriers (code, name, file_type, mapping, billable, delivery, reject_threshold, config)
+VALUES (:code, :name, :file_type, :mapping, :billable, :delivery, :reject_threshold,
+        CAST(:config AS jsonb))
+ON CONFLICT (code) DO UPDATE SET
+    name = EXCLUDED.name, file_type = EXCLUDED.file_type, mapping = EXCLUDED.mapping,
+    billable = EXCLUDED.billable, delivery = EXCLUDED.delivery,
+    reject_threshold = EXCLUDED.reject_threshold, config = EXCLUDED.config
+""")
+
+
+def upsert(conn: Connection, carrier: Carrier) -> None:
+    """Insert the carrier or update it to match ``carrier``."""
+    params = {**carrier.__dict__, "config": json.dumps(carrier.config)}
+    conn.execute(_UPSERT, params)
+
+
+def get(conn: Connection, code: str) -> Carrier:
+    row = conn.execute(
+        text("SELECT code, name, file_type, mapping, billable, delivery, reject_threshold, config "
+             "FROM carriers WHERE code = :code"), {"code": code}).mappings().first()
+    if row is None:
+        known = conn.execute(text("SELECT string_agg(code, ', ' ORDER BY code) FROM carriers")).scalar()
+        raise UnknownCarrier(f"unknown carrier {code!r}; known carriers: {known or 'none yet'}")
+    return Carrier(**{**row, "reject_threshold": float(row["reject_threshold"])})

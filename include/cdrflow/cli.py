@@ -1,0 +1,189 @@
+"""The ``cdrflow`` command line.
+
+    cdrflow db upgrade|status|url|stop      the warehouse
+    cdrflow carrier add CODE --name N ...   configure a carrier by hand
+    cdrflow register FILE... --carrier C    store and record files (duplicates detected by SHA1)
+    cdrflow files [--after ID] [--limit N]  what the registry holds
+    cdrflow file ID                         one file with its processing log
+    cdrflow demo                            the main job on the embedded defaults
+
+Every command exits 1 with a one-line message on a problem it recognises.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from cdrflow import settings
+from cdrflow.errors import CdrflowError
+
+
+def _engine():
+    from cdrflow import db
+
+    return db.get_engine()
+
+
+def _store():
+    from cdrflow.rawstore import RawStore
+
+    return RawStore(settings.raw_store_url())
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from cdrflow import db, embedded, migrations
+
+    if args.action == "stop":
+        stopped = embedded.stop_server(settings.state_dir())
+        print("embedded PostgreSQL stopped" if stopped else "embedded PostgreSQL was not running")
+        return 0
+    url = db.resolve_url()
+    if args.action == "url":
+        print(url)
+        return 0
+    engine = db.get_engine(url)
+    if args.action == "upgrade":
+        done = migrations.upgrade(engine, settings.SQL_DIR)
+        for m in done:
+            print(f"applied {m.path.name}")
+        print(f"warehouse {db.describe(url)} is up to date "
+              f"({len(done)} migration(s) applied now, {len(migrations.discover(settings.SQL_DIR))} in all)")
+        return 0
+    recorded = migrations.applied(engine)
+    for m in migrations.discover(settings.SQL_DIR):
+        print(f"{m.path.name:40} {'applied' if m.version in recorded else 'PENDING'}")
+    return 0
+
+
+def cmd_carrier(args: argparse.Namespace) -> int:
+    from cdrflow import carriers
+
+    carrier = carriers.Carrier(code=args.code, name=args.name or args.code, file_type=args.type,
+                               mapping=args.mapping, billable=not args.not_billable,
+                               delivery="monthly" if args.monthly else "daily",
+                               reject_threshold=args.reject_threshold)
+    with _engine().begin() as conn:
+        carriers.upsert(conn, carrier)
+    print(f"carrier {args.code} saved")
+    return 0
+
+
+def cmd_register(args: argparse.Namespace) -> int:
+    from cdrflow.registry import register_file
+    from cdrflow.tables import render
+
+    engine, store = _engine(), _store()
+    rows, failures = [], 0
+    for path in args.files:
+        try:
+            r = register_file(engine, store, path, file_name=Path(path).name, carrier=args.carrier,
+                              file_source=args.source, file_type=args.type, billrun=args.billrun,
+                              notes=args.notes, source_uri=Path(path).resolve().as_uri())
+        except CdrflowError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            failures += 1
+            continue
+        rows.append([r.file_id, r.file_name, r.sha1, r.size,
+                     f"duplicate of {r.duplicate_of}" if r.is_duplicate else r.status])
+    if rows:
+        print(render(["id", "file", "sha1", "bytes", "status"], rows))
+    return 1 if failures else 0
+
+
+def cmd_files(args: argparse.Namespace) -> int:
+    from cdrflow.registry import list_files
+    from cdrflow.tables import render
+
+    with _engine().connect() as conn:
+        files = list_files(conn, limit=args.limit, id_after=args.after)
+    print(render(["id", "file", "source", "carrier", "type", "sha1", "bytes", "status"],
+                 [[f["id"], f["file_name"], f["file_source"], f["carrier"], f["file_type"],
+                   f["original_hash"], f["file_size"],
+                   f"duplicate of {f['duplicate_of']}" if f["duplicate_of"] else f["status"]]
+                  for f in files]))
+    return 0
+
+
+def cmd_file(args: argparse.Namespace) -> int:
+    from cdrflow.registry import get_file
+
+    with _engine().connect() as conn:
+        record = get_file(conn, args.id)
+    log_text = record.pop("processing_log")
+    width = max(len(k) for k in record)
+    for key, value in record.items():
+        print(f"{key:{width}}  {value}")
+    print("\nprocessing log:\n" + log_text)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from cdrflow import db, demo, migrations
+
+    url = db.resolve_url()
+    engine = db.get_engine(url)
+    migrations.upgrade(engine, settings.SQL_DIR)
+    print(f"warehouse: {db.describe(url)}\nraw store: {settings.raw_store_url()}\n")
+    print(demo.main(engine, _store(), settings.state_dir() / "demo"))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cdrflow", description=__doc__.split("\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("db", help="the warehouse: upgrade, status, url, stop (embedded server)")
+    p.add_argument("action", choices=["upgrade", "status", "url", "stop"])
+    p.set_defaults(func=cmd_db)
+
+    p = sub.add_parser("carrier", help="add or update a carrier")
+    p.add_argument("action", choices=["add"])
+    p.add_argument("code")
+    p.add_argument("--name")
+    p.add_argument("--type", help="file type code, e.g. asterisk_csv")
+    p.add_argument("--mapping", help="mapping file for type 'mapped'")
+    p.add_argument("--monthly", action="store_true", help="delivers monthly files (default daily)")
+    p.add_argument("--not-billable", action="store_true")
+    p.add_argument("--reject-threshold", type=float, default=0.05)
+    p.set_defaults(func=cmd_carrier)
+
+    p = sub.add_parser("register", help="store files and record them in the registry")
+    p.add_argument("files", nargs="+")
+    p.add_argument("--carrier", required=True)
+    p.add_argument("--source", default="upload", help="upload (default), email, sftp, ftp, bucket, api")
+    p.add_argument("--type", help="file type (default: the carrier's)")
+    p.add_argument("--billrun")
+    p.add_argument("--notes")
+    p.set_defaults(func=cmd_register)
+
+    p = sub.add_parser("files", help="list registered files")
+    p.add_argument("--after", type=int, default=0, help="only ids above this")
+    p.add_argument("--limit", type=int, default=50)
+    p.set_defaults(func=cmd_files)
+
+    p = sub.add_parser("file", help="show one registered file and its processing log")
+    p.add_argument("id", type=int)
+    p.set_defaults(func=cmd_file)
+
+    p = sub.add_parser("demo", help="generate sample carrier files and register them")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        return args.func(args)
+    except CdrflowError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

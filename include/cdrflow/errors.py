@@ -1,0 +1,29 @@
+"""The exceptions cdrflow raises on purpose: each carries a message meant for an operator."""
+
+
+class CdrflowError(Exception):
+    """Base class: a problem cdrflow recognised and can explain."""
+
+
+class ConfigurationError(CdrflowError):
+    """Settings or connections are missing or inconsistent."""
+
+
+class MigrationError(CdrflowError):
+    """A warehouse migration could not be applied or was changed after it was applied."""
+
+
+class SourceUnreadable(CdrflowError):
+    """The bytes of a file to register could not be read; nothing was recorded."""
+
+
+class UnknownCarrier(CdrflowError):
+    """A file names a carrier that is not in the carriers table."""
+
+
+class FileNotRegistered(CdrflowError):
+    """No row in cdr_files has the given id."""
+
+
+class IllegalTransition(CdrflowError):
+    """A status change that the file registry's state machine does not allow."""

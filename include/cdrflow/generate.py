@@ -1,0 +1,111 @@
+"""Synthetic CDR traffic in real carrier layouts, for the demo, the tests and the benchmarks.
+
+Deterministic for a given seed, so a re-run of the demo produces the same bytes (and the
+registry shows them as duplicates).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import random
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+GREGORIAN_OFFSET = 62167219200  # Gregorian seconds = Unix seconds + this
+
+_DISPOSITIONS = ["ANSWERED"] * 8 + ["NO ANSWER", "BUSY", "FAILED"]
+
+
+def _number(rng: random.Random, prefix: str) -> str:
+    return prefix + "".join(rng.choice("0123456789") for _ in range(9))
+
+
+def asterisk_rows(n: int, *, seed: int, day: datetime):
+    """Rows of Asterisk's cdr_csv Master.csv in its standard column order:
+    accountcode, src, dst, dcontext, clid, channel, dstchannel, lastapp, lastdata, start,
+    answer, end, duration, billsec, disposition, amaflags, uniqueid, userfield."""
+    rng = random.Random(seed)
+    for i in range(n):
+        start = day + timedelta(seconds=rng.randrange(86_400))
+        disposition = rng.choice(_DISPOSITIONS)
+        ring = rng.randrange(1, 30)
+        billsec = rng.randrange(1, 3_600) if disposition == "ANSWERED" else 0
+        answer = start + timedelta(seconds=ring) if billsec else None
+        end = start + timedelta(seconds=ring + billsec)
+        src, dst = _number(rng, "+1"), _number(rng, "+44")
+        fmt = "%Y-%m-%d %H:%M:%S"
+        yield [
+            f"acct{rng.randrange(100):03d}", src, dst, "from-trunk", f'"Caller {i}" <{src}>',
+            f"SIP/trunk-{i:08x}", f"SIP/peer-{i:08x}", "Dial", f"SIP/{dst},60",
+            start.strftime(fmt), answer.strftime(fmt) if answer else "", end.strftime(fmt),
+            str(ring + billsec), str(billsec), disposition, "DOCUMENTATION",
+            f"{int(start.timestamp())}.{seed}{i}", "",
+        ]
+
+
+def write_asterisk_csv(path: Path, n: int, *, seed: int, day: datetime) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\n")
+        writer.writerows(asterisk_rows(n, seed=seed, day=day))
+    return path
+
+
+def kazoo_records(n: int, *, seed: int, day: datetime, account_id: str = "a1b2c3d4e5f6") -> list[dict]:
+    """Kazoo (2600Hz) CDR documents as its API returns them (seed 003 structure)."""
+    rng = random.Random(seed)
+    records = []
+    for i in range(n):
+        start = day + timedelta(seconds=rng.randrange(86_400))
+        billing = rng.randrange(0, 1_800)
+        ringing = rng.randrange(0, 20)
+        duration = billing + ringing
+        caller, callee = _number(rng, "+1"), _number(rng, "+1")
+        call_id = f"{rng.getrandbits(64):016x}@kazoo.example"
+        records.append({
+            "id": f"{start:%Y%m}-{call_id}",
+            "call_id": call_id,
+            "call_direction": rng.choice(["inbound", "outbound"]),
+            "timestamp": int((start + timedelta(seconds=duration)).timestamp()) + GREGORIAN_OFFSET,
+            "duration_seconds": duration,
+            "billing_seconds": billing,
+            "ringing_seconds": ringing,
+            "hangup_cause": "NORMAL_CLEARING" if billing else "NO_ANSWER",
+            "hangup_code": "sip:200" if billing else "sip:487",
+            "disposition": "SUCCESS" if billing else "ORIGINATOR_CANCEL",
+            "caller_id_number": caller,
+            "caller_id_name": f"Caller {i}",
+            "callee_id_number": callee,
+            "from_uri": f"{caller}@sip.example",
+            "to_uri": f"{callee}@sip.example",
+            "custom_channel_vars": {
+                "account_id": account_id,
+                "realm": "sip.example",
+                "username": f"user{i % 7}",
+                "authorizing_id": f"dev{i % 5:04d}",
+            },
+            "rate": "0.0120",
+            "rate_minimum": "60",
+            "rate_increment": "6",
+            "base_cost": "0",
+            "surcharge": "0",
+        })
+    return records
+
+
+def write_kazoo_json(path: Path, n: int, *, seed: int, day: datetime) -> Path:
+    path.write_text(json.dumps(kazoo_records(n, seed=seed, day=day), indent=1), encoding="utf-8")
+    return path
+
+
+def demo_day() -> datetime:
+    """A fixed day for demo traffic (fixed so that re-runs produce the same bytes)."""
+    return datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def asterisk_bytes(n: int, *, seed: int, day: datetime | None = None) -> bytes:
+    out = io.StringIO()
+    csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\n").writerows(
+        asterisk_rows(n, seed=seed, day=day or demo_day()))
+    return out.getvalue().encode()

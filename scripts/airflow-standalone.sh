@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Airflow standalone (scheduler, dag-processor, triggerer, API server on :8080) on this repo's
+# dags/ and plugins/, with its home under the state directory and the warehouse connection set.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CDRFLOW_STATE_DIR="${CDRFLOW_STATE_DIR:-$PWD/.state}"
+export AIRFLOW_HOME="${AIRFLOW_HOME:-$CDRFLOW_STATE_DIR/airflow}"
+export AIRFLOW__CORE__DAGS_FOLDER="$PWD/dags"
+export AIRFLOW__CORE__PLUGINS_FOLDER="$PWD/plugins"
+export AIRFLOW__CORE__LOAD_EXAMPLES=False
+mkdir -p "$AIRFLOW_HOME"
+
+.venv/bin/cdrflow db upgrade
+if [ -z "${AIRFLOW_CONN_CDRFLOW_WAREHOUSE:-}" ] && [ -z "${CDRFLOW_DATABASE_URL:-}" ]; then
+  # the embedded warehouse (or whatever cdrflow resolves), handed to every task as a connection
+  AIRFLOW_CONN_CDRFLOW_WAREHOUSE="$(.venv/bin/cdrflow db url)"
+  export AIRFLOW_CONN_CDRFLOW_WAREHOUSE
+fi
+echo "Airflow home: $AIRFLOW_HOME (admin password: $AIRFLOW_HOME/simple_auth_manager_passwords.json.generated)"
+exec .venv/bin/airflow standalone
