@@ -8,6 +8,7 @@ export AIRFLOW_HOME="${AIRFLOW_HOME:-$CDRFLOW_STATE_DIR/airflow}"
 export AIRFLOW__CORE__DAGS_FOLDER="$PWD/dags"
 export AIRFLOW__CORE__PLUGINS_FOLDER="$PWD/plugins"
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
+export PATH="$PWD/.venv/bin:$PATH"  # standalone starts its components as `airflow ...`
 mkdir -p "$AIRFLOW_HOME"
 
 .venv/bin/cdrflow db upgrade

@@ -4,10 +4,10 @@ CREATE SEQUENCE calls_id_seq AS bigint;
 
 CREATE TABLE calls (
     id                bigint NOT NULL DEFAULT nextval('calls_id_seq'),  -- cursor of the billing feed
-    carrier           text NOT NULL REFERENCES carriers (code),
+    carrier           text NOT NULL,    -- carriers.code (no FK: see below)
     carrier_call_id   text NOT NULL,
     start_time        timestamptz NOT NULL,
-    file_id           bigint NOT NULL REFERENCES cdr_files (id),
+    file_id           bigint NOT NULL,  -- cdr_files.id (no FK: see below)
     line_number       integer,
     other_leg_call_id text,
     direction         text CHECK (direction IN ('inbound', 'outbound')),
@@ -44,6 +44,10 @@ CREATE TABLE calls (
 ) PARTITION BY RANGE (start_time);
 
 ALTER SEQUENCE calls_id_seq OWNED BY calls.id;
+
+-- calls has no foreign keys on purpose: a row-level FK check per loaded call costs more than
+-- the COPY itself, and the loader is the only writer (it takes carrier and file id from the
+-- cdr_files row it holds locked). rejected_rows keeps its FK: it is small.
 
 CREATE INDEX calls_file_idx ON calls (file_id);
 

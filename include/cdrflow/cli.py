@@ -3,6 +3,8 @@
     cdrflow db upgrade|status|url|stop      the warehouse
     cdrflow carrier add CODE --name N ...   configure a carrier by hand
     cdrflow register FILE... --carrier C    store and record files (duplicates detected by SHA1)
+    cdrflow parse --type T FILE             dry run: canonical rows and validation, writes nothing
+    cdrflow load FILE --carrier C [--type T] register and load one file, print the outcome
     cdrflow files [--after ID] [--limit N]  what the registry holds
     cdrflow file ID                         one file with its processing log
     cdrflow demo                            the main job on the embedded defaults
@@ -93,6 +95,72 @@ def cmd_register(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def cmd_parse(args: argparse.Namespace) -> int:
+    import json
+
+    from cdrflow.formats.base import ParseOptions
+    from cdrflow.loader import validated_chunks
+
+    mapping = None
+    if args.mapping:
+        from cdrflow.formats.mapped import load_mapping
+
+        mapping = load_mapping(Path(args.mapping))
+    options = ParseOptions(timezone=args.timezone, encoding=args.encoding, mapping=mapping)
+    out = sys.stdout
+    calls = rejected = 0
+    summaries = []
+    try:
+        stream = open(args.file, "rb")
+    except OSError as exc:
+        raise CdrflowError(f"cannot read {args.file}: {exc.strerror}") from None
+    with stream:
+        for i, chunk in enumerate(validated_chunks(stream, args.type, options)):
+            frame = chunk.calls.drop(columns=["raw_text"])
+            calls += len(frame)
+            rejected += len(chunk.rejected)
+            summaries.append(chunk.summary)
+            if args.output == "jsonl":
+                for record in json.loads(frame.to_json(orient="records", date_format="iso")):
+                    record["extras"] = json.loads(record["extras"] or "{}")
+                    out.write(json.dumps(record) + "\n")
+            else:
+                frame.to_csv(out, index=False, header=(i == 0))
+            for p in chunk.rejected:
+                print(f"rejected line {p.line_number}: {', '.join(p.reasons)}: {p.raw_text!r}", file=sys.stderr)
+    from cdrflow.loader import _validator
+
+    validation = _validator()
+    if validation is not None and any(summaries):
+        print(validation.format_summary(validation.merge_summaries([s for s in summaries if s])),
+              file=sys.stderr)
+    print(f"{calls} calls, {rejected} rejected rows", file=sys.stderr)
+    return 0
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    from cdrflow.processing import process_file
+    from cdrflow.registry import register_file
+
+    engine, store = _engine(), _store()
+    from cdrflow import migrations
+
+    migrations.upgrade(engine, settings.SQL_DIR)
+    reg = register_file(engine, store, args.file, file_name=Path(args.file).name, carrier=args.carrier,
+                        file_source=args.source, file_type=args.type,
+                        source_uri=Path(args.file).resolve().as_uri())
+    if reg.is_duplicate:
+        print(f"file {reg.file_id}: duplicate of file {reg.duplicate_of} (same SHA1 {reg.sha1}); not loaded")
+        return 0
+    result = process_file(engine, store, reg.file_id, progress=lambda m: print(m, file=sys.stderr))
+    print(f"file {result.file_id}: {result.status}: {result.lines} lines, {result.loaded} calls loaded, "
+          f"{result.rejected} rejected, {result.duplicates} duplicates ({result.seconds:.1f}s)")
+    if result.status != "loaded":
+        print(result.message, file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_files(args: argparse.Namespace) -> int:
     from cdrflow.registry import list_files
     from cdrflow.tables import render
@@ -159,6 +227,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--billrun")
     p.add_argument("--notes")
     p.set_defaults(func=cmd_register)
+
+    p = sub.add_parser("parse", help="dry run: print canonical rows and the validation summary")
+    p.add_argument("file")
+    p.add_argument("--type", required=True, help="asterisk_csv, kazoo_json, freeswitch_csv, "
+                   "telnyx_csv, billing_feed_csv or mapped")
+    p.add_argument("--mapping", help="mapping YAML for --type mapped")
+    p.add_argument("--timezone", default="UTC", help="time zone of local timestamps in the file")
+    p.add_argument("--encoding", default="utf-8")
+    p.add_argument("--output", choices=["csv", "jsonl"], default="csv")
+    p.set_defaults(func=cmd_parse)
+
+    p = sub.add_parser("load", help="register one file and load it into the warehouse")
+    p.add_argument("file")
+    p.add_argument("--carrier", required=True)
+    p.add_argument("--type", help="file type (default: the carrier's)")
+    p.add_argument("--source", default="upload")
+    p.set_defaults(func=cmd_load)
 
     p = sub.add_parser("files", help="list registered files")
     p.add_argument("--after", type=int, default=0, help="only ids above this")

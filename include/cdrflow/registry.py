@@ -86,11 +86,11 @@ def _store_source(store: RawStore, source: BinaryIO | str | os.PathLike, file_na
 _INSERT_COLUMNS = """
     file_name, stored_file_id, file_source, carrier, file_type, billing, daily, billrun, notes,
     mail_message, mail_from, mail_to, mail_subject, file_path, original_hash, file_size, source_uri,
-    status, duplicate_of, processing_log"""
+    parent_id, status, duplicate_of, processing_log"""
 _INSERT_VALUES = """
     :file_name, :stored_file_id, :file_source, :carrier, :file_type, :billing, :daily, :billrun,
     :notes, :mail_message, :mail_from, :mail_to, :mail_subject, :file_path, :original_hash,
-    :file_size, :source_uri"""
+    :file_size, :source_uri, :parent_id"""
 
 _INSERT_ORIGINAL = text(f"""
 INSERT INTO cdr_files ({_INSERT_COLUMNS})
@@ -122,6 +122,7 @@ def register_file(
     notes: str | None = None,
     mail: MailFields | None = None,
     source_uri: str | None = None,
+    parent_id: int | None = None,
 ) -> Registration:
     """Store the bytes of ``source`` and record them in ``cdr_files``.
 
@@ -154,8 +155,11 @@ def register_file(
         "original_hash": blob.sha1,
         "file_size": blob.size,
         "source_uri": source_uri,
+        "parent_id": parent_id,
         "log": log_line(f"registered {file_name!r} from {file_source}"
-                        f"{' ' + source_uri if source_uri else ''}: sha1={blob.sha1} size={blob.size}"),
+                        f"{' ' + source_uri if source_uri else ''}"
+                        f"{f' (member of file {parent_id})' if parent_id else ''}: "
+                        f"sha1={blob.sha1} size={blob.size}"),
     }
     with engine.begin() as conn:
         file_id = conn.execute(_INSERT_ORIGINAL, params).scalar()

@@ -1,0 +1,220 @@
+"""Loading registered files into the warehouse: exactly once, all or nothing, bad input kept."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import io
+import zipfile
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import text
+
+from cdrflow import carriers, generate
+from cdrflow.formats import arrow_text
+from cdrflow.loader import FileBusy, load_file
+from cdrflow.processing import process_file
+from cdrflow.registry import register_file
+
+ROW = ('"acct1","+15551230001","+442071230001","from-trunk","""Alice"" <+15551230001>","SIP/a-1",'
+       '"SIP/b-1","Dial","SIP/b,60","2026-11-01 09:00:00","2026-11-01 09:00:05","2026-11-01 09:01:05",'
+       '"65","60","ANSWERED","DOCUMENTATION","{uid}",""\n')
+
+
+def rows(*uids: str) -> bytes:
+    return "".join(ROW.format(uid=u) for u in uids).encode()
+
+
+@pytest.fixture
+def acme(engine) -> str:
+    with engine.begin() as conn:
+        carriers.upsert(conn, carriers.Carrier(code="acme", name="ACME", file_type="asterisk_csv",
+                                               config={"timezone": "America/New_York"}))
+    return "acme"
+
+
+def register(engine, store, data: bytes, name: str = "Master.csv", carrier: str = "acme"):
+    return register_file(engine, store, io.BytesIO(data), file_name=name, carrier=carrier, file_source="sftp")
+
+
+def q(engine, sql, **params):
+    with engine.connect() as conn:
+        return conn.execute(text(sql), params).all()
+
+
+def test_a_file_loads_its_calls_in_utc_with_counts_and_extras(engine, store, acme):
+    data = generate.asterisk_bytes(500, seed=11)
+    reg = register(engine, store, data)
+    result = load_file(engine, store, reg.file_id)
+    assert (result.status, result.lines, result.loaded, result.rejected, result.duplicates) == (
+        "loaded", 500, 500, 0, 0)
+    (f,) = q(engine, "SELECT status, lines, calls_loaded, calls_rejected, calls_duplicate, "
+                     "file_processed_stamp, processing_log FROM cdr_files WHERE id = :i", i=reg.file_id)
+    assert (f.status, f.lines, f.calls_loaded, f.calls_rejected, f.calls_duplicate) == ("loaded", 500, 500, 0, 0)
+    assert f.file_processed_stamp is not None and "500 calls loaded" in f.processing_log
+    first = data.split(b"\n")[0].decode().split('","')
+    (call,) = q(engine, "SELECT carrier_call_id, start_time AT TIME ZONE 'UTC' AS start_utc, duration_seconds, "
+                        "billing_seconds, caller_number, extras, file_id, line_number FROM calls "
+                        "WHERE carrier_call_id = :id", id=first[16])
+    local = datetime.strptime(first[9], "%Y-%m-%d %H:%M:%S").replace(tzinfo=ZoneInfo("America/New_York"))
+    assert call.start_utc == local.astimezone(UTC).replace(tzinfo=None)  # the file's local time, in UTC
+    assert (call.duration_seconds, call.billing_seconds) == (int(first[12]), int(first[13]))
+    assert call.caller_number == first[1] and call.file_id == reg.file_id and call.line_number == 1
+    assert call.extras["channel"] == first[5] and call.extras["lastapp"] == "Dial"
+    assert q(engine, "SELECT sum(calls) FROM call_days WHERE carrier = 'acme'")[0][0] == 500
+
+
+def test_the_same_call_in_two_files_is_one_call(engine, store, acme):
+    first = register(engine, store, rows("u1", "u2", "u3"), "day1.csv")
+    second = register(engine, store, rows("u2", "u3", "u4", "u4"), "day1-corrected.csv")
+    load_file(engine, store, first.file_id)
+    result = load_file(engine, store, second.file_id)
+    assert (result.loaded, result.duplicates) == (1, 3)  # u2, u3 from file 1; u4 twice in file 2
+    assert q(engine, "SELECT count(*) FROM calls")[0][0] == 4
+    assert q(engine, "SELECT calls FROM call_days")[0][0] == 4
+
+
+def test_repeats_across_chunks_of_one_file_are_found(engine, store, acme, monkeypatch):
+    monkeypatch.setattr(arrow_text, "BLOCK_BYTES", 2048)  # a chunk every few lines
+    monkeypatch.setattr("cdrflow.formats.asterisk_csv.iter_blocks",
+                        lambda stream, options: arrow_text.iter_blocks(stream, options, 2048))
+    uids = [f"u{i}" for i in range(40)]
+    reg = register(engine, store, rows(*uids) + rows(*uids[:10]))  # the first 10 again at the end
+    result = load_file(engine, store, reg.file_id)
+    assert (result.lines, result.loaded, result.duplicates) == (50, 40, 10)
+    assert q(engine, "SELECT count(*) FROM calls")[0][0] == 40
+
+
+def test_loading_again_changes_nothing(engine, store, acme):
+    reg = register(engine, store, rows("a", "b"))
+    load_file(engine, store, reg.file_id)
+    before = q(engine, "SELECT id, carrier_call_id, loaded_at FROM calls ORDER BY id")
+    with pytest.raises(FileBusy, match="not in a loadable status"):
+        load_file(engine, store, reg.file_id)
+    again = register(engine, store, rows("a", "b"), "resent.csv")
+    assert again.is_duplicate
+    assert q(engine, "SELECT id, carrier_call_id, loaded_at FROM calls ORDER BY id") == before
+
+
+def test_a_crash_midway_leaves_the_warehouse_unchanged_and_the_file_rerunnable(engine, store, acme, monkeypatch):
+    import cdrflow.loader as loader
+
+    reg = register(engine, store, rows(*[f"c{i}" for i in range(30)]))
+    real = loader._copy_payload
+    calls = {"n": 0}
+
+    def crash_on_second(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("worker killed")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loader, "_copy_payload", crash_on_second)
+    monkeypatch.setattr("cdrflow.formats.asterisk_csv.iter_blocks",
+                        lambda stream, options: arrow_text.iter_blocks(stream, options, 1024))
+    with pytest.raises(RuntimeError, match="worker killed"):
+        load_file(engine, store, reg.file_id)
+    assert q(engine, "SELECT count(*) FROM calls")[0][0] == 0
+    assert q(engine, "SELECT status, revision_number FROM cdr_files WHERE id = :i", i=reg.file_id)[0] == ("received", 1)
+    monkeypatch.setattr(loader, "_copy_payload", real)
+    assert load_file(engine, store, reg.file_id).loaded == 30
+
+
+def test_too_many_bad_rows_fail_the_whole_file_and_keep_them_in_quarantine(engine, store, acme):
+    good = rows(*[f"g{i}" for i in range(18)])
+    bad = b'"acct1","+1555","+44"\n' + ROW.format(uid="x").replace("2026-11-01 09:00:00", "2026-13-01 09:00:00").encode()
+    reg = register(engine, store, good + bad)
+    result = load_file(engine, store, reg.file_id)
+    assert result.status == "failed" and result.loaded == 0 and result.rejected == 2
+    assert q(engine, "SELECT count(*) FROM calls")[0][0] == 0
+    quarantined = q(engine, "SELECT line_number, raw_text, reasons FROM rejected_rows ORDER BY line_number")
+    assert [(r.line_number, r.reasons) for r in quarantined] == [
+        (19, ["parse:column_count:expected 18, got 3"]),
+        (20, ["parse:start_time:unparseable '2026-13-01 09:00:00'"])]
+    assert quarantined[0].raw_text == '"acct1","+1555","+44"'
+    (log_text,) = q(engine, "SELECT processing_log FROM cdr_files WHERE id = :i", i=reg.file_id)[0]
+    assert "2 of 20 lines rejected (10.0% > threshold 5%); nothing loaded" in log_text
+    assert "line 19: ['parse:column_count:expected 18, got 3']" in log_text
+
+    with engine.begin() as conn:  # the operator accepts this carrier's quality and re-runs the file
+        carriers.upsert(conn, carriers.Carrier(code="acme", name="ACME", file_type="asterisk_csv",
+                                               reject_threshold=0.2, config={"timezone": "America/New_York"}))
+    again = load_file(engine, store, reg.file_id)
+    assert (again.status, again.loaded, again.rejected) == ("loaded", 18, 2)
+    assert q(engine, "SELECT count(*) FROM rejected_rows")[0][0] == 2  # not twice
+
+
+@pytest.mark.parametrize("data, reason", [
+    (b"", "empty file"),
+    (bytes(range(256)) * 8, "binary data"),
+    (b'[{"call_id": "x"}]\n', "this is JSON"),
+    (b"just some words\nand more words\n", "not an Asterisk Master.csv"),
+])
+def test_unusable_files_are_rejected_with_a_reason_and_kept(engine, store, acme, data, reason):
+    reg = register(engine, store, data, "bad.csv")
+    result = load_file(engine, store, reg.file_id)
+    assert result.status == "rejected" and reason in result.message
+    (f,) = q(engine, "SELECT status, processing_log, file_size FROM cdr_files WHERE id = :i", i=reg.file_id)
+    assert f.status == "rejected" and reason in f.processing_log and f.file_size == len(data)
+    with store.open(register(engine, store, data, "again.csv").file_path.rsplit("/raw/", 1)[1]) as blob:
+        assert blob.read() == data  # the bytes are kept
+
+
+def test_odd_but_valid_lines_load_and_bad_bytes_survive_flagged(engine, store, acme):
+    crlf = ROW.format(uid="crlf").replace("\n", "\r\n").encode()
+    quoted = ROW.format(uid="q").replace('"Dial"', '"Dial, then ""Hangup"""').encode()
+    latin = ROW.format(uid="lat").replace("DOCUMENTATION", "DOC\u00c9").encode("latin-1")  # not UTF-8
+    truncated = ROW.format(uid="t")[:60].encode()  # a last line cut short, no newline
+    reg = register(engine, store, b"\xef\xbb\xbf" + crlf + quoted + latin + truncated)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE carriers SET reject_threshold = 0.5"))
+    result = load_file(engine, store, reg.file_id)
+    assert (result.status, result.loaded, result.rejected) == ("loaded", 3, 1)
+    by_id = {r.carrier_call_id: r for r in q(engine, "SELECT carrier_call_id, extras FROM calls")}
+    assert by_id["q"].extras["lastapp"] == 'Dial, then "Hangup"'
+    assert by_id["lat"].extras["amaflags"] == "DOC\ufffd"
+    assert base64.b64decode(by_id["lat"].extras["_invalid_bytes_b64"]).endswith(b'"lat",""')
+    (bad,) = q(engine, "SELECT line_number, reasons FROM rejected_rows")
+    assert bad.line_number == 4 and bad.reasons[0].startswith("parse:column_count")
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buffer.getvalue()
+
+
+def test_a_zip_is_unpacked_into_files_of_their_own(engine, store, acme):
+    archive = _zip({"day1/a.csv": rows("z1", "z2"), "../../etc/b.csv": rows("z3")})
+    reg = register(engine, store, archive, "cdrs.zip")
+    assert process_file(engine, store, reg.file_id).status == "loaded"
+    files = q(engine, "SELECT id, file_name, status, parent_id, calls_loaded FROM cdr_files ORDER BY id")
+    assert [(f.file_name, f.status, f.parent_id, f.calls_loaded) for f in files] == [
+        ("cdrs.zip", "loaded", None, None), ("a.csv", "loaded", reg.file_id, 2), ("b.csv", "loaded", reg.file_id, 1)]
+    (log_text,) = q(engine, "SELECT processing_log FROM cdr_files WHERE id = :i", i=reg.file_id)[0]
+    assert "member name '../../etc/b.csv' is not a plain file name" in log_text
+    # the same member arriving later on its own is a duplicate of the unpacked one
+    assert register(engine, store, rows("z3"), "b.csv").duplicate_of == files[2].id
+
+
+def test_a_gzip_file_is_unpacked_and_loaded(engine, store, acme):
+    reg = register(engine, store, gzip.compress(rows("g1", "g2")), "Master.csv.gz")
+    process_file(engine, store, reg.file_id)
+    assert q(engine, "SELECT file_name, status FROM cdr_files WHERE parent_id = :i", i=reg.file_id) == [
+        ("Master.csv", "loaded")]
+    assert q(engine, "SELECT count(*) FROM calls")[0][0] == 2
+
+
+def test_a_zip_bomb_is_rejected_before_anything_is_written(engine, store, acme, tmp_path):
+    bomb = _zip({"huge.csv": b"0" * (50 << 20)})  # 50 MB of zeros deflate to ~50 KB (ratio ~1000)
+    reg = register(engine, store, bomb, "bomb.zip")
+    result = process_file(engine, store, reg.file_id)
+    assert result.status == "rejected" and "decompression bomb" in result.message
+    assert q(engine, "SELECT count(*) FROM cdr_files WHERE parent_id = :i", i=reg.file_id)[0][0] == 0
+    (f,) = q(engine, "SELECT status, processing_log FROM cdr_files WHERE id = :i", i=reg.file_id)
+    assert f.status == "rejected" and "decompression bomb" in f.processing_log
+    assert not list((tmp_path / "raw" / "tmp").glob("*"))  # no partial member left behind
