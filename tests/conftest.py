@@ -124,3 +124,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120)
     full_env = {**os.environ, **(env or {})}
     exe = shutil.which("cdrflow", path=str(Path(sys.executable).parent)) or "cdrflow"
     return subprocess.run([exe, *args], capture_output=True, text=True, env=full_env, timeout=timeout)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_SESSION_DIR, ignore_errors=True)
