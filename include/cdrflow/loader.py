@@ -69,6 +69,31 @@ def _validator() -> Callable[..., Any] | None:
     return validation
 
 
+@dataclass
+class _Batch:
+    """A chunk ready for the writer: COPY payloads per month partition, built by the main
+    thread so that the writer thread does nothing but talk to PostgreSQL."""
+
+    frame: pd.DataFrame
+    maybe_seen: np.ndarray  # rows whose key may repeat an earlier chunk of this file
+    day: pd.Series  # UTC day of each row
+    day_key: dict  # day -> 'YYYY-MM-DD'
+    per_day: dict[str, int]
+    payloads: list[tuple[str, int, bytes]]  # (YYYY-MM, rows, COPY csv)
+
+    @classmethod
+    def prepare(cls, frame: pd.DataFrame, maybe_seen: np.ndarray, carrier: str, file_id: int) -> _Batch:
+        day = frame["start_time"].dt.floor("D")
+        day_key = {d: d.strftime("%Y-%m-%d") for d in day.unique()}  # a handful of days
+        per_day = {day_key[d]: int(n) for d, n in day.value_counts().items()}
+        payloads = []
+        for month in sorted({k[:7] for k in day_key.values()}):
+            part = frame[day.isin([d for d, k in day_key.items() if k.startswith(month)]).to_numpy()]
+            if len(part):
+                payloads.append((month, len(part), _copy_payload(part, carrier, file_id)))
+        return cls(frame, maybe_seen, day, day_key, per_day, payloads)
+
+
 class _Writer(threading.Thread):
     """Owns the database connection while loading: key lookups and COPYs, chunk by chunk.
 
@@ -80,7 +105,7 @@ class _Writer(threading.Thread):
     def __init__(self, raw_conn, carrier: str, file_id: int):
         super().__init__(daemon=True)
         self.conn, self.carrier, self.file_id = raw_conn, carrier, file_id
-        self.inbox: queue.Queue[tuple[pd.DataFrame, np.ndarray] | None] = queue.Queue(maxsize=1)
+        self.inbox: queue.Queue[_Batch | None] = queue.Queue(maxsize=1)
         self.loaded = 0
         self.duplicates = 0
         self.per_day: dict[str, int] = {}
@@ -90,8 +115,8 @@ class _Writer(threading.Thread):
 
     def run(self) -> None:
         try:
-            while (item := self.inbox.get()) is not None:
-                self._write(*item)
+            while (batch := self.inbox.get()) is not None:
+                self._write(batch)
         except BaseException as exc:  # handed to the main thread, which rolls back
             self.error = exc
             while self.inbox.get() is not None:  # drain so the producer never blocks
@@ -124,33 +149,29 @@ class _Writer(threading.Thread):
             self.partitions[month_key] = cur.fetchone()[0]
         return self.partitions[month_key]
 
-    def _write(self, frame: pd.DataFrame, maybe_seen: np.ndarray) -> None:
+    def _write(self, batch: _Batch) -> None:
+        frame, day = batch.frame, batch.day
         with self.conn.cursor() as cur:
-            day = frame["start_time"].dt.floor("D")
-            day_key = {d: d.strftime("%Y-%m-%d") for d in day.unique()}  # a handful of days
-            busy = self._days_with_calls(cur, sorted(day_key.values()))
-            check = maybe_seen
+            busy = self._days_with_calls(cur, sorted(batch.day_key.values()))
+            check = batch.maybe_seen
             if busy:
-                check = check | day.isin([d for d, k in day_key.items() if k in busy]).to_numpy()
+                check = check | day.isin([d for d, k in batch.day_key.items() if k in busy]).to_numpy()
             if check.any():
                 existing = np.zeros(len(frame), dtype=bool)
                 existing[check] = self._existing(cur, frame[check])
-                self.duplicates += int(existing.sum())
-                frame, day = frame[~existing], day[~existing]
-            if frame.empty:
-                return
-            for d, count in day.value_counts().items():
-                self.per_day[day_key[d]] = self.per_day.get(day_key[d], 0) + int(count)
-            for month in sorted({k[:7] for k in day_key.values()}):
-                part = frame[day.isin([d for d, k in day_key.items() if k.startswith(month)]).to_numpy()]
-                if part.empty:
-                    continue
+                if existing.any():  # rare: rebuild the payloads without those rows
+                    self.duplicates += int(existing.sum())
+                    batch = _Batch.prepare(frame[~existing], batch.maybe_seen[~existing],
+                                           self.carrier, self.file_id)
+            for day_key, count in batch.per_day.items():
+                self.per_day[day_key] = self.per_day.get(day_key, 0) + count
+            for month, rows, payload in batch.payloads:
                 cur.copy_expert(
                     pgsql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv)").format(
                         pgsql.Identifier(self._partition(cur, month)),
                         pgsql.SQL(", ").join(map(pgsql.Identifier, CALL_COLUMNS))),
-                    io.BytesIO(_copy_payload(part, self.carrier, self.file_id)), size=1 << 20)
-                self.loaded += len(part)
+                    io.BytesIO(payload), size=1 << 20)
+                self.loaded += rows
 
     def record_days(self) -> None:
         """Add this file's calls to call_days (same transaction as the calls)."""
@@ -215,7 +236,12 @@ def _copy_payload(frame: pd.DataFrame, carrier: str, file_id: int) -> bytes:
     # faster and read back as UTC because the loading transaction runs with TimeZone = UTC.
     for i, column in enumerate(table.schema):
         if pa.types.is_timestamp(column.type) and column.type.tz is not None:
-            table = table.set_column(i, column.name, table.column(i).cast(pa.timestamp("us")))
+            naive = table.column(i).cast(pa.timestamp("us"))
+            try:  # whole seconds (the usual case) make shorter text for PostgreSQL to parse
+                naive = naive.cast(pa.timestamp("s"), safe=True)
+            except pa.ArrowInvalid:
+                pass
+            table = table.set_column(i, column.name, naive)
     table = table.add_column(0, "file_id", pa.array(np.full(n, file_id, dtype=np.int64)))
     table = table.add_column(0, "carrier", pa.array([carrier] * n, pa.string()))
     buffer = io.BytesIO()
@@ -360,7 +386,7 @@ def _load(dbapi, store, file_id, file_name, carrier, file_type, key, options, sa
                 if writer.error:
                     break
                 if len(frame):
-                    writer.inbox.put((frame, candidates))
+                    writer.inbox.put(_Batch.prepare(frame, candidates, carrier.code, file_id))
                 if time.perf_counter() - last_report > 10:
                     last_report = time.perf_counter()
                     say(f"file {file_id} {file_name}: {result.lines} lines read, "

@@ -83,12 +83,20 @@ class AsteriskCsvParser:
             raise FormatError("empty file")
 
 
+def _fields(line: str) -> list[str]:
+    """One line split as CSV; a line the csv module cannot read counts as no fields."""
+    try:
+        return next(csv.reader([line]), [])
+    except csv.Error:
+        return []
+
+
 def _detect_width(first_lines: list[str]) -> int:
     """The file's column count (16 to 21), from its first lines."""
     sample = [line for line in first_lines if line.strip()]
     if sample and sample[0].lstrip().startswith(("{", "[")):
         raise FormatError("this is JSON, not an Asterisk Master.csv (wrong type for the file?)")
-    widths = [len(row) for row in csv.reader(sample)]
+    widths = [len(_fields(line)) for line in sample]
     fitting = [w for w in widths if _MIN <= w <= _MAX]
     if not fitting:
         raise FormatError(f"not an Asterisk Master.csv: the first lines have {sorted(set(widths))} "
@@ -143,7 +151,7 @@ def _careful(lines: list[tuple[int, bytes]], width: int, options: ParseOptions
             text, valid = raw.decode(options.encoding), True
         except UnicodeDecodeError:
             text, valid = raw.decode(options.encoding, errors="replace"), False
-        fields = next(csv.reader([text]), [])
+        fields = _fields(text)
         if len(fields) != width:
             problems.append(RowProblem(number, text, [f"parse:column_count:expected {width}, got {len(fields)}"],
                                        None if valid else raw))
