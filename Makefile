@@ -35,6 +35,7 @@ airflow: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/register_memory.py
+	$(BIN)/python bench/load_asterisk.py
 
 # Re-resolve requirements.in into the fully pinned requirements.txt.
 requirements:
