@@ -287,6 +287,7 @@ class CheckedChunk:
     rejected: list[RowProblem]  # rows that did not, with reasons
     summary: list  # validation summary of this chunk (empty without a validator)
     lines: int  # records read in this chunk
+    repeats: int = 0  # records that repeat an earlier record of the chunk (same call id and start)
 
 
 def options_for(carrier: carriers.Carrier, file_type: str) -> ParseOptions:
@@ -313,6 +314,11 @@ def validated_chunks(stream: BinaryIO, file_type: str, options: ParseOptions) ->
     stream = stream if hasattr(stream, "peek") else io.BufferedReader(stream)
     for chunk in get_parser(file_type).parse(stream, options):
         frame, rejected, summary = chunk.calls, list(chunk.problems), []
+        # The same call delivered twice is a duplicate, not a broken row: drop exact repeats
+        # before the suite checks that call ids are unique within the file.
+        repeat = frame.duplicated(["carrier_call_id", "start_time"]).to_numpy()
+        if repeat.any():
+            frame = frame[~repeat]
         if validation is not None and len(frame):
             checked = validation.validate_chunk(frame, file_type)
             summary = checked.summary
@@ -321,7 +327,8 @@ def validated_chunks(stream: BinaryIO, file_type: str, options: ParseOptions) ->
                 rejected += [RowProblem(int(n), t, checked.bad_rows[int(n)])
                              for n, t in zip(frame["line_number"][bad], frame["raw_text"][bad])]
                 frame = frame[~bad]
-        yield CheckedChunk(frame, rejected, summary, len(chunk.calls) + len(chunk.problems))
+        yield CheckedChunk(frame, rejected, summary, len(chunk.calls) + len(chunk.problems),
+                           int(repeat.sum()))
 
 
 def load_file(engine: Engine, store: RawStore, file_id: int, *,
@@ -379,6 +386,7 @@ def _load(dbapi, store, file_id, file_name, carrier, file_type, key, options, sa
                 for p in chunk.rejected:
                     quarantine.add(p.line_number, p.raw_text, p.reasons, p.raw_bytes)
                 result.lines += chunk.lines
+                result.duplicates += chunk.repeats
                 if chunk.summary:
                     summaries.append(chunk.summary)
                 frame, candidates, repeats = seen.split(chunk.calls)

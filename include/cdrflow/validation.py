@@ -1,0 +1,158 @@
+"""Validation of canonical calls with Great Expectations (GX Core 1.x, inside the task).
+
+The suites are JSON files in ``include/cdrflow/expectations/``, reviewed like code: the
+canonical call (``canonical_call.json``) plus one file per format with its additions. A
+suite is built once per process and day (GX setup is slow; ``{now+1d}`` in a suite is the
+day after validation) and run on each chunk as a runtime DataFrame.
+
+Row-level results come from GX's unexpected-index output keyed by our ``line_number``
+column, so every rejected row is named with the expectations it failed, e.g.
+``expect_column_values_to_be_between(duration_seconds)``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import threading
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
+from pathlib import Path
+
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+SUITES = Path(__file__).resolve().parent / "expectations"
+_LOCK = threading.Lock()
+
+
+@dataclass
+class ValidationSummary:
+    expectation: str
+    success: bool
+    unexpected_count: int
+    column: str | None = None
+
+
+@dataclass
+class ChunkValidation:
+    bad_rows: dict[int, list[str]]  # line_number -> names of failed expectations
+    summary: list[ValidationSummary]
+
+
+def _camel(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
+def suite_config(file_type: str) -> list[dict]:
+    """The expectations for ``file_type``: the canonical call plus the format's own."""
+    entries = json.loads((SUITES / "canonical_call.json").read_text())["expectations"]
+    own = SUITES / f"{file_type}.json"
+    if own.exists():
+        entries = entries + json.loads(own.read_text())["expectations"]
+    return entries
+
+
+def expectation_name(entry: dict) -> str:
+    kwargs = entry["kwargs"]
+    columns = kwargs.get("column") or ",".join(v for k, v in kwargs.items() if k.startswith("column_"))
+    return f"{entry['type']}({columns})"
+
+
+# Timestamps are handed to GX as seconds since the epoch: its pandas engine compares datetime
+# values one by one in Python (about 5 s per million rows), numbers as whole columns.
+TIME_COLUMNS = ("start_time", "answer_time", "end_time")
+
+
+def _fill(value, today: date):
+    if value == "{now+1d}":
+        return (datetime.combine(today, datetime.min.time(), UTC) + timedelta(days=2)).timestamp()
+    if isinstance(value, str) and re.fullmatch(r"\d{4}-\d\d-\d\dT[\d:]+\+00:00", value):
+        return datetime.fromisoformat(value).timestamp()
+    return value
+
+
+@lru_cache(maxsize=16)
+def _columns(file_type: str) -> list[str]:
+    """The columns the suite looks at, plus line_number (GX hashes every column it is given)."""
+    used = {"line_number"}
+    for entry in suite_config(file_type):
+        used.update(v for k, v in entry["kwargs"].items() if k == "column" or k.startswith("column_"))
+    return sorted(used)
+
+
+def _view(frame: pd.DataFrame, file_type: str) -> pd.DataFrame:
+    view = frame[[c for c in _columns(file_type) if c in frame]]
+    epoch = pd.Timestamp(0, tz="UTC")
+    return view.assign(**{c: (view[c] - epoch).dt.total_seconds() for c in TIME_COLUMNS if c in view})
+
+
+@lru_cache(maxsize=16)
+def _validation_definition(file_type: str, today: date):
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = {"globally": False, "metric_calculations": False}
+    batch = context.data_sources.add_pandas(f"cdr_{file_type}").add_dataframe_asset("chunk") \
+        .add_batch_definition_whole_dataframe("whole")
+    suite = context.suites.add(gx.ExpectationSuite(name=f"cdrflow_{file_type}"))
+    names = []
+    for entry in suite_config(file_type):
+        kwargs = {k: _fill(v, today) for k, v in entry["kwargs"].items()}
+        suite.add_expectation(getattr(gxe, _camel(entry["type"]))(**kwargs))
+        names.append(expectation_name(entry))
+    definition = context.validation_definitions.add(
+        gx.ValidationDefinition(name=f"cdrflow_{file_type}", data=batch, suite=suite))
+    return definition
+
+
+def _name_of(result) -> str:
+    config = result.expectation_config
+    return expectation_name({"type": config.type, "kwargs": config.kwargs})
+
+
+def validate_chunk(frame: pd.DataFrame, file_type: str, *, now: datetime | None = None) -> ChunkValidation:
+    """Run the suite of ``file_type`` on a canonical frame."""
+    today = (now or datetime.now(UTC)).date()
+    with _LOCK:  # one GX context per process; its objects are not meant for concurrent use
+        definition = _validation_definition(file_type, today)
+        result = definition.run(
+            batch_parameters={"dataframe": _view(frame, file_type)},
+            result_format={"result_format": "COMPLETE", "unexpected_index_column_names": ["line_number"],
+                           "return_unexpected_index_query": False})
+    bad: dict[int, list[str]] = {}
+    summary = []
+    for r in result.results:
+        name = _name_of(r)
+        count = int(r.result.get("unexpected_count") or 0)
+        if r.exception_info and r.exception_info.get("raised_exception"):
+            raise RuntimeError(f"expectation {name} could not run: {r.exception_info.get('exception_message')}")
+        summary.append(ValidationSummary(name, bool(r.success), count, r.expectation_config.kwargs.get("column")))
+        for entry in r.result.get("unexpected_index_list") or []:
+            bad.setdefault(int(entry["line_number"]), []).append(name)
+    return ChunkValidation(bad, summary)
+
+
+def merge_summaries(parts: list[list[ValidationSummary]]) -> list[ValidationSummary]:
+    """Per-file totals from per-chunk summaries (expectation order kept)."""
+    merged: dict[str, ValidationSummary] = {}
+    for part in parts:
+        for s in part:
+            if s.expectation not in merged:
+                merged[s.expectation] = ValidationSummary(s.expectation, True, 0, s.column)
+            m = merged[s.expectation]
+            m.success = m.success and s.success
+            m.unexpected_count += s.unexpected_count
+    return list(merged.values())
+
+
+def format_summary(summary: list[ValidationSummary]) -> str:
+    """Lines for the processing log, one per expectation."""
+    return "".join(f"  {s.expectation}: {'ok' if s.success else f'FAILED for {s.unexpected_count} row(s)'}\n"
+                   for s in summary)
