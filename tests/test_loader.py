@@ -78,8 +78,6 @@ def test_the_same_call_in_two_files_is_one_call(engine, store, acme):
 
 def test_repeats_across_chunks_of_one_file_are_found(engine, store, acme, monkeypatch):
     monkeypatch.setattr(arrow_text, "BLOCK_BYTES", 2048)  # a chunk every few lines
-    monkeypatch.setattr("cdrflow.formats.asterisk_csv.iter_blocks",
-                        lambda stream, options: arrow_text.iter_blocks(stream, options, 2048))
     uids = [f"u{i}" for i in range(40)]
     reg = register(engine, store, rows(*uids) + rows(*uids[:10]))  # the first 10 again at the end
     result = load_file(engine, store, reg.file_id)
@@ -112,8 +110,7 @@ def test_a_crash_midway_leaves_the_warehouse_unchanged_and_the_file_rerunnable(e
         return real(*args, **kwargs)
 
     monkeypatch.setattr(loader, "_copy_payload", crash_on_second)
-    monkeypatch.setattr("cdrflow.formats.asterisk_csv.iter_blocks",
-                        lambda stream, options: arrow_text.iter_blocks(stream, options, 1024))
+    monkeypatch.setattr(arrow_text, "BLOCK_BYTES", 1024)
     with pytest.raises(RuntimeError, match="worker killed"):
         load_file(engine, store, reg.file_id)
     assert q(engine, "SELECT count(*) FROM calls")[0][0] == 0

@@ -31,10 +31,11 @@ class Block:
     lines: pa.Array  # every physical line of ``data`` (binary), for line numbers and raw text
 
 
-def iter_blocks(stream: BinaryIO, options: ParseOptions, block_bytes: int = BLOCK_BYTES
+def iter_blocks(stream: BinaryIO, options: ParseOptions, block_bytes: int | None = None
                 ) -> Iterator[Block | list[tuple[int, bytes]]]:
-    """Blocks of whole lines. A block that is not valid in ``options.encoding`` is handed out
+    """Blocks of whole lines (about ``BLOCK_BYTES`` each). A block that is not valid in ``options.encoding`` is handed out
     as a list of ``(line_number, raw_line)`` instead, for the caller's careful path."""
+    block_bytes = block_bytes or BLOCK_BYTES
     carry = b""
     line_no = 1
     first = True

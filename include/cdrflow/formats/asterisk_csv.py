@@ -23,17 +23,16 @@ peeraccount, linkedid, sequence) goes to extras under its Asterisk name.
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterator
 from typing import BinaryIO
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 
-from cdrflow.formats.arrow_text import Block, empty_to_null, integers, iter_blocks, json_objects, to_frame, to_utc
-from cdrflow.formats.base import Chunk, FormatError, ParseOptions, RowProblem, invalid_bytes_marker, looks_binary
+from cdrflow.formats.arrow_text import empty_to_null, integers, json_objects, to_frame, to_utc
+from cdrflow.formats.base import Chunk, FormatError, ParseOptions, RowProblem
+from cdrflow.formats.delimited import DelimitedText
 
 BASE_COLUMNS = ["accountcode", "src", "dst", "dcontext", "clid", "channel", "dstchannel",
                 "lastapp", "lastdata", "start", "answer", "end", "duration", "billsec",
@@ -51,121 +50,24 @@ class AsteriskCsvParser:
     name = "asterisk_csv"
 
     def parse(self, stream: BinaryIO, options: ParseOptions) -> Iterator[Chunk]:
-        head = stream.peek(4096)[:4096] if hasattr(stream, "peek") else b""
-        if looks_binary(head):
-            raise FormatError("binary data, not an Asterisk Master.csv text file")
-        width: int | None = None
-        seen_lines = False
-        for block in iter_blocks(stream, options):
-            if isinstance(block, list):  # bytes invalid in the encoding somewhere in this block
-                if not block:
-                    continue
-                seen_lines = True
-                if width is None:
-                    width = _detect_width([raw.decode(options.encoding, "replace") for _, raw in block[:20]])
-                columns, problems, markers = _careful(block, width, options)
-            else:
-                if len(block.lines) == 0:
-                    continue
-                seen_lines = True
-                if width is None:
-                    width = _detect_width([v.decode("utf-8") for v in block.lines.slice(0, 20).to_pylist()])
-                parsed = _fast(block, width)
-                if parsed is None:  # a record spanning lines or a skipped row we cannot place
-                    raws = [(block.first_line + i, v) for i, v in enumerate(block.lines.to_pylist()) if v.strip()]
-                    columns, problems, markers = _careful(raws, width, options)
-                else:
-                    columns, problems = parsed
-                    markers = None
-            calls, more = _canonical(columns, options, markers)
-            yield Chunk(calls=calls, problems=problems + more)
-        if not seen_lines:
-            raise FormatError("empty file")
+        reader = DelimitedText(what="an Asterisk Master.csv", width_check=_width)
+        _, blocks = reader.read(stream, options)
+        for rows in blocks:
+            width = len(rows.columns) - 2
+            columns = {ALL_COLUMNS[i]: rows.columns[f"c{i}"] for i in range(width)}
+            columns["line_number"] = rows.columns["line_number"]
+            columns["raw_text"] = rows.columns["raw_text"]
+            calls, more = _canonical(columns, options, rows.invalid_bytes)
+            yield Chunk(calls=calls, problems=rows.problems + more)
 
 
-def _fields(line: str) -> list[str]:
-    """One line split as CSV; a line the csv module cannot read counts as no fields."""
-    try:
-        return next(csv.reader([line]), [])
-    except csv.Error:
-        return []
-
-
-def _detect_width(first_lines: list[str]) -> int:
+def _width(widths: list[int]) -> int:
     """The file's column count (16 to 21), from its first lines."""
-    sample = [line for line in first_lines if line.strip()]
-    if sample and sample[0].lstrip().startswith(("{", "[")):
-        raise FormatError("this is JSON, not an Asterisk Master.csv (wrong type for the file?)")
-    widths = [len(_fields(line)) for line in sample]
     fitting = [w for w in widths if _MIN <= w <= _MAX]
     if not fitting:
         raise FormatError(f"not an Asterisk Master.csv: the first lines have {sorted(set(widths))} "
                           f"columns, a Master.csv line has {_MIN} to {_MAX}")
     return max(set(fitting), key=fitting.count)
-
-
-def _read(data: bytes, width: int, threads: bool, bad: dict[int | None, tuple[int, str]]) -> pa.Table:
-    def handler(row) -> str:
-        bad[row.number] = (row.actual_columns, row.text)
-        return "skip"
-
-    names = ALL_COLUMNS[:width]
-    return pacsv.read_csv(
-        pa.py_buffer(data),
-        read_options=pacsv.ReadOptions(column_names=names, use_threads=threads),
-        parse_options=pacsv.ParseOptions(invalid_row_handler=handler),
-        convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
-                                             strings_can_be_null=False, quoted_strings_can_be_null=False))
-
-
-def _fast(block: Block, width: int) -> tuple[dict[str, pa.Array], list[RowProblem]] | None:
-    bad: dict[int | None, tuple[int, str]] = {}
-    try:
-        table = _read(block.data, width, True, bad)
-        if None in bad:  # multi-threaded parsing does not know row numbers: parse again in order
-            bad.clear()
-            table = _read(block.data, width, False, bad)
-    except pa.ArrowInvalid:
-        return None
-    lengths = pc.binary_length(block.lines).to_numpy(zero_copy_only=False)
-    present = np.flatnonzero(lengths > 0)
-    bad_index = np.array(sorted(n - 1 for n in bad), dtype=np.int64)
-    keep = np.setdiff1d(present, bad_index, assume_unique=True)
-    if len(keep) != table.num_rows:
-        return None
-    problems = [RowProblem(block.first_line + n - 1, text,
-                           [f"parse:column_count:expected {width}, got {count}"])
-                for n, (count, text) in sorted(bad.items())]
-    columns = {name: table[name].combine_chunks() for name in table.column_names}
-    columns["line_number"] = pa.array(keep + block.first_line, pa.int64())
-    columns["raw_text"] = pc.cast(block.lines.take(pa.array(keep)), pa.string())
-    return columns, problems
-
-
-def _careful(lines: list[tuple[int, bytes]], width: int, options: ParseOptions
-             ) -> tuple[dict[str, pa.Array], list[RowProblem], dict[int, str]]:
-    """Line by line: for blocks with bytes invalid in the encoding, or records that span lines."""
-    rows, numbers, texts, problems, markers = [], [], [], [], {}
-    for number, raw in lines:
-        try:
-            text, valid = raw.decode(options.encoding), True
-        except UnicodeDecodeError:
-            text, valid = raw.decode(options.encoding, errors="replace"), False
-        fields = _fields(text)
-        if len(fields) != width:
-            problems.append(RowProblem(number, text, [f"parse:column_count:expected {width}, got {len(fields)}"],
-                                       None if valid else raw))
-            continue
-        if not valid:
-            markers[len(rows)] = invalid_bytes_marker(raw)
-        rows.append(fields)
-        numbers.append(number)
-        texts.append(text)
-    names = ALL_COLUMNS[:width]
-    columns = {name: pa.array([r[i] for r in rows], pa.string()) for i, name in enumerate(names)}
-    columns["line_number"] = pa.array(numbers, pa.int64())
-    columns["raw_text"] = pa.array(texts, pa.string())
-    return columns, problems, markers
 
 
 def _canonical(cols: dict[str, pa.Array], options: ParseOptions, markers: dict[int, str] | None):

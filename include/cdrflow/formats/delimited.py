@@ -1,0 +1,186 @@
+"""Delimited text (CSV and its cousins) read on Arrow, with exact line numbers and problems.
+
+Every text format with a delimiter goes through :class:`DelimitedText`: the file is read in
+blocks of whole lines (:func:`~cdrflow.formats.arrow_text.iter_blocks`), each block parsed by
+``pyarrow.csv`` straight from bytes into string columns ``c0, c1, ...``. Rows whose column
+count is wrong become :class:`RowProblem` objects with their physical line numbers; header,
+skipped and comment lines are dropped. Blocks that are not valid in the file's encoding, or
+hold a quoted value spanning lines, take a careful line-by-line path with the csv module.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from cdrflow.formats.arrow_text import Block, iter_blocks
+from cdrflow.formats.base import FormatError, ParseOptions, RowProblem, invalid_bytes_marker, looks_binary
+
+
+@dataclass
+class Rows:
+    """One block's records: string columns c0..c{width-1} plus line_number and raw_text."""
+
+    columns: dict[str, pa.Array]
+    problems: list[RowProblem]
+    invalid_bytes: dict[int, str] = field(default_factory=dict)  # row index -> base64 of the raw line
+
+    def __len__(self) -> int:
+        return len(self.columns["line_number"])
+
+
+@dataclass
+class DelimitedText:
+    delimiter: str = ","
+    quotechar: str | None = '"'
+    header: bool = False
+    header_prefix: str = ""  # e.g. ':' when the header line is marked (CGRateS)
+    skip_lines: int = 0  # lines before the header / first record
+    comment_prefix: str | None = None
+    what: str = "a CSV file"  # the layout, for messages
+    width_check: Callable[[list[int]], int] | None = None  # picks the width from the first lines
+
+    def names(self, width: int) -> list[str]:
+        return [f"c{i}" for i in range(width)]
+
+    def fields(self, line: str) -> list[str]:
+        """One line split with this dialect; a line the csv module cannot read has no fields."""
+        try:
+            return next(csv.reader([line], delimiter=self.delimiter, quotechar=self.quotechar or "\x00",
+                                   quoting=csv.QUOTE_MINIMAL if self.quotechar else csv.QUOTE_NONE), [])
+        except csv.Error:
+            return []
+
+    def read(self, stream: BinaryIO, options: ParseOptions) -> tuple[list[str] | None, Iterator[Rows]]:
+        """The header's names (or None) and the blocks of records."""
+        head = stream.peek(4096)[:4096] if hasattr(stream, "peek") else b""
+        if looks_binary(head):
+            raise FormatError(f"binary data, not {self.what}")
+        blocks = iter_blocks(stream, options)
+        state: dict = {"header": None, "width": None, "first": None}
+        first_block = next(blocks, None)
+        if first_block is None:
+            raise FormatError("empty file")
+        self._start(first_block, options, state)
+        return state["header"], self._rows(first_block, blocks, options, state)
+
+    def _lines_of(self, block) -> list[tuple[int, str]]:
+        if isinstance(block, list):
+            return [(n, raw.decode("utf-8", "replace")) for n, raw in block[:40]]
+        texts = [v.decode("utf-8") for v in block.lines.slice(0, 40).to_pylist()]
+        return [(block.first_line + i, t) for i, t in enumerate(texts)]
+
+    def _ignored(self, number: int, text: str, state: dict) -> bool:
+        return (number <= self.skip_lines or (state["first"] is not None and number < state["first"])
+                or not text.strip()
+                or bool(self.comment_prefix and text.startswith(self.comment_prefix)))
+
+    def _start(self, block, options: ParseOptions, state: dict) -> None:
+        lines = [(n, t) for n, t in self._lines_of(block)
+                 if n > self.skip_lines and t.strip()
+                 and not (self.comment_prefix and t.startswith(self.comment_prefix))]
+        if not lines:
+            raise FormatError("no records in the file" if self.header is False else "no header line")
+        if lines[0][1].lstrip().startswith(("{", "[")):
+            raise FormatError(f"this is JSON, not {self.what} (wrong type for the file?)")
+        if self.header:
+            number, text = lines[0]
+            names = self.fields(text[len(self.header_prefix):] if text.startswith(self.header_prefix) else text)
+            state["header"] = [n.strip() for n in names]
+            state["width"] = len(names)
+            state["first"] = number + 1
+        else:
+            widths = [len(self.fields(t)) for _, t in lines[:20]]
+            state["width"] = self.width_check(widths) if self.width_check else max(set(widths), key=widths.count)
+            state["first"] = lines[0][0]
+
+    def _rows(self, first_block, blocks, options: ParseOptions, state: dict) -> Iterator[Rows]:
+        block = first_block
+        while block is not None:
+            if isinstance(block, list):
+                rows = self._careful(block, options, state)
+            else:
+                rows = self._fast(block, state) or self._careful(
+                    [(block.first_line + i, v) for i, v in enumerate(block.lines.to_pylist())], options, state)
+            yield rows
+            block = next(blocks, None)
+
+    def _arrow(self, data: bytes, width: int, threads: bool, bad: dict) -> pa.Table:
+        def handler(row) -> str:
+            bad[row.number] = (row.actual_columns, row.text)
+            return "skip"
+
+        names = self.names(width)
+        return pacsv.read_csv(
+            pa.py_buffer(data),
+            read_options=pacsv.ReadOptions(column_names=names, use_threads=threads),
+            parse_options=pacsv.ParseOptions(delimiter=self.delimiter, quote_char=self.quotechar or False,
+                                             invalid_row_handler=handler),
+            convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
+                                                 strings_can_be_null=False, quoted_strings_can_be_null=False))
+
+    def _fast(self, block: Block, state: dict) -> Rows | None:
+        width = state["width"]
+        bad: dict = {}
+        try:
+            table = self._arrow(block.data, width, True, bad)
+            if None in bad:  # multi-threaded parsing does not know row numbers: parse again in order
+                bad.clear()
+                table = self._arrow(block.data, width, False, bad)
+        except pa.ArrowInvalid:
+            return None
+        lengths = pc.binary_length(block.lines).to_numpy(zero_copy_only=False)
+        present = np.flatnonzero(lengths > 0)
+        bad_index = np.array(sorted(n - 1 for n in bad), dtype=np.int64)
+        parsed = np.setdiff1d(present, bad_index, assume_unique=True)
+        if len(parsed) != table.num_rows:
+            return None  # a quoted value spanning lines: let the careful path sort it out
+        numbers = parsed + block.first_line
+        ignore = numbers < state["first"]
+        if self.comment_prefix:
+            comment = pc.starts_with(pc.cast(block.lines.take(pa.array(parsed)), pa.string()),
+                                     self.comment_prefix).to_numpy(zero_copy_only=False)
+            ignore |= comment
+        keep = ~ignore
+        problems = [RowProblem(block.first_line + n - 1, text,
+                               [f"parse:column_count:expected {width}, got {count}"])
+                    for n, (count, text) in sorted(bad.items())
+                    if not self._ignored(block.first_line + n - 1, text, state)]
+        mask = pa.array(keep)
+        columns = {name: pc.filter(table[name].combine_chunks(), mask) for name in table.column_names}
+        columns["line_number"] = pa.array(numbers[keep], pa.int64())
+        columns["raw_text"] = pc.cast(block.lines.take(pa.array(parsed[keep])), pa.string())
+        return Rows(columns, problems)
+
+    def _careful(self, lines: list[tuple[int, bytes]], options: ParseOptions, state: dict) -> Rows:
+        width = state["width"]
+        rows, numbers, texts, problems, markers = [], [], [], [], {}
+        for number, raw in lines:
+            raw = raw.rstrip(b"\r")
+            try:
+                text, valid = raw.decode(options.encoding), True
+            except UnicodeDecodeError:
+                text, valid = raw.decode(options.encoding, errors="replace"), False
+            if self._ignored(number, text, state):
+                continue
+            values = self.fields(text)
+            if len(values) != width:
+                problems.append(RowProblem(number, text, [f"parse:column_count:expected {width}, got {len(values)}"],
+                                           None if valid else raw))
+                continue
+            if not valid:
+                markers[len(rows)] = invalid_bytes_marker(raw)
+            rows.append(values)
+            numbers.append(number)
+            texts.append(text)
+        columns = {name: pa.array([r[i] for r in rows], pa.string()) for i, name in enumerate(self.names(width))}
+        columns["line_number"] = pa.array(numbers, pa.int64())
+        columns["raw_text"] = pa.array(texts, pa.string())
+        return Rows(columns, problems, markers)
