@@ -60,3 +60,9 @@ def test_arbitrary_bytes_parse_or_raise_format_error(data):
         parse(data)
     except FormatError:
         pass
+
+
+def test_an_impossible_date_is_a_problem_not_a_rolled_over_day():
+    calls, problems = parse((BASE16.replace("2026-03-29 00:30:00", "2026-02-31 00:30:00") + "\n").encode())
+    assert len(calls) == 0
+    assert problems[0].reasons == ["parse:start_time:unparseable '2026-02-31 00:30:00'"]

@@ -135,3 +135,36 @@ def to_frame(columns: dict[str, pa.Array], length: int) -> pd.DataFrame:
 
 _INT_COLUMNS = {"duration_seconds", "billing_seconds", "ringing_seconds", "hangup_code", "line_number"}
 _TS_COLUMNS = {"start_time", "answer_time", "end_time"}
+
+
+def strict_strptime(text: pa.Array, fmt: str) -> pa.Array:
+    """``pc.strptime`` that refuses impossible dates instead of rolling them over.
+
+    Arrow's parser accepts 31/02 and returns 3 March. Values that do not format back to
+    their text (impossible dates, but also unpadded numbers or other offsets) are checked
+    again with Python's strict ``datetime.strptime``; only those cost Python time.
+    """
+    from datetime import UTC, datetime
+
+    parsed = pc.strptime(text, format=fmt, unit="s", error_is_null=True)
+    if "%z" in fmt:
+        suspicious = pc.is_valid(parsed)
+    else:
+        same = pc.fill_null(pc.equal(pc.strftime(parsed, format=fmt), pc.utf8_trim_whitespace(text)), False)
+        suspicious = pc.and_(pc.is_valid(parsed), pc.invert(same))
+    if not pc.any(suspicious).as_py():
+        return parsed
+    reject = np.zeros(len(text), dtype=bool)
+    for i in np.flatnonzero(suspicious.to_numpy(zero_copy_only=False)):
+        value = text[int(i)].as_py().strip()
+        try:
+            strict = datetime.strptime(value, fmt)
+        except ValueError:
+            reject[i] = True
+            continue
+        expected = parsed[int(i)].as_py()
+        if strict.tzinfo is not None:
+            strict = strict.astimezone(UTC)
+        if strict.replace(tzinfo=None) != expected.replace(tzinfo=None):
+            reject[i] = True
+    return pc.if_else(pa.array(reject), pa.nulls(len(text), parsed.type), parsed)

@@ -30,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from cdrflow.formats.arrow_text import empty_to_null, integers, json_objects, to_frame, to_utc
+from cdrflow.formats.arrow_text import empty_to_null, integers, json_objects, strict_strptime, to_frame, to_utc
 from cdrflow.formats.base import Chunk, FormatError, ParseOptions, RowProblem
 from cdrflow.formats.delimited import DelimitedText
 
@@ -75,7 +75,7 @@ def _canonical(cols: dict[str, pa.Array], options: ParseOptions, markers: dict[i
     tz = options.timezone
 
     def timestamp(name: str) -> pa.Array:
-        return to_utc(pc.strptime(cols[name], format=TIME_FORMAT, unit="s", error_is_null=True), tz)
+        return to_utc(strict_strptime(cols[name], TIME_FORMAT), tz)
 
     start, answer, end = timestamp("start"), timestamp("answer"), timestamp("end")
     duration, billsec = integers(cols["duration"]), integers(cols["billsec"])

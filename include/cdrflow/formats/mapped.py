@@ -1,0 +1,245 @@
+"""The ``mapped`` type: any delimited or fixed-width layout described by a mapping file.
+
+See :mod:`cdrflow.formats.mapping_schema` for the keys. The built-in formats telnyx_csv,
+billing_feed_csv and freeswitch_csv are mappings too, kept in code next to their parsers.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import BinaryIO
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from cdrflow.formats.arrow_text import empty_to_null, iter_blocks, json_objects, strict_strptime, to_frame, to_utc
+from cdrflow.formats.base import GREGORIAN_OFFSET, Chunk, FormatError, ParseOptions, RowProblem, looks_binary
+from cdrflow.formats.delimited import DelimitedText
+from cdrflow.formats.mapping_schema import check_mapping, load_mapping
+
+__all__ = ["MappedParser", "load_mapping", "convert"]
+
+TIME_FIELDS = ("start_time", "answer_time", "end_time")
+SECONDS_FIELDS = ("duration_seconds", "billing_seconds", "ringing_seconds")
+INT_FIELDS = SECONDS_FIELDS + ("hangup_code",)
+_GO = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+)ms)?$")
+
+
+class MappedParser:
+    name = "mapped"
+
+    def parse(self, stream: BinaryIO, options: ParseOptions) -> Iterator[Chunk]:
+        if not options.mapping:
+            raise FormatError("type 'mapped' needs a mapping file (the carrier's 'mapping')")
+        mapping = check_mapping(options.mapping)
+        options = ParseOptions(timezone=mapping.get("timezone", options.timezone),
+                               encoding=mapping.get("encoding", options.encoding),
+                               chunk_rows=options.chunk_rows, mapping=mapping)
+        if mapping.get("layout") == "fixed_width":
+            yield from _fixed_width(stream, mapping, options)
+            return
+        reader = DelimitedText(delimiter=mapping.get("delimiter", ","), quotechar=mapping.get("quotechar", '"'),
+                               header=bool(mapping.get("header")), header_prefix=mapping.get("header_prefix", ""),
+                               skip_lines=int(mapping.get("skip_lines", 0)),
+                               comment_prefix=mapping.get("comment_prefix"),
+                               what=f"a file of this mapping ({mapping.get('description', 'mapped')})")
+        header, blocks = reader.read(stream, options)
+        for rows in blocks:
+            width = len(rows.columns) - 2
+            names = header or [f"col_{i}" for i in range(width)]
+            source = {names[i]: rows.columns[f"c{i}"] for i in range(width)}
+            line_number, raw_text = rows.columns["line_number"], rows.columns["raw_text"]
+            if "record_filter" in mapping:  # only matching lines are records; others are skipped
+                spec = mapping["record_filter"]
+                column = _source(spec["source"], source, None, len(rows), False, "record_filter")
+                keep = pc.fill_null(pc.match_substring_regex(column, spec["pattern"]), False)
+                source = {k: pc.filter(v, keep) for k, v in source.items()}
+                line_number, raw_text = pc.filter(line_number, keep), pc.filter(raw_text, keep)
+                rows.invalid_bytes = {}  # positions moved; the lines stay in raw_text
+            calls, problems = convert(source, line_number, raw_text,
+                                      mapping, options, positional=[f"c{i}" for i in range(width)],
+                                      invalid_bytes=rows.invalid_bytes)
+            yield Chunk(calls, rows.problems + problems)
+
+
+def _fixed_width(stream: BinaryIO, mapping: dict, options: ParseOptions) -> Iterator[Chunk]:
+    head = stream.peek(4096)[:4096] if hasattr(stream, "peek") else b""
+    if looks_binary(head):
+        raise FormatError("binary data, not a fixed-width CDR file")
+    record = mapping.get("record_filter", {}).get("pattern")
+    trailer = mapping.get("trailer")
+    records, declared, seen = 0, None, False
+    for block in iter_blocks(stream, options):
+        if isinstance(block, list):
+            lines = pa.array([raw.decode(options.encoding, "replace") for _, raw in block], pa.string())
+            numbers = np.array([n for n, _ in block], dtype=np.int64)
+        else:
+            lines = pc.cast(block.lines, pa.string())
+            numbers = np.arange(len(lines), dtype=np.int64) + block.first_line
+        seen = seen or len(lines) > 0
+        if trailer:
+            is_trailer = pc.match_substring_regex(lines, trailer["pattern"]).to_numpy(zero_copy_only=False)
+            for i in np.flatnonzero(is_trailer):
+                text = lines[int(i)].as_py()
+                count = text[trailer["count"]["start"]:trailer["count"]["end"]].strip()
+                if not count.isdigit():
+                    raise FormatError(f"trailer on line {numbers[i]} has no record count: {count!r}")
+                declared = int(count)
+        keep = pc.match_substring_regex(lines, record) if record else pc.greater(pc.utf8_length(lines), 0)
+        lines, numbers = lines.filter(keep), numbers[keep.to_numpy(zero_copy_only=False)]
+        records += len(lines)
+        source = {name: pc.utf8_trim_whitespace(pc.utf8_slice_codeunits(lines, spec["start"], spec["end"]))
+                  for name, spec in mapping["columns"].items() if isinstance(spec, dict) and "start" in spec}
+        calls, problems = convert(source, pa.array(numbers), lines, mapping, options, fixed=True)
+        yield Chunk(calls, problems)
+    if not seen:
+        raise FormatError("empty file")
+    if trailer and declared is None:
+        raise FormatError("the file has no trailer line with its record count")
+    if trailer and declared != records:
+        raise FormatError(f"trailer says {declared} records but the file holds {records}")
+
+
+def _source(spec, source: dict[str, pa.Array], positional: list[str] | None, n: int, fixed: bool, field: str):
+    if fixed:
+        return source[field]
+    if isinstance(spec, dict) and "join" in spec:
+        parts = [_source(p, source, positional, n, False, field) for p in spec["join"]]
+        return pc.binary_join_element_wise(*parts, spec.get("sep", ""))
+    if isinstance(spec, int):
+        name = list(source)[spec] if spec < len(source) else None
+        if name is None:
+            raise FormatError(f"mapping names column {spec} for {field}, but lines have {len(source)} columns")
+        return source[name]
+    if spec not in source:
+        raise FormatError(f"mapping names column {spec!r} for {field}, but the header has "
+                          f"{', '.join(source)}")
+    return source[spec]
+
+
+def _timestamps(text: pa.Array, fmt: str, timezone: str) -> pa.Array:
+    text = empty_to_null(pc.utf8_trim_whitespace(text))
+    if fmt in ("unix", "unix_ms", "gregorian"):
+        number = pc.cast(pc.if_else(pc.match_substring_regex(text, r"^-?\d+(\.\d+)?$"), text, None), pa.float64())
+        if fmt == "gregorian":
+            number = pc.subtract(number, GREGORIAN_OFFSET)
+        micros = pc.multiply(number, 1000.0 if fmt == "unix_ms" else 1_000_000.0)
+        return pc.cast(pc.cast(micros, pa.int64()), pa.timestamp("us", tz="UTC"))
+    if fmt == "iso8601":
+        parsed = pd.to_datetime(pd.Series(text.to_pylist(), dtype=object), format="ISO8601", utc=True, errors="coerce")
+        return pa.array(parsed.astype("datetime64[us, UTC]"))
+    parsed = strict_strptime(text, fmt)
+    if parsed.type.tz is not None:  # the format carried an offset (%z)
+        return pc.cast(parsed, pa.timestamp("us", tz="UTC"))
+    return to_utc(parsed, timezone)
+
+
+def _go_seconds(value: str | None) -> float | None:
+    match = _GO.match(value or "")
+    if not value or not match:
+        return None
+    h, m, s, ms = (float(g) if g else 0.0 for g in match.groups())
+    return h * 3600 + m * 60 + s + ms / 1000
+
+
+def _seconds(text: pa.Array, unit: str) -> pa.Array:
+    text = empty_to_null(pc.utf8_trim_whitespace(text))
+    if unit == "go":
+        values = {v: _go_seconds(v) for v in pc.unique(text).to_pylist()}
+        seconds = pa.array([values.get(v) for v in text.to_pylist()], pa.float64())
+    elif unit == "hhmmsscc":
+        ok = pc.match_substring_regex(text, r"^\d{8}$")
+        digits = pc.if_else(ok, text, None)
+
+        def part(a: int, b: int) -> pa.Array:
+            return pc.cast(pc.utf8_slice_codeunits(digits, a, b), pa.float64())
+
+        seconds = pc.add(pc.add(pc.multiply(part(0, 2), 3600.0), pc.multiply(part(2, 4), 60.0)),
+                         pc.add(part(4, 6), pc.divide(part(6, 8), 100.0)))
+    else:
+        ok = pc.match_substring_regex(text, r"^-?\d+(\.\d+)?$")
+        seconds = pc.cast(pc.if_else(ok, text, None), pa.float64())
+        if unit == "ms":
+            seconds = pc.divide(seconds, 1000.0)
+    return pc.cast(pc.round(seconds), pa.int64())
+
+
+def convert(source: dict[str, pa.Array], line_number: pa.Array, raw_text: pa.Array, mapping: dict,
+            options: ParseOptions, *, positional: list[str] | None = None, fixed: bool = False,
+            invalid_bytes: dict[int, str] | None = None) -> tuple[pd.DataFrame, list[RowProblem]]:
+    """Canonical frame and per-row problems from source columns, by ``mapping``."""
+    n = len(line_number)
+    columns_spec = mapping["columns"]
+    out: dict[str, pa.Array] = {}
+    raw_values: dict[str, pa.Array] = {}
+    for field, spec in columns_spec.items():
+        raw_values[field] = _source(spec, source, positional, n, fixed, field)
+    for field, value in mapping.get("constants", {}).items():
+        raw_values[field] = pa.array([str(value)] * n, pa.string())
+    for field, table in mapping.get("value_maps", {}).items():
+        if field in raw_values:
+            value = pc.utf8_trim_whitespace(raw_values[field])
+            for src, dst in table.items():
+                value = pc.if_else(pc.equal(value, str(src)), str(dst), value)
+            raw_values[field] = value
+    unit = mapping.get("duration_unit", "seconds")
+    formats = mapping.get("timestamp_formats", {})
+    failed = np.zeros(n, dtype=bool)
+    reasons: dict[int, list[str]] = {}
+
+    def check(field: str, parsed: pa.Array, text: pa.Array, required: bool) -> None:
+        empty = pc.equal(pc.fill_null(pc.utf8_trim_whitespace(text), ""), "")
+        bad = pc.and_(pc.is_null(parsed), pa.array(np.ones(n, dtype=bool)) if required else pc.invert(empty))
+        for i in np.flatnonzero(bad.to_numpy(zero_copy_only=False)):
+            failed[i] = True
+            reasons.setdefault(int(i), []).append(
+                f"parse:{field}:unparseable {text[int(i)].as_py()!r}" if text[int(i)].is_valid and
+                text[int(i)].as_py().strip() else f"parse:{field}:missing")
+
+    for field, text in raw_values.items():
+        if field in TIME_FIELDS:
+            out[field] = _timestamps(text, formats.get(field, mapping.get("timestamp_format", "iso8601")),
+                                     options.timezone)
+            check(field, out[field], text, field == "start_time")
+        elif field in INT_FIELDS:
+            out[field] = _seconds(text, unit if field in SECONDS_FIELDS else "seconds")
+            check(field, out[field], text, False)
+        elif field == "tags":
+            out[field] = pa.array([_tags(v) for v in text.to_pylist()], pa.string())
+        else:
+            out[field] = empty_to_null(pc.utf8_trim_whitespace(text))
+    if "carrier_call_id" in out:
+        check("carrier_call_id", out["carrier_call_id"], raw_values["carrier_call_id"], True)
+    derive = mapping.get("derive", {})
+    duration = out.get("duration_seconds")
+    if derive.get("start_time") == "end_minus_duration" and duration is not None:
+        out["start_time"] = pc.subtract(out["end_time"], pc.cast(pc.multiply(duration, 1_000_000), pa.duration("us")))
+        check("start_time", out["start_time"], raw_values.get("end_time", pa.nulls(n, pa.string())), True)
+    if derive.get("end_time") == "start_plus_duration" and duration is not None:
+        out["end_time"] = pc.add(out["start_time"], pc.cast(pc.multiply(duration, 1_000_000), pa.duration("us")))
+    mapped_sources = {s for s in columns_spec.values() if isinstance(s, str)}
+    mapped_sources |= {list(source)[s] for s in columns_spec.values() if isinstance(s, int) and s < len(source)}
+    for spec in columns_spec.values():
+        if isinstance(spec, dict) and "join" in spec:
+            mapped_sources |= {p if isinstance(p, str) else list(source)[p] for p in spec["join"]}
+    extras = {name: col for name, col in source.items() if name not in mapped_sources and not fixed}
+    if invalid_bytes:
+        extras["_invalid_bytes_b64"] = pa.array([invalid_bytes.get(i) for i in range(n)], pa.string())
+    out["extras"] = json_objects(extras, n)
+    out["line_number"] = line_number
+    out["raw_text"] = pc.cast(raw_text, pa.string())
+    problems = [RowProblem(int(line_number[i].as_py()), raw_text[i].as_py(), reasons[i]) for i in sorted(reasons)]
+    keep = pa.array(~failed)
+    kept = {k: pc.filter(v, keep) for k, v in out.items()}
+    return to_frame(kept, int((~failed).sum())), problems
+
+
+def _tags(value: str | None) -> str | None:
+    from cdrflow.formats.base import tags_literal
+
+    if not value or not value.strip():
+        return None
+    return tags_literal([t.strip() for t in re.split(r"[,;|]", value) if t.strip()])
