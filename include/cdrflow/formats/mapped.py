@@ -49,7 +49,10 @@ class MappedParser:
         header, blocks = reader.read(stream, options)
         for rows in blocks:
             width = len(rows.columns) - 2
-            names = header or [f"col_{i}" for i in range(width)]
+            given = mapping.get("names") or []
+            if header and mapping.get("normalise_header"):
+                header = [_normal(h) for h in header]
+            names = header or [given[i] if i < len(given) else f"col_{i}" for i in range(width)]
             source = {names[i]: rows.columns[f"c{i}"] for i in range(width)}
             line_number, raw_text = rows.columns["line_number"], rows.columns["raw_text"]
             if "record_filter" in mapping:  # only matching lines are records; others are skipped
@@ -106,6 +109,11 @@ def _fixed_width(stream: BinaryIO, mapping: dict, options: ParseOptions) -> Iter
 def _source(spec, source: dict[str, pa.Array], positional: list[str] | None, n: int, fixed: bool, field: str):
     if fixed:
         return source[field]
+    if isinstance(spec, list):  # alternative names: the first the file has
+        for name in spec:
+            if name in source:
+                return source[name]
+        raise FormatError(f"no column for {field}: the file has none of {', '.join(map(str, spec))}")
     if isinstance(spec, dict) and "join" in spec:
         parts = [_source(p, source, positional, n, False, field) for p in spec["join"]]
         return pc.binary_join_element_wise(*parts, spec.get("sep", ""))
@@ -175,8 +183,13 @@ def convert(source: dict[str, pa.Array], line_number: pa.Array, raw_text: pa.Arr
     columns_spec = mapping["columns"]
     out: dict[str, pa.Array] = {}
     raw_values: dict[str, pa.Array] = {}
+    optional = set(mapping.get("optional", ()))
     for field, spec in columns_spec.items():
-        raw_values[field] = _source(spec, source, positional, n, fixed, field)
+        try:
+            raw_values[field] = _source(spec, source, positional, n, fixed, field)
+        except FormatError:
+            if field not in optional:
+                raise
     for field, value in mapping.get("constants", {}).items():
         raw_values[field] = pa.array([str(value)] * n, pa.string())
     for field, table in mapping.get("value_maps", {}).items():
@@ -221,6 +234,7 @@ def convert(source: dict[str, pa.Array], line_number: pa.Array, raw_text: pa.Arr
     if derive.get("end_time") == "start_plus_duration" and duration is not None:
         out["end_time"] = pc.add(out["start_time"], pc.cast(pc.multiply(duration, 1_000_000), pa.duration("us")))
     mapped_sources = {s for s in columns_spec.values() if isinstance(s, str)}
+    mapped_sources |= {name for s in columns_spec.values() if isinstance(s, list) for name in s}
     mapped_sources |= {list(source)[s] for s in columns_spec.values() if isinstance(s, int) and s < len(source)}
     for spec in columns_spec.values():
         if isinstance(spec, dict) and "join" in spec:
@@ -237,9 +251,38 @@ def convert(source: dict[str, pa.Array], line_number: pa.Array, raw_text: pa.Arr
     return to_frame(kept, int((~failed).sum())), problems
 
 
+def _normal(name: str) -> str:
+    return re.sub(r"[\s\-]+", "_", name.strip().lower())
+
+
 def _tags(value: str | None) -> str | None:
     from cdrflow.formats.base import tags_literal
 
     if not value or not value.strip():
         return None
     return tags_literal([t.strip() for t in re.split(r"[,;|]", value) if t.strip()])
+
+
+class BuiltinMappingParser:
+    """A format defined by a mapping kept in code (the carrier's time zone and encoding apply)."""
+
+    name = "builtin"
+    mapping: dict = {}
+
+    def parse(self, stream: BinaryIO, options: ParseOptions) -> Iterator[Chunk]:
+        own = ParseOptions(timezone=options.timezone, encoding=options.encoding,
+                           chunk_rows=options.chunk_rows, mapping=self.mapping)
+        for chunk in MappedParser().parse(stream, own):
+            yield self.finish(chunk)
+
+    def finish(self, chunk: Chunk) -> Chunk:
+        return chunk
+
+
+def answered_legs(frame: pd.DataFrame) -> pd.DataFrame:
+    """record_type from billing seconds, ringing seconds from duration - billing seconds."""
+    billed = frame["billing_seconds"].fillna(0) > 0
+    out = frame.assign(ringing_seconds=(frame["duration_seconds"] - frame["billing_seconds"]).astype("Int64"))
+    if out["record_type"].isna().all():
+        out["record_type"] = billed.map({True: "complete", False: "incomplete"}).astype(frame["record_type"].dtype)
+    return out

@@ -7,6 +7,8 @@ delimiter         field separator (delimited; default ``,``)
 quotechar         quote character (default ``"``; ``null`` for none)
 header            the first record line is a header with column names (default false)
 header_prefix     a marker the header line starts with, removed before reading names (``:``)
+normalise_header  compare header names lower-cased, with spaces and dashes as ``_``
+names             column names for a file without a header (used in ``columns`` and extras)
 skip_lines        lines to skip before the header or first record (default 0)
 comment_prefix    lines starting with it are ignored (``#``)
 encoding          ``utf-8`` (default, a BOM is accepted) or ``latin-1`` and other Python codecs
@@ -15,9 +17,11 @@ timestamp_format  strftime pattern, or ``iso8601``, ``unix``, ``unix_ms``, ``gre
 timestamp_formats per-field overrides, e.g. ``{answer_time: "%d.%m.%Y %H:%M:%S"}``
 duration_unit     unit of duration/billing/ringing seconds: ``seconds`` (default), ``ms``,
                   ``go`` (Go durations such as ``10s``, ``1m30s``), ``hhmmsscc`` (8 digits)
-columns           canonical field -> source: a header name, a 0-based position, for
+columns           canonical field -> source: a header name, a list of alternative names (the
+                  first present is used), a 0-based position, for
                   fixed_width ``{start: S, end: E}`` (0-based, end excluded), or
                   ``{join: [sources...], sep: "-"}`` to build one value from several
+optional          fields whose source column may be missing from a file (left empty then)
 constants         canonical field -> fixed value for every row
 value_maps        canonical field -> {source value: canonical value}; unmapped values kept
 derive            ``start_time: end_minus_duration`` or ``end_time: start_plus_duration``
@@ -38,7 +42,7 @@ import yaml
 
 from cdrflow.formats.base import CANONICAL, FormatError
 
-KEYS = {"layout", "delimiter", "quotechar", "header", "header_prefix", "skip_lines", "comment_prefix",
+KEYS = {"optional", "names", "normalise_header", "layout", "delimiter", "quotechar", "header", "header_prefix", "skip_lines", "comment_prefix",
         "encoding", "timezone", "timestamp_format", "timestamp_formats", "duration_unit", "columns",
         "constants", "value_maps", "derive", "record_filter", "trailer", "description"}
 FIELDS = set(CANONICAL) - {"extras"}
