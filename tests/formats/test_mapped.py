@@ -53,6 +53,10 @@ CASES = [
     ("cgrates/ddb_carrier_cdr.fwv", "ddb_carrier_fwv.yaml", 33,
      (0, {"carrier_call_id": "CDR0000010", "start_time": pd.Timestamp("2012-07-08 18:15:06", tz="UTC"),
           "duration_seconds": 18, "account_id": "0123451234"})),
+    ("cgrates/broadworks_cdr_r19.xml", "broadworks_r19_xml.yaml", 2,
+     (0, {"carrier_call_id": "25160047719:0", "callee_number": "+4915117174963", "line_number": 2,
+          "start_time": pd.Timestamp("2016-04-19 19:00:05.247", tz="UTC"),  # 21:00:05.247 at +02:00
+          "duration_seconds": 15, "billing_seconds": 13})),
     ("cdr-stats/CDRImport-2015-10-26.csv", "cdrstats_cdr_import.yaml", 5,
      (0, {"carrier_call_id": "96aa82fe-7bd1-11e5-a230-5c514f6a0f72", "duration_seconds": 55,
           "billing_seconds": 50, "direction": "inbound", "hangup_cause": "NORMAL_CLEARING"})),
@@ -129,7 +133,8 @@ def test_a_broken_mapping_is_refused_with_the_key_named(bad, message):
 @settings(max_examples=150, deadline=None)
 @given(st.binary(max_size=1500))
 def test_arbitrary_bytes_through_delimited_and_fixed_width_mappings(data):
-    for mapping in ("cgrates_ers_with_header.yaml", "ddb_carrier_fwv.yaml", "opensips_flatstore.yaml"):
+    for mapping in ("cgrates_ers_with_header.yaml", "ddb_carrier_fwv.yaml", "opensips_flatstore.yaml",
+                    "broadworks_r19_xml.yaml"):
         try:
             parse(data, mapping)
         except FormatError:

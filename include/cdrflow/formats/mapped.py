@@ -41,6 +41,9 @@ class MappedParser:
         if mapping.get("layout") == "fixed_width":
             yield from _fixed_width(stream, mapping, options)
             return
+        if mapping.get("layout") == "xml":
+            yield from _xml(stream, mapping, options)
+            return
         reader = DelimitedText(delimiter=mapping.get("delimiter", ","), quotechar=mapping.get("quotechar", '"'),
                                header=bool(mapping.get("header")), header_prefix=mapping.get("header_prefix", ""),
                                skip_lines=int(mapping.get("skip_lines", 0)),
@@ -106,6 +109,60 @@ def _fixed_width(stream: BinaryIO, mapping: dict, options: ParseOptions) -> Iter
         raise FormatError(f"trailer says {declared} records but the file holds {records}")
 
 
+def _leaves(element, prefix: str = "") -> Iterator[tuple[str, str]]:
+    """(path relative to the record, text) of every element without children."""
+    for child in element:
+        path = f"{prefix}{child.tag}"
+        if len(child):
+            yield from _leaves(child, path + "/")
+        elif child.text and child.text.strip():
+            yield path, child.text.strip()
+
+
+def _xml(stream: BinaryIO, mapping: dict, options: ParseOptions) -> Iterator[Chunk]:
+    """One record per ``record`` element, streamed with iterparse (elements are cleared)."""
+    import xml.etree.ElementTree as ET
+
+    record_tag = mapping["record"]
+    pattern = mapping.get("record_filter")
+    rows: list[dict[str, str]] = []
+    numbers: list[int] = []
+    texts: list[str] = []
+    position = 0
+
+    def flush() -> Chunk:
+        names = sorted({k for r in rows for k in r})
+        source = {name: pa.array([r.get(name, "") for r in rows], pa.string()) for name in names}
+        for name in mapping["columns"].values():
+            for part in (name if isinstance(name, list) else [name]):
+                if isinstance(part, str) and part not in source:
+                    source[part] = pa.array([""] * len(rows), pa.string())
+        calls, problems = convert(source, pa.array(numbers, pa.int64()), pa.array(texts, pa.string()),
+                                  mapping, options)
+        return Chunk(calls, problems)
+
+    try:
+        for _, element in ET.iterparse(stream, events=("end",)):
+            if element.tag != record_tag:
+                continue
+            position += 1
+            values = dict(_leaves(element))
+            if not pattern or re.search(pattern["pattern"], values.get(pattern["source"], "")):
+                rows.append(values)
+                numbers.append(position)
+                texts.append(ET.tostring(element, encoding="unicode"))
+            element.clear()
+            if len(rows) >= options.chunk_rows:
+                yield flush()
+                rows, numbers, texts = [], [], []
+    except ET.ParseError as exc:
+        raise FormatError(f"not well-formed XML after record {position}: {exc}") from None
+    if position == 0:
+        raise FormatError(f"no <{record_tag}> records in the file")
+    if rows:
+        yield flush()
+
+
 def _source(spec, source: dict[str, pa.Array], positional: list[str] | None, n: int, fixed: bool, field: str):
     if fixed:
         return source[field]
@@ -139,6 +196,13 @@ def _timestamps(text: pa.Array, fmt: str, timezone: str) -> pa.Array:
     if fmt == "iso8601":
         parsed = pd.to_datetime(pd.Series(text.to_pylist(), dtype=object), format="ISO8601", utc=True, errors="coerce")
         return pa.array(parsed.astype("datetime64[us, UTC]"))
+    if fmt.endswith(".%f"):  # Arrow's strptime has no %f: parse the seconds, add the fraction
+        parts = pc.extract_regex(text, r"^(?P<base>[^.]+)(?:\.(?P<frac>\d{1,6}))?$")
+        base = pc.struct_field(parts, [0])
+        frac = pc.utf8_rpad(pc.fill_null(pc.struct_field(parts, [1]), ""), 6, "0")
+        whole = _timestamps(base, fmt[:-3], timezone)
+        micros = pc.cast(pc.cast(frac, pa.int64()), pa.duration("us"))
+        return pc.add(whole, micros)
     parsed = strict_strptime(text, fmt)
     if parsed.type.tz is not None:  # the format carried an offset (%z)
         return pc.cast(parsed, pa.timestamp("us", tz="UTC"))
@@ -233,6 +297,14 @@ def convert(source: dict[str, pa.Array], line_number: pa.Array, raw_text: pa.Arr
         check("start_time", out["start_time"], raw_values.get("end_time", pa.nulls(n, pa.string())), True)
     if derive.get("end_time") == "start_plus_duration" and duration is not None:
         out["end_time"] = pc.add(out["start_time"], pc.cast(pc.multiply(duration, 1_000_000), pa.duration("us")))
+    def seconds_between(later: str, earlier: str) -> pa.Array:
+        span = pc.subtract(out[later], out[earlier])
+        return pc.cast(pc.round(pc.divide(pc.cast(pc.cast(span, pa.duration("us")), pa.int64()), 1e6)), pa.int64())
+
+    if derive.get("duration_seconds") == "end_minus_start":
+        out["duration_seconds"] = seconds_between("end_time", "start_time")
+    if derive.get("billing_seconds") == "end_minus_answer":
+        out["billing_seconds"] = seconds_between("end_time", "answer_time")
     mapped_sources = {s for s in columns_spec.values() if isinstance(s, str)}
     mapped_sources |= {name for s in columns_spec.values() if isinstance(s, list) for name in s}
     mapped_sources |= {list(source)[s] for s in columns_spec.values() if isinstance(s, int) and s < len(source)}

@@ -2,7 +2,9 @@
 
 Every key (documented with examples in ``mappings/README.md``):
 
-layout            ``delimited`` (default) or ``fixed_width``
+layout            ``delimited`` (default), ``fixed_width`` or ``xml``
+record            xml: the element that is one CDR (its leaves are the columns, named by their
+                  path below it, e.g. ``basicModule/startTime``)
 delimiter         field separator (delimited; default ``,``)
 quotechar         quote character (default ``"``; ``null`` for none)
 header            the first record line is a header with column names (default false)
@@ -24,7 +26,8 @@ columns           canonical field -> source: a header name, a list of alternativ
 optional          fields whose source column may be missing from a file (left empty then)
 constants         canonical field -> fixed value for every row
 value_maps        canonical field -> {source value: canonical value}; unmapped values kept
-derive            ``start_time: end_minus_duration`` or ``end_time: start_plus_duration``
+derive            ``start_time: end_minus_duration``, ``end_time: start_plus_duration``,
+                  ``duration_seconds: end_minus_start``, ``billing_seconds: end_minus_answer``
 record_filter     ``{source: S, pattern: REGEX}``: only matching lines are records (others skipped)
 trailer           fixed_width: ``{pattern: REGEX, count: {start: S, end: E}}``: the trailer line's
                   record count must equal the records read, or the file is refused
@@ -42,13 +45,14 @@ import yaml
 
 from cdrflow.formats.base import CANONICAL, FormatError
 
-KEYS = {"optional", "names", "normalise_header", "layout", "delimiter", "quotechar", "header", "header_prefix", "skip_lines", "comment_prefix",
+KEYS = {"record", "optional", "names", "normalise_header", "layout", "delimiter", "quotechar", "header", "header_prefix", "skip_lines", "comment_prefix",
         "encoding", "timezone", "timestamp_format", "timestamp_formats", "duration_unit", "columns",
         "constants", "value_maps", "derive", "record_filter", "trailer", "description"}
 FIELDS = set(CANONICAL) - {"extras"}
-LAYOUTS = {"delimited", "fixed_width"}
+LAYOUTS = {"delimited", "fixed_width", "xml"}
 DURATION_UNITS = {"seconds", "ms", "go", "hhmmsscc"}
-DERIVATIONS = {"start_time": {"end_minus_duration"}, "end_time": {"start_plus_duration"}}
+DERIVATIONS = {"start_time": {"end_minus_duration"}, "end_time": {"start_plus_duration"},
+               "duration_seconds": {"end_minus_start"}, "billing_seconds": {"end_minus_answer"}}
 
 
 class MappingError(FormatError):
@@ -98,6 +102,8 @@ def check_mapping(mapping: object, where: str = "mapping") -> dict:
         if rule not in DERIVATIONS.get(field_name, set()):
             raise MappingError(f"{where}: derive {field_name}: {rule!r} is not one of "
                                f"{sorted(DERIVATIONS.get(field_name, set()))}")
+    if mapping.get("layout") == "xml" and not mapping.get("record"):
+        raise MappingError(f"{where}: layout xml needs 'record', the element that is one CDR")
     if mapping.get("layout") == "fixed_width":
         for field_name, source in mapping["columns"].items():
             if not (isinstance(source, dict) and {"start", "end"} <= set(source)):
