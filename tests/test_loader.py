@@ -215,3 +215,22 @@ def test_a_zip_bomb_is_rejected_before_anything_is_written(engine, store, acme, 
     (f,) = q(engine, "SELECT status, processing_log FROM cdr_files WHERE id = :i", i=reg.file_id)
     assert f.status == "rejected" and "decompression bomb" in f.processing_log
     assert not list((tmp_path / "raw" / "tmp").glob("*"))  # no partial member left behind
+
+
+def test_rows_failing_expectations_are_quarantined_by_name_and_summarised_in_the_log(engine, store, acme):
+    good = rows(*[f"v{i}" for i in range(38)])
+    negative = ROW.format(uid="neg").replace('"65","60"', '"-5","0"')
+    billed_too_long = ROW.format(uid="long").replace('"65","60"', '"65","70"')
+    reg = register(engine, store, good + (negative + billed_too_long).encode())
+    result = load_file(engine, store, reg.file_id)
+    assert (result.status, result.loaded, result.rejected) == ("loaded", 38, 2)
+    quarantined = {r.line_number: r.reasons for r in q(engine, "SELECT line_number, reasons FROM rejected_rows")}
+    assert quarantined == {
+        39: ["expect_column_values_to_be_between(duration_seconds)",
+             "expect_column_values_to_be_between(ringing_seconds)",
+             "expect_column_pair_values_a_to_be_greater_than_b(duration_seconds,billing_seconds)"],
+        40: ["expect_column_values_to_be_between(ringing_seconds)",
+             "expect_column_pair_values_a_to_be_greater_than_b(duration_seconds,billing_seconds)"]}
+    (log_text,) = q(engine, "SELECT processing_log FROM cdr_files WHERE id = :i", i=reg.file_id)[0]
+    assert "expect_column_values_to_be_between(duration_seconds): FAILED for 1 row(s)" in log_text
+    assert "expect_column_values_to_not_be_null(carrier_call_id): ok" in log_text
