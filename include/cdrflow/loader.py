@@ -340,6 +340,7 @@ def load_file(engine: Engine, store: RawStore, file_id: int, *,
     """
     started = time.perf_counter()
     say = progress or log.info
+    validation = _validator()
     with engine.connect() as conn, conn.begin():
         row = conn.execute(text(
             "SELECT carrier, file_type, stored_file_id, file_name FROM cdr_files "
@@ -356,6 +357,8 @@ def load_file(engine: Engine, store: RawStore, file_id: int, *,
         if not row.file_type:
             raise CdrflowError(f"file {file_id} has no file type and carrier {row.carrier} names none")
         set_status(conn, file_id, "processing", f"loading as {row.file_type}")
+        if validation is not None:
+            validation.warm_up(row.file_type)
         options = options_for(carrier, row.file_type)
         result = _load(conn.connection.driver_connection, store, file_id, row.file_name, carrier,
                        row.file_type, row.stored_file_id, options, say)

@@ -112,6 +112,19 @@ def _validation_definition(file_type: str, today: date):
     return definition
 
 
+def warm_up(file_type: str) -> threading.Thread:
+    """Import GX and build the suite of ``file_type`` in a background thread (GX takes seconds
+    to import): the loader starts it before it reads the file, so the first chunk need not wait."""
+
+    def build() -> None:
+        with _LOCK:
+            _validation_definition(file_type, datetime.now(UTC).date())
+
+    thread = threading.Thread(target=build, daemon=True, name="gx-warm-up")
+    thread.start()
+    return thread
+
+
 def _name_of(result) -> str:
     config = result.expectation_config
     return expectation_name({"type": config.type, "kwargs": config.kwargs})

@@ -42,7 +42,6 @@ ALL_COLUMNS = BASE_COLUMNS + OPTIONAL_COLUMNS
 EXTRA_COLUMNS = ["dcontext", "clid", "channel", "dstchannel", "lastapp", "lastdata", "amaflags",
                  "userfield", "peeraccount", "linkedid", "sequence"]
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
-_CLID_NAME = r'^\s*"?(?P<name>[^"<]*?)"?\s*<[^>]*>\s*$'
 _MIN, _MAX = len(BASE_COLUMNS), len(ALL_COLUMNS)
 
 
@@ -57,7 +56,7 @@ class AsteriskCsvParser:
             columns = {ALL_COLUMNS[i]: rows.columns[f"c{i}"] for i in range(width)}
             columns["line_number"] = rows.columns["line_number"]
             columns["raw_text"] = rows.columns["raw_text"]
-            calls, more = _canonical(columns, options, rows.invalid_bytes)
+            calls, more = _canonical(columns, options, rows.invalid_bytes, rows.printable)
             yield Chunk(calls=calls, problems=rows.problems + more)
 
 
@@ -70,7 +69,15 @@ def _width(widths: list[int]) -> int:
     return max(set(fitting), key=fitting.count)
 
 
-def _canonical(cols: dict[str, pa.Array], options: ParseOptions, markers: dict[int, str] | None):
+def _clid_name(clid: pa.Array) -> pa.Array:
+    """The name part of a caller id like ``"Alice" <1001>`` (null without a ``<number>``)."""
+    first = pc.list_element(pc.split_pattern(clid, "<", max_splits=1), 0)
+    name = pc.utf8_trim(pc.utf8_trim_whitespace(first), '"')
+    return empty_to_null(pc.if_else(pc.match_substring(clid, "<"), name, None))
+
+
+def _canonical(cols: dict[str, pa.Array], options: ParseOptions, markers: dict[int, str] | None,
+               printable: bool = False):
     n = len(cols["line_number"])
     tz = options.timezone
 
@@ -110,12 +117,12 @@ def _canonical(cols: dict[str, pa.Array], options: ParseOptions, markers: dict[i
         "billing_seconds": billsec,
         "ringing_seconds": pc.subtract(duration, billsec),
         "caller_number": empty_to_null(cols["src"]),
-        "caller_name": empty_to_null(pc.struct_field(pc.extract_regex(cols["clid"], _CLID_NAME), [0])),
+        "caller_name": _clid_name(cols["clid"]),
         "callee_number": empty_to_null(cols["dst"]),
         "disposition": empty_to_null(cols["disposition"]),
         "account_id": empty_to_null(cols["accountcode"]),
         "record_type": pc.if_else(pc.equal(cols["disposition"], "ANSWERED"), "complete", "incomplete"),
-        "extras": json_objects(extras_cols, n),
+        "extras": json_objects(extras_cols, n, printable=printable),
         "line_number": cols["line_number"],
         "raw_text": cols["raw_text"],
     }

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from cdrflow.formats.arrow_text import Block, iter_blocks
+from cdrflow.formats.arrow_text import Block, has_control_bytes, iter_blocks
 from cdrflow.formats.base import FormatError, ParseOptions, RowProblem, invalid_bytes_marker, looks_binary
 
 
@@ -31,6 +31,7 @@ class Rows:
     columns: dict[str, pa.Array]
     problems: list[RowProblem]
     invalid_bytes: dict[int, str] = field(default_factory=dict)  # row index -> base64 of the raw line
+    printable: bool = False  # no value holds a control character (tab, NUL, ...)
 
     def __len__(self) -> int:
         return len(self.columns["line_number"])
@@ -157,7 +158,7 @@ class DelimitedText:
         columns = {name: pc.filter(table[name].combine_chunks(), mask) for name in table.column_names}
         columns["line_number"] = pa.array(numbers[keep], pa.int64())
         columns["raw_text"] = pc.cast(block.lines.take(pa.array(parsed[keep])), pa.string())
-        return Rows(columns, problems)
+        return Rows(columns, problems, printable=not has_control_bytes(block.data))
 
     def _careful(self, lines: list[tuple[int, bytes]], options: ParseOptions, state: dict) -> Rows:
         width = state["width"]

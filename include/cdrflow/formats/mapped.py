@@ -67,7 +67,7 @@ class MappedParser:
                 rows.invalid_bytes = {}  # positions moved; the lines stay in raw_text
             calls, problems = convert(source, line_number, raw_text,
                                       mapping, options, positional=[f"c{i}" for i in range(width)],
-                                      invalid_bytes=rows.invalid_bytes)
+                                      invalid_bytes=rows.invalid_bytes, printable=rows.printable)
             yield Chunk(calls, rows.problems + problems)
 
 
@@ -241,7 +241,8 @@ def _seconds(text: pa.Array, unit: str) -> pa.Array:
 
 def convert(source: dict[str, pa.Array], line_number: pa.Array, raw_text: pa.Array, mapping: dict,
             options: ParseOptions, *, positional: list[str] | None = None, fixed: bool = False,
-            invalid_bytes: dict[int, str] | None = None) -> tuple[pd.DataFrame, list[RowProblem]]:
+            invalid_bytes: dict[int, str] | None = None, printable: bool = False
+            ) -> tuple[pd.DataFrame, list[RowProblem]]:
     """Canonical frame and per-row problems from source columns, by ``mapping``."""
     n = len(line_number)
     columns_spec = mapping["columns"]
@@ -314,7 +315,7 @@ def convert(source: dict[str, pa.Array], line_number: pa.Array, raw_text: pa.Arr
     extras = {name: col for name, col in source.items() if name not in mapped_sources and not fixed}
     if invalid_bytes:
         extras["_invalid_bytes_b64"] = pa.array([invalid_bytes.get(i) for i in range(n)], pa.string())
-    out["extras"] = json_objects(extras, n)
+    out["extras"] = json_objects(extras, n, printable=printable)
     out["line_number"] = line_number
     out["raw_text"] = pc.cast(raw_text, pa.string())
     problems = [RowProblem(int(line_number[i].as_py()), raw_text[i].as_py(), reasons[i]) for i in sorted(reasons)]
