@@ -128,10 +128,9 @@ def cmd_parse(args: argparse.Namespace) -> int:
                 frame.to_csv(out, index=False, header=(i == 0))
             for p in chunk.rejected:
                 print(f"rejected line {p.line_number}: {', '.join(p.reasons)}: {p.raw_text!r}", file=sys.stderr)
-    from cdrflow.loader import _validator
+    from cdrflow import validation
 
-    validation = _validator()
-    if validation is not None and any(summaries):
+    if any(summaries):
         print(validation.format_summary(validation.merge_summaries([s for s in summaries if s])),
               file=sys.stderr)
     print(f"{calls} calls, {rejected} rejected rows", file=sys.stderr)

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -31,7 +31,7 @@ import pyarrow.csv as pacsv
 from psycopg2 import sql as pgsql
 from sqlalchemy import Engine, text
 
-from cdrflow import carriers, settings
+from cdrflow import carriers, settings, validation
 from cdrflow.errors import CdrflowError
 from cdrflow.formats import get_parser
 from cdrflow.formats.base import CANONICAL_COLUMNS, FormatError, ParseOptions, RowProblem
@@ -59,14 +59,6 @@ class LoadResult:
 
 class FileBusy(CdrflowError):
     """Another worker holds the file (or it is not in a loadable status)."""
-
-
-def _validator() -> Callable[..., Any] | None:
-    try:
-        from cdrflow import validation
-    except ImportError:  # validation module not installed yet
-        return None
-    return validation
 
 
 @dataclass
@@ -105,7 +97,7 @@ class _Writer(threading.Thread):
     def __init__(self, raw_conn, carrier: str, file_id: int):
         super().__init__(daemon=True)
         self.conn, self.carrier, self.file_id = raw_conn, carrier, file_id
-        self.inbox: queue.Queue[_Batch | None] = queue.Queue(maxsize=1)
+        self.inbox: queue.Queue[_Batch | None] = queue.Queue(maxsize=2)
         self.loaded = 0
         self.duplicates = 0
         self.per_day: dict[str, int] = {}
@@ -285,7 +277,7 @@ class _Quarantine:
 class CheckedChunk:
     calls: pd.DataFrame  # rows that parsed and passed validation
     rejected: list[RowProblem]  # rows that did not, with reasons
-    summary: list  # validation summary of this chunk (empty without a validator)
+    summary: list  # validation summary of this chunk
     lines: int  # records read in this chunk
     repeats: int = 0  # records that repeat an earlier record of the chunk (same call id and start)
 
@@ -310,7 +302,6 @@ def validated_chunks(stream: BinaryIO, file_type: str, options: ParseOptions) ->
     Rows that fail parsing or an expectation come back in ``rejected`` with their line
     numbers and the names of what they failed. :class:`FormatError` propagates.
     """
-    validation = _validator()
     stream = stream if hasattr(stream, "peek") else io.BufferedReader(stream)
     for chunk in get_parser(file_type).parse(stream, options):
         frame, rejected, summary = chunk.calls, list(chunk.problems), []
@@ -319,7 +310,7 @@ def validated_chunks(stream: BinaryIO, file_type: str, options: ParseOptions) ->
         repeat = frame.duplicated(["carrier_call_id", "start_time"]).to_numpy()
         if repeat.any():
             frame = frame[~repeat]
-        if validation is not None and len(frame):
+        if len(frame):
             checked = validation.validate_chunk(frame, file_type)
             summary = checked.summary
             if checked.bad_rows:
@@ -340,7 +331,6 @@ def load_file(engine: Engine, store: RawStore, file_id: int, *,
     """
     started = time.perf_counter()
     say = progress or log.info
-    validation = _validator()
     with engine.connect() as conn, conn.begin():
         row = conn.execute(text(
             "SELECT carrier, file_type, stored_file_id, file_name FROM cdr_files "
@@ -357,8 +347,7 @@ def load_file(engine: Engine, store: RawStore, file_id: int, *,
         if not row.file_type:
             raise CdrflowError(f"file {file_id} has no file type and carrier {row.carrier} names none")
         set_status(conn, file_id, "processing", f"loading as {row.file_type}")
-        if validation is not None:
-            validation.warm_up(row.file_type)
+        validation.warm_up(row.file_type)
         options = options_for(carrier, row.file_type)
         result = _load(conn.connection.driver_connection, store, file_id, row.file_name, carrier,
                        row.file_type, row.stored_file_id, options, say)
@@ -375,7 +364,6 @@ def load_file(engine: Engine, store: RawStore, file_id: int, *,
 def _load(dbapi, store, file_id, file_name, carrier, file_type, key, options, say) -> LoadResult:
     result = LoadResult(file_id, "loaded")
     quarantine = _Quarantine(file_id)
-    validation = _validator()
     with dbapi.cursor() as cur:
         cur.execute("SAVEPOINT calls")
     writer = _Writer(dbapi, carrier.code, file_id)
@@ -413,7 +401,7 @@ def _load(dbapi, store, file_id, file_name, carrier, file_type, key, options, sa
     result.loaded = writer.loaded
     result.duplicates += writer.duplicates
     result.rejected = len(quarantine)
-    if validation is not None and summaries:
+    if summaries:
         merged = validation.merge_summaries(summaries)
         result.failed_expectations = {s.expectation: s.unexpected_count for s in merged if not s.success}
         result.message += validation.format_summary(merged)

@@ -24,6 +24,10 @@ from pathlib import Path
 
 import pandas as pd
 
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")  # no phoning home (there is no internet)
+import great_expectations as gx  # noqa: E402  (takes seconds: paid once, when a worker imports this)
+import great_expectations.expectations as gxe  # noqa: E402
+
 log = logging.getLogger(__name__)
 
 SUITES = Path(__file__).resolve().parent / "expectations"
@@ -63,8 +67,9 @@ def expectation_name(entry: dict) -> str:
     return f"{entry['type']}({columns})"
 
 
-# Timestamps are handed to GX as seconds since the epoch: its pandas engine compares datetime
-# values one by one in Python (about 5 s per million rows), numbers as whole columns.
+# Timestamps are handed to GX as seconds since the epoch and nullable integers as floats: its
+# pandas engine compares datetimes and extension-type values one by one in Python (seconds
+# per million rows), plain numbers as whole columns.
 TIME_COLUMNS = ("start_time", "answer_time", "end_time")
 
 
@@ -88,15 +93,15 @@ def _columns(file_type: str) -> list[str]:
 def _view(frame: pd.DataFrame, file_type: str) -> pd.DataFrame:
     view = frame[[c for c in _columns(file_type) if c in frame]]
     epoch = pd.Timestamp(0, tz="UTC")
-    return view.assign(**{c: (view[c] - epoch).dt.total_seconds() for c in TIME_COLUMNS if c in view})
+    changes = {c: (view[c] - epoch).dt.total_seconds() for c in TIME_COLUMNS if c in view}
+    # nullable integers go through a per-value Python path in GX's range checks: floats don't
+    changes.update({c: view[c].astype("float64") for c in view.columns
+                    if str(view[c].dtype) == "Int64" and c != "line_number"})
+    return view.assign(**changes)
 
 
 @lru_cache(maxsize=16)
 def _validation_definition(file_type: str, today: date):
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
-    import great_expectations as gx
-    import great_expectations.expectations as gxe
-
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = {"globally": False, "metric_calculations": False}
     batch = context.data_sources.add_pandas(f"cdr_{file_type}").add_dataframe_asset("chunk") \
