@@ -71,7 +71,7 @@ class _Batch:
     day: pd.Series  # UTC day of each row
     day_key: dict  # day -> 'YYYY-MM-DD'
     per_day: dict[str, int]
-    payloads: list[tuple[str, int, bytes]]  # (YYYY-MM, rows, COPY csv)
+    payloads: list[tuple[str, int, io.BytesIO]]  # (YYYY-MM, rows, COPY csv)
 
     @classmethod
     def prepare(cls, frame: pd.DataFrame, maybe_seen: np.ndarray, carrier: str, file_id: int) -> _Batch:
@@ -97,7 +97,7 @@ class _Writer(threading.Thread):
     def __init__(self, raw_conn, carrier: str, file_id: int):
         super().__init__(daemon=True)
         self.conn, self.carrier, self.file_id = raw_conn, carrier, file_id
-        self.inbox: queue.Queue[_Batch | None] = queue.Queue(maxsize=2)
+        self.inbox: queue.Queue[_Batch | None] = queue.Queue(maxsize=1)
         self.loaded = 0
         self.duplicates = 0
         self.per_day: dict[str, int] = {}
@@ -162,7 +162,7 @@ class _Writer(threading.Thread):
                     pgsql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv)").format(
                         pgsql.Identifier(self._partition(cur, month)),
                         pgsql.SQL(", ").join(map(pgsql.Identifier, CALL_COLUMNS))),
-                    io.BytesIO(payload), size=1 << 20)
+                    payload, size=1 << 20)
                 self.loaded += rows
 
     def record_days(self) -> None:
@@ -221,7 +221,7 @@ class _SeenKeys:
         return frame, candidates, int(repeat.sum())
 
 
-def _copy_payload(frame: pd.DataFrame, carrier: str, file_id: int) -> bytes:
+def _copy_payload(frame: pd.DataFrame, carrier: str, file_id: int) -> io.BytesIO:
     n = len(frame)
     table = pa.Table.from_pandas(frame[["line_number"] + CANONICAL_COLUMNS], preserve_index=False)
     # Arrow formats time-zone-aware timestamps slowly; naive UTC ones are written several times
@@ -238,7 +238,8 @@ def _copy_payload(frame: pd.DataFrame, carrier: str, file_id: int) -> bytes:
     table = table.add_column(0, "carrier", pa.array([carrier] * n, pa.string()))
     buffer = io.BytesIO()
     pacsv.write_csv(table, buffer, pacsv.WriteOptions(include_header=False))
-    return buffer.getvalue()
+    buffer.seek(0)
+    return buffer
 
 
 class _Quarantine:
@@ -384,8 +385,9 @@ def _load(dbapi, store, file_id, file_name, carrier, file_type, key, options, sa
                 result.duplicates += repeats
                 if writer.error:
                     break
-                if len(frame):
-                    writer.inbox.put(_Batch.prepare(frame, candidates, carrier.code, file_id))
+                if len(frame):  # the raw text is only needed for the quarantine, already done
+                    writer.inbox.put(_Batch.prepare(frame.drop(columns=["raw_text"]), candidates,
+                                                    carrier.code, file_id))
                 if time.perf_counter() - last_report > 10:
                     last_report = time.perf_counter()
                     say(f"file {file_id} {file_name}: {result.lines} lines read, "
