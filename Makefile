@@ -35,7 +35,7 @@ airflow: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/register_memory.py
-	$(BIN)/python bench/load_asterisk.py
+	$(BIN)/python bench/load_asterisk.py --memory-rows 5000000
 
 # Re-resolve requirements.in into the fully pinned requirements.txt.
 requirements:

@@ -5,13 +5,16 @@ text and a primary key on (uniqueid, start) - PostgreSQL loading the file by its
 cdrflow: register (stream, SHA1, raw store, registry row) + parse + validate + load into the
 indexed, partitioned ``calls`` table, in a fresh process whose peak RSS is reported.
 
-Usage: python bench/load_asterisk.py [--rows 1000000] [--memory-rows 5000000] [--database-url URL]
-``--memory-rows`` also loads a larger file and prints its peak RSS (memory must not grow).
+Usage: python bench/load_asterisk.py [--rows 1000000] [--repeat 3] [--memory-rows 5000000] [--database-url URL]
+Each figure is the median of ``--repeat`` runs; ``--memory-rows`` also loads a larger file
+once and prints its peak RSS (memory must not grow with the file).
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -72,18 +75,28 @@ def baseline_copy(url: str, path: Path) -> float:
     return seconds
 
 
-def measure(rows: int, database_url: str | None, work: Path) -> dict:
+def measure(rows: int, database_url: str | None, work: Path, repeat: int) -> dict:
+    """Median of ``repeat`` alternating runs of the baseline and of cdrflow, each on a fresh
+    database (a single COPY varies by 20% here from run to run)."""
     path = generate.write_asterisk_csv_fast(work / f"Master-{rows}.csv", rows, seed=rows)
-    url, drop = scratch_database(database_url)
+    baselines, runs = [], []
     try:
-        warehouse(url, carriers.Carrier(code="bench", name="Benchmark", file_type="asterisk_csv")).dispose()
-        baseline = baseline_copy(url, path)
-        run = run_child(CDRFLOW, url, (work / "raw").as_uri(), str(path))
+        for _ in range(repeat):
+            url, drop = scratch_database(database_url)
+            try:
+                warehouse(url, carriers.Carrier(code="bench", name="Benchmark", file_type="asterisk_csv")).dispose()
+                baselines.append(baseline_copy(url, path))
+                run = run_child(CDRFLOW, url, (work / "raw").as_uri(), str(path))
+                assert run["status"] == "loaded" and run["loaded"] == rows, run
+                runs.append(run)
+            finally:
+                drop()
+                shutil.rmtree(work / "raw", ignore_errors=True)
     finally:
-        drop()
         path.unlink()
-    assert run["status"] == "loaded" and run["loaded"] == rows, run
-    return {"rows": rows, "mb": path.stat().st_size / 1e6 if path.exists() else None, "baseline": baseline, **run}
+    median = sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]
+    return {"baseline": statistics.median(baselines), **median,
+            "peak_rss_mib": max(r["peak_rss_mib"] for r in runs)}
 
 
 def main() -> None:
@@ -91,13 +104,14 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--memory-rows", type=int, default=0)
     parser.add_argument("--database-url")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per size (medians are printed)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cdrflow-bench-") as tmp:
         work = Path(tmp)
         print(f"{'rows':>9} {'COPY s':>8} {'cdrflow s':>9} {'register s':>10} {'rows/s':>9} "
               f"{'ratio':>6} {'peak RSS MiB':>12}")
         for rows in [args.rows] + ([args.memory_rows] if args.memory_rows else []):
-            r = measure(rows, args.database_url, work)
+            r = measure(rows, args.database_url, work, args.repeat if rows == args.rows else 1)
             print(f"{rows:>9} {r['baseline']:>8.2f} {r['seconds']:>9.2f} {r['register_seconds']:>10.2f} "
                   f"{rows / r['seconds']:>9.0f} {r['seconds'] / r['baseline']:>6.2f} {r['peak_rss_mib']:>12.0f}",
                   flush=True)
