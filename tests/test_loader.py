@@ -234,3 +234,13 @@ def test_rows_failing_expectations_are_quarantined_by_name_and_summarised_in_the
     (log_text,) = q(engine, "SELECT processing_log FROM cdr_files WHERE id = :i", i=reg.file_id)[0]
     assert "expect_column_values_to_be_between(duration_seconds): FAILED for 1 row(s)" in log_text
     assert "expect_column_values_to_not_be_null(carrier_call_id): ok" in log_text
+
+
+def test_a_header_only_report_loads_nothing_and_says_so(engine, store):
+    with engine.begin() as conn:
+        carriers.upsert(conn, carriers.Carrier(code="tel", name="Telnyx", file_type="telnyx_csv"))
+    reg = register(engine, store, b"Call Leg ID,Start Time,CLI,CLD\r\n", "report.csv", carrier="tel")
+    result = load_file(engine, store, reg.file_id)
+    assert (result.status, result.lines, result.loaded) == ("loaded", 0, 0)
+    (f,) = q(engine, "SELECT status, processing_log FROM cdr_files WHERE id = :i", i=reg.file_id)
+    assert f.status == "loaded" and "0 lines: 0 calls loaded" in f.processing_log

@@ -60,6 +60,11 @@ def test_each_bad_row_is_named_with_what_it_failed():
     assert failed["expect_column_values_to_be_unique(carrier_call_id)"] == 2
 
 
+def test_an_absurd_duration_fails_its_range():
+    result = validate_chunk(frame(duration_seconds={3: 10_000_000}, billing_seconds={3: 50}), "asterisk_csv", now=NOW)
+    assert result.bad_rows == {3: ["expect_column_values_to_be_between(duration_seconds)"]}
+
+
 def test_a_call_starting_far_in_the_future_fails_the_time_window():
     result = validate_chunk(frame(start_time={2: pd.Timestamp("2026-11-25", tz="UTC")}), "asterisk_csv", now=NOW)
     assert result.bad_rows == {2: ["expect_column_values_to_be_between(start_time)"]}
