@@ -49,11 +49,20 @@ def warehouse(url: str, carrier: carriers.Carrier):
     return engine
 
 
+PEAK_RSS = """
+def peak_rss_mib():
+    # VmHWM is the peak of this process's own memory. ru_maxrss is not: Linux keeps it across
+    # fork and exec, so a child of a big parent reports the parent's size.
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+"""
+
+
 def run_child(code: str, *args: str) -> dict:
     """Run ``code`` in a fresh Python process; it prints one JSON line last. Adds the child's
     peak RSS in MiB as ``peak_rss_mib``."""
-    wrapper = code + "\nimport resource as _r, json as _j\nprint(_j.dumps({**RESULT, 'peak_rss_mib': " \
-                     "_r.getrusage(_r.RUSAGE_SELF).ru_maxrss / 1024}))\n"
+    wrapper = code + PEAK_RSS + "\nimport json as _j\nprint(_j.dumps({**RESULT, 'peak_rss_mib': peak_rss_mib()}))\n"
     out = subprocess.run([sys.executable, "-c", wrapper, *args], capture_output=True, text=True)
     if out.returncode:
         raise SystemExit(out.stderr)

@@ -13,23 +13,22 @@ Without --database-url a throwaway database is created on 127.0.0.1:5432 (or the
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
-from sqlalchemy import create_engine
-from sqlalchemy.engine import make_url
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cdrflow import carriers, migrations, settings
+from common import run_child, scratch_database, warehouse  # noqa: E402
+
+from cdrflow import carriers  # noqa: E402
 
 CHILD = """
-import json, resource, sys, time
+import sys, time
 from sqlalchemy import create_engine
 from cdrflow.rawstore import RawStore
 from cdrflow.registry import register_file
@@ -38,8 +37,7 @@ engine = create_engine(url)
 store = RawStore(store_url)
 t = time.perf_counter()
 reg = register_file(engine, store, path, file_name=path.rsplit('/', 1)[-1], carrier='bench', file_source='upload')
-print(json.dumps({"seconds": time.perf_counter() - t, "size": reg.size,
-                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+RESULT = {"seconds": time.perf_counter() - t, "size": reg.size}
 """
 
 
@@ -53,37 +51,13 @@ def make_file(path: Path, size: int) -> None:
             left -= min(left, len(block))
 
 
-def scratch_database() -> tuple[str, callable]:
-    admin = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
-    try:
-        create_engine(admin, connect_args={"connect_timeout": 3}).connect().close()
-    except Exception:
-        from cdrflow import embedded
-
-        admin = make_url(embedded.ensure_server(settings.state_dir())).set(database="postgres")
-        admin = admin.render_as_string(hide_password=False)
-    name = f"cdrflow_bench_{uuid.uuid4().hex[:8]}"
-    eng = create_engine(admin, isolation_level="AUTOCOMMIT")
-    with eng.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-
-    def drop():
-        with eng.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    return make_url(admin).set(database=name).render_as_string(hide_password=False), drop
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes-mb", default="10,100,1024")
     parser.add_argument("--database-url")
     args = parser.parse_args()
-    url, drop = (args.database_url, lambda: None) if args.database_url else scratch_database()
-    engine = create_engine(url)
-    migrations.upgrade(engine, settings.SQL_DIR)
-    with engine.begin() as conn:
-        carriers.upsert(conn, carriers.Carrier(code="bench", name="Benchmark"))
+    url, drop = scratch_database(args.database_url)
+    warehouse(url, carriers.Carrier(code="bench", name="Benchmark")).dispose()
     work = Path(tempfile.mkdtemp(prefix="cdrflow-bench-"))
     print(f"{'size':>8} {'baseline s':>10} {'cdrflow s':>10} {'MB/s':>8} {'ratio':>6} {'peak RSS MiB':>12}")
     try:
@@ -96,16 +70,13 @@ def main() -> None:
             baseline = time.perf_counter() - t
             os.unlink(work / "copy")
             store = work / f"raw-{mb}"
-            out = subprocess.run([sys.executable, "-c", CHILD, url, store.as_uri(), str(src)],
-                                 check=True, capture_output=True, text=True)
-            r = json.loads(out.stdout.strip().splitlines()[-1])
+            r = run_child(CHILD, url, store.as_uri(), str(src))
             print(f"{mb:>6}MB {baseline:>10.2f} {r['seconds']:>10.2f} {mb / r['seconds']:>8.0f} "
                   f"{r['seconds'] / baseline:>6.2f} {r['peak_rss_mib']:>12.0f}")
             shutil.rmtree(store)
             src.unlink()
     finally:
         shutil.rmtree(work, ignore_errors=True)
-        engine.dispose()
         drop()
 
 
