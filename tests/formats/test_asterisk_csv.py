@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 import pandas as pd
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from cdrflow.formats import get_parser
@@ -54,6 +54,7 @@ def test_line_numbers_count_physical_lines_including_blank_ones():
 
 
 @settings(max_examples=200, deadline=None)
+@example(b'\r!')  # once crashed: a lone CR
 @given(st.binary(max_size=2000))
 def test_arbitrary_bytes_parse_or_raise_format_error(data):
     try:

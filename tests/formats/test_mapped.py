@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from cdrflow.formats import get_parser
@@ -131,6 +131,7 @@ def test_a_broken_mapping_is_refused_with_the_key_named(bad, message):
 
 
 @settings(max_examples=150, deadline=None)
+@example(b' \r!')  # once crashed: a lone CR
 @given(st.binary(max_size=1500))
 def test_arbitrary_bytes_through_delimited_and_fixed_width_mappings(data):
     for mapping in ("cgrates_ers_with_header.yaml", "ddb_carrier_fwv.yaml", "opensips_flatstore.yaml",

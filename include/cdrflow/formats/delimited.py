@@ -101,6 +101,8 @@ class DelimitedText:
             widths = [len(self.fields(t)) for _, t in lines[:20]]
             state["width"] = self.width_check(widths) if self.width_check else max(set(widths), key=widths.count)
             state["first"] = lines[0][0]
+        if not state["width"]:
+            raise FormatError(f"not {self.what}: its first lines cannot be split into fields")
 
     def _rows(self, first_block, blocks, options: ParseOptions, state: dict) -> Iterator[Rows]:
         block = first_block
