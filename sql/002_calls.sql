@@ -49,7 +49,9 @@ ALTER SEQUENCE calls_id_seq OWNED BY calls.id;
 -- the COPY itself, and the loader is the only writer (it takes carrier and file id from the
 -- cdr_files row it holds locked). rejected_rows keeps its FK: it is small.
 
-CREATE INDEX calls_file_idx ON calls (file_id);
+-- A file's calls are written together, so a BRIN index finds them at a fraction of the cost
+-- of a B-tree on every COPY.
+CREATE INDEX calls_file_idx ON calls USING brin (file_id);
 
 -- Creates the month partition holding ts when it does not exist yet, and returns its name.
 -- Safe when several loaders call it at once (transaction-scoped advisory lock).
