@@ -29,6 +29,9 @@ import great_expectations as gx  # noqa: E402  (takes seconds: paid once, when a
 import great_expectations.expectations as gxe  # noqa: E402
 
 log = logging.getLogger(__name__)
+# GX's INFO/WARNING chatter on every context and run (one module sets its own level)
+for _name in ("great_expectations", "great_expectations.data_context.types.base"):
+    logging.getLogger(_name).setLevel(logging.ERROR)
 
 SUITES = Path(__file__).resolve().parent / "expectations"
 _LOCK = threading.Lock()
