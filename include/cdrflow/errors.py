@@ -27,3 +27,8 @@ class FileNotRegistered(CdrflowError):
 
 class IllegalTransition(CdrflowError):
     """A status change that the file registry's state machine does not allow."""
+
+
+class SourceUnavailable(CdrflowError):
+    """A collector could not reach or read its server (refused, timed out, bad login, no such
+    folder). Nothing was registered from the part that failed; the next run tries again."""
