@@ -103,7 +103,8 @@ def _build(cls, raw: dict, where: str, **fixed):
         raise ConfigurationError(f"{where}: missing {', '.join(missing) or exc}") from None
 
 
-def _source(raw: Any, where: str) -> Source:
+def parse_source(raw: Any, where: str) -> Source:
+    """One source from its YAML (or dict) form; raises ConfigurationError naming ``where``."""
     if not isinstance(raw, dict) or "kind" not in raw:
         raise ConfigurationError(f"{where}: a source is a mapping with a kind ({', '.join(SOURCE_KINDS)})")
     kind = raw["kind"]
@@ -157,7 +158,7 @@ def _carrier(raw: Any, index: int) -> CarrierConfig:
     sources = raw.get("sources") or []
     if not isinstance(sources, list):
         raise ConfigurationError(f"{where}: sources must be a list")
-    return CarrierConfig(carrier, tuple(_source(s, f"{where}, source #{i + 1}") for i, s in enumerate(sources)))
+    return CarrierConfig(carrier, tuple(parse_source(s, f"{where}, source #{i + 1}") for i, s in enumerate(sources)))
 
 
 def config_path() -> Path:

@@ -31,6 +31,10 @@ ON CONFLICT (code) DO UPDATE SET
     name = EXCLUDED.name, file_type = EXCLUDED.file_type, mapping = EXCLUDED.mapping,
     billable = EXCLUDED.billable, delivery = EXCLUDED.delivery,
     reject_threshold = EXCLUDED.reject_threshold, config = EXCLUDED.config
+WHERE (carriers.name, carriers.file_type, carriers.mapping, carriers.billable, carriers.delivery,
+       carriers.reject_threshold, carriers.config)
+      IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.file_type, EXCLUDED.mapping, EXCLUDED.billable,
+       EXCLUDED.delivery, EXCLUDED.reject_threshold, EXCLUDED.config)
 """)
 
 
