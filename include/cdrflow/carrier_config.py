@@ -80,7 +80,7 @@ class CarrierConfig:
 def _tuple(value: Any, key: str, where: str) -> tuple[str, ...]:
     if isinstance(value, str):
         return (value,)
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
         raise ConfigurationError(f"{where}: {key} must be a string or a list of strings")
     return tuple(value)
 

@@ -29,18 +29,22 @@ class Claimed:
 
 _CLAIM = text("""
 WITH picked AS (
-    SELECT id FROM cdr_files
-    WHERE status = 'received'
-      AND (claimed_by IS NULL OR claimed_by = :run OR claimed_at < now() - :lease)
-      AND (CAST(:carrier AS text) IS NULL OR carrier = :carrier)
-      AND (CAST(:ids AS bigint[]) IS NULL OR id = ANY(:ids))
-    ORDER BY id
+    SELECT f.id, f.file_size FROM cdr_files f
+    LEFT JOIN file_claims c ON c.file_id = f.id
+    WHERE f.status = 'received'
+      AND (c.file_id IS NULL OR c.run_id = :run OR c.claimed_at < now() - :lease)
+      AND (CAST(:carrier AS text) IS NULL OR f.carrier = :carrier)
+      AND (CAST(:ids AS bigint[]) IS NULL OR f.id = ANY(:ids))
+    ORDER BY f.id
     LIMIT :limit
-    FOR UPDATE SKIP LOCKED
+    FOR UPDATE OF f SKIP LOCKED
+), claimed AS (
+    INSERT INTO file_claims (file_id, run_id, claimed_at)
+    SELECT id, :run, now() FROM picked
+    ON CONFLICT (file_id) DO UPDATE SET run_id = EXCLUDED.run_id, claimed_at = EXCLUDED.claimed_at
+    RETURNING file_id
 )
-UPDATE cdr_files f SET claimed_by = :run, claimed_at = now()
-FROM picked WHERE f.id = picked.id
-RETURNING f.id, f.file_size
+SELECT p.id, p.file_size FROM picked p JOIN claimed c ON c.file_id = p.id
 """)
 
 
@@ -51,6 +55,13 @@ def claim(engine: Engine, run_id: str, *, carrier: str | None = None, file_ids: 
         rows = conn.execute(_CLAIM, {"run": run_id, "lease": lease, "carrier": carrier,
                                      "ids": list(file_ids) if file_ids else None, "limit": limit}).all()
     return sorted((Claimed(r.id, r.file_size) for r in rows), key=lambda c: c.id)
+
+
+def release(engine: Engine, file_ids: list[int]) -> None:
+    """Drop the claims on ``file_ids`` (their batch is done: loaded, or left received after an
+    error, in which case the next run may take them at once)."""
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM file_claims WHERE file_id = ANY(:ids)"), {"ids": list(file_ids)})
 
 
 def requeue(engine: Engine, file_ids: list[int], reason: str) -> list[int]:
@@ -66,6 +77,7 @@ def requeue(engine: Engine, file_ids: list[int], reason: str) -> list[int]:
                 set_status(conn, row.id, "received", reason)
             if row.status in ("loaded", "failed", "rejected", "received"):
                 waiting.append(row.id)
+        conn.execute(text("DELETE FROM file_claims WHERE file_id = ANY(:ids)"), {"ids": waiting})
     return waiting
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, text
 
-from cdrflow import archives, carriers
+from cdrflow import archives, carriers, claims
 from cdrflow.errors import CdrflowError
 from cdrflow.formats.base import FormatError
 from cdrflow.loader import (CheckedChunk, FileBusy, LoadResult, load_file, options_for, parsed_chunks,
@@ -137,6 +137,7 @@ def process_batch(engine: Engine, store: RawStore, file_ids: list[int], *,
             _load_group(engine, store, groups.pop(row.file_type), run, say)
     for group in groups.values():
         _load_group(engine, store, group, run, say)
+    claims.release(engine, file_ids)
     outcome = BatchOutcome(results, errors, time.perf_counter() - started)
     s = outcome.summary()
     say(f"batch of {s['files']} file(s) in {s['seconds']}s: {s['by_status']}, {s['calls_loaded']:,} calls "

@@ -90,13 +90,14 @@ class S3Server:
         })
 
 
-def _start() -> tuple[object, str]:
+def start_server(port: int = 0) -> tuple[object, str]:
+    """Start a moto S3 server on 127.0.0.1 (a free port when 0); returns (server, endpoint URL)."""
     try:
         from moto.server import ThreadedMotoServer
     except ImportError as exc:
         pytest.fail(f"moto's standalone server is not installed ({exc}); pip install 'moto[server]'",
                     pytrace=False)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     # ThreadedMotoServer.start() waits without a timeout for its thread to bind the socket, and
     # waits forever when binding raises in that thread: start it from a thread we can time out.
     starter = threading.Thread(target=server.start, name="moto-s3-start", daemon=True)
@@ -129,7 +130,7 @@ def s3_server() -> Iterator[S3Server]:
         env.setenv("AWS_CONFIG_FILE", "/dev/null")
         env.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
         env.setenv("AWS_EC2_METADATA_DISABLED", "true")
-        server, endpoint = _start()
+        server, endpoint = start_server()
         try:
             s3 = S3Server(endpoint_url=endpoint)
             try:
