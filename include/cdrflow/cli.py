@@ -2,7 +2,11 @@
 
     cdrflow db upgrade|status|url|stop      the warehouse
     cdrflow carrier add CODE --name N ...   configure a carrier by hand
+    cdrflow carriers sync|list              load include/carriers.yaml into the warehouse / show it
     cdrflow register FILE... --carrier C    store and record files (duplicates detected by SHA1)
+    cdrflow upload FILE... --carrier C      a manual upload: register files as source 'upload'
+    cdrflow collect KIND [--carrier C]      run the configured collectors of one kind once
+    cdrflow process [--carrier C] [--file-id N]  claim received files and load them
     cdrflow parse --type T FILE             dry run: canonical rows and validation, writes nothing
     cdrflow load FILE --carrier C [--type T] register and load one file, print the outcome
     cdrflow files [--after ID] [--limit N]  what the registry holds
@@ -93,6 +97,68 @@ def cmd_register(args: argparse.Namespace) -> int:
     if rows:
         print(render(["id", "file", "sha1", "bytes", "status"], rows))
     return 1 if failures else 0
+
+
+def cmd_carriers(args: argparse.Namespace) -> int:
+    from cdrflow import carrier_config
+    from cdrflow.tables import render
+
+    configs = carrier_config.load(args.file)
+    if args.action == "sync":
+        with _engine().begin() as conn:
+            n = carrier_config.sync(conn, configs)
+        print(f"{n} carrier(s) from {args.file or carrier_config.config_path()} are in the warehouse")
+        return 0
+    print(render(["code", "name", "type", "billable", "delivery", "threshold", "sources"],
+                 [[c.code, c.carrier.name, c.carrier.file_type, c.carrier.billable, c.carrier.delivery,
+                   c.carrier.reject_threshold, ", ".join(s.kind for s in c.sources) or "-"] for c in configs]))
+    return 0
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from cdrflow.sources import run
+    from cdrflow.tables import render
+
+    engine, store = _engine(), _store()
+    rows, failed = [], 0
+    for entry in run.planned(engine, args.kind):
+        if args.carrier and entry["carrier"] != args.carrier:
+            continue
+        try:
+            found = run.collect(engine, store, entry["carrier"], run.source_from_dict(entry["source"]))
+        except CdrflowError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        rows += [[c.carrier, c.name, c.size, (c.sha1 or "")[:12], c.file_id or "",
+                  {"duplicate": f"duplicate of {c.duplicate_of}", "skipped": f"skipped: {c.reason}"}.get(
+                      c.outcome, c.outcome)] for c in found]
+    print(render(["carrier", "file", "bytes", "sha1", "id", "outcome"], rows) if rows else "nothing found")
+    return 1 if failed else 0
+
+
+def cmd_process(args: argparse.Namespace) -> int:
+    import uuid
+
+    from cdrflow import claims
+    from cdrflow.processing import process_batch
+
+    engine, store = _engine(), _store()
+    run_id = f"cli-{uuid.uuid4().hex[:12]}"
+    if args.file_id:
+        claims.requeue(engine, args.file_id, f"re-run requested from the command line ({run_id})")
+    claimed = claims.claim(engine, run_id, carrier=args.carrier, file_ids=args.file_id or None)
+    errors = 0
+    for batch in claims.batches(claimed):
+        outcome = process_batch(engine, store, batch, progress=lambda m: print(m, file=sys.stderr))
+        for r in outcome.results:
+            print(f"file {r.file_id}: {r.status}: {r.lines} lines, {r.loaded} calls loaded, "
+                  f"{r.rejected} rejected, {r.duplicates} duplicates")
+        for file_id, message in outcome.errors.items():
+            print(f"error: file {file_id}: {message}", file=sys.stderr)
+        errors += len(outcome.errors)
+    print(f"{len(claimed)} file(s) processed" + (f", {errors} error(s)" if errors else ""))
+    return 1 if errors else 0
 
 
 def cmd_parse(args: argparse.Namespace) -> int:
@@ -193,8 +259,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     url = db.resolve_url()
     engine = db.get_engine(url)
     migrations.upgrade(engine, settings.SQL_DIR)
-    print(f"warehouse: {db.describe(url)}\nraw store: {settings.raw_store_url()}\n")
-    print(demo.main(engine, _store(), settings.state_dir() / "demo"))
+    print(f"warehouse: {db.describe(url)}\nraw store: {settings.raw_store_url()}\n", flush=True)
+    print(demo.main(engine, url))
     return 0
 
 
@@ -227,6 +293,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--notes")
     p.set_defaults(func=cmd_register)
 
+    p = sub.add_parser("upload", help="a manual upload: store and record files as source 'upload'")
+    p.add_argument("files", nargs="+")
+    p.add_argument("--carrier", required=True)
+    p.add_argument("--type", help="file type (default: the carrier's)")
+    p.add_argument("--billrun")
+    p.add_argument("--notes")
+    p.set_defaults(func=cmd_register, source="upload")
+
+    p = sub.add_parser("carriers", help="the carrier configuration file: sync it into the warehouse, list it")
+    p.add_argument("action", choices=["sync", "list"])
+    p.add_argument("--file", type=Path, help="default: CDRFLOW_CARRIERS_FILE or include/carriers.yaml")
+    p.set_defaults(func=cmd_carriers)
+
+    p = sub.add_parser("collect", help="run the configured collectors of one kind once (what its DAG runs)")
+    p.add_argument("kind", choices=["mailbox", "sftp", "ftp", "bucket"])
+    p.add_argument("--carrier", help="only this carrier's sources")
+    p.set_defaults(func=cmd_collect)
+
+    p = sub.add_parser("process", help="claim received files and load them (what the processing DAG runs)")
+    p.add_argument("--carrier", help="only this carrier's files")
+    p.add_argument("--file-id", type=int, action="append", help="(re)process this file; repeatable")
+    p.set_defaults(func=cmd_process)
+
     p = sub.add_parser("parse", help="dry run: print canonical rows and the validation summary")
     p.add_argument("file")
     p.add_argument("--type", required=True, help="asterisk_csv, kazoo_json, freeswitch_csv, "
@@ -253,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id", type=int)
     p.set_defaults(func=cmd_file)
 
-    p = sub.add_parser("demo", help="generate sample carrier files and register them")
+    p = sub.add_parser("demo", help="a day of traffic from three carriers, collected and loaded by the Airflow DAGs")
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -1,83 +1,124 @@
-"""The main job on the embedded defaults: generate a day of carrier files, register and load them.
+"""The main job on the embedded defaults: a day of traffic from three carriers, collected and
+loaded by the Airflow DAGs.
 
-Two carriers in two formats (Asterisk Master.csv and Kazoo JSON), one file that a carrier sent
-twice under another name (the registry records it as a duplicate of the first and it is never
-loaded), and one file with a few broken rows (they go to the quarantine with their reasons).
+Three carriers of ``include/carriers.yaml`` in three formats (ACME: Asterisk Master.csv, Kazoo:
+Kazoo JSON, Telco: a Telnyx-style CDR report), one file ACME sends twice under another name (a
+duplicate by SHA1, never loaded) and one with broken rows (quarantined with their reasons). The
+files are written into the local upload folders those carriers' bucket sources read
+(``<state>/uploads/<carrier>``); then Airflow runs ``cdrflow_collect_bucket`` and
+``cdrflow_process`` (``airflow dags test``: the real DAGs, in-process executor, metadata in
+``<state>/airflow``), and the outcome per file is read back from the warehouse.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 from sqlalchemy import Engine, text
 
-from cdrflow import carriers, generate
-from cdrflow.loader import LoadResult
-from cdrflow.processing import process_file
-from cdrflow.rawstore import RawStore
-from cdrflow.registry import Registration
-from cdrflow.sources.folder import register_folder
+from cdrflow import carrier_config, generate, settings
+from cdrflow.errors import CdrflowError
 from cdrflow.tables import render
 
-DEMO_CARRIERS = [
-    carriers.Carrier(code="acme", name="ACME Telecom (Asterisk)", file_type="asterisk_csv"),
-    carriers.Carrier(code="kazoo", name="Kazoo Cloud PBX", file_type="kazoo_json", delivery="daily"),
-]
 
-
-def prepare_inbox(inbox: Path) -> dict[str, Path]:
-    """Write the demo files, one folder per carrier; returns carrier -> folder."""
+def prepare_uploads(uploads: Path) -> list[Path]:
+    """Write the day's files into each carrier's upload folder; returns them in write order."""
     day = generate.demo_day()
-    acme, kazoo = inbox / "acme", inbox / "kazoo"
-    for folder in (acme, kazoo):
+    acme, kazoo, telco = (uploads / c for c in ("acme", "kazoo", "telco"))
+    for folder in (acme, kazoo, telco):
         folder.mkdir(parents=True, exist_ok=True)
     first = generate.write_asterisk_csv(acme / f"Master-{day:%Y%m%d}-a.csv", 2_000, seed=1, day=day)
-    generate.write_asterisk_csv(acme / f"Master-{day:%Y%m%d}-b.csv", 1_500, seed=2, day=day)
-    shutil.copyfile(first, acme / f"resent-Master-{day:%Y%m%d}-a.csv")  # same bytes, new name
-    generate.write_kazoo_json(kazoo / f"cdrs-{day:%Y-%m-%d}.json", 1_000, seed=3, day=day)
+    written = [first, generate.write_asterisk_csv(acme / f"Master-{day:%Y%m%d}-b.csv", 1_500, seed=2, day=day)]
+    resent = acme / f"resent-Master-{day:%Y%m%d}-a.csv"
+    shutil.copyfile(first, resent)  # same bytes, new name
     late = generate.asterisk_bytes(400, seed=4, day=day).splitlines(keepends=True)
     late[10] = late[10].replace(b'"ANSWERED"', b'"ANSWERED","extra column"', 1)  # too many columns
     late[20] = late[20][:40] + b"\n"  # cut short
     (acme / f"Master-{day:%Y%m%d}-c.csv").write_bytes(b"".join(late))
-    return {"acme": acme, "kazoo": kazoo}
+    written += [resent, acme / f"Master-{day:%Y%m%d}-c.csv",
+                generate.write_kazoo_json(kazoo / f"cdrs-{day:%Y-%m-%d}.json", 1_000, seed=3, day=day),
+                generate.write_telnyx_csv(telco / f"cdr-report-{day:%Y-%m-%d}.csv", 800, seed=5, day=day)]
+    return written
 
 
-def run(engine: Engine, store: RawStore, workdir: Path) -> list[tuple[Registration, LoadResult | None]]:
-    with engine.begin() as conn:
-        for carrier in DEMO_CARRIERS:
-            carriers.upsert(conn, carrier)
-    folders = prepare_inbox(workdir / "inbox")
-    results = []
-    for carrier, folder in folders.items():
-        for reg in register_folder(engine, store, folder, carrier=carrier, file_source="upload"):
-            loaded = None if reg.is_duplicate or _done(engine, reg.file_id) else process_file(engine, store, reg.file_id)
-            results.append((reg, loaded))
-    return results
+def airflow_env(warehouse_url: str) -> dict[str, str]:
+    """The environment the DAGs run in: this repository's dags/, Airflow's home under the state
+    directory, the warehouse handed to the tasks."""
+    state = settings.state_dir()
+    return {**os.environ,
+            "AIRFLOW_HOME": os.environ.get("AIRFLOW_HOME") or str(state / "airflow"),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(settings.REPO_DIR / "dags"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "CDRFLOW_STATE_DIR": str(state),
+            "CDRFLOW_DATABASE_URL": warehouse_url,
+            "CDRFLOW_RAW_STORE": settings.raw_store_url()}
 
 
-def _done(engine: Engine, file_id: int) -> bool:
-    with engine.connect() as conn:
-        return conn.execute(text("SELECT status <> 'received' FROM cdr_files WHERE id = :i"), {"i": file_id}).scalar()
+def run_airflow(args: list[str], env: dict[str, str], log: Path) -> None:
+    """``airflow ARGS`` with its (long) output appended to ``log``; a failure names the log."""
+    airflow = Path(sys.executable).with_name("airflow")
+    with open(log, "a") as out:
+        out.write(f"\n$ airflow {' '.join(args)}\n")
+        out.flush()
+        done = subprocess.run([str(airflow), *args], stdout=out, stderr=subprocess.STDOUT, env=env)
+    if done.returncode:
+        raise CdrflowError(f"airflow {' '.join(args)} failed (exit {done.returncode}); see {log}")
 
 
-def report(results: list[tuple[Registration, LoadResult | None]], seconds: float) -> str:
-    table = render(
-        ["id", "file", "carrier", "sha1", "bytes", "status", "calls", "rejected", "duplicates"],
-        [[r.file_id, r.file_name, r.carrier, r.sha1[:12], r.size,
-          f"duplicate of {r.duplicate_of}" if r.is_duplicate else (lr.status if lr else "already processed"),
-          lr.loaded if lr else "", lr.rejected if lr else "", lr.duplicates if lr else ""]
-         for r, lr in results])
-    originals = sum(not r.is_duplicate for r, _ in results)
-    loaded = [lr for _, lr in results if lr]
-    return (f"{table}\n\n{len(results)} files in {seconds:.1f}s: {originals} new, "
-            f"{len(results) - originals} duplicate(s); {sum(lr.loaded for lr in loaded)} calls loaded, "
-            f"{sum(lr.rejected for lr in loaded)} rows quarantined "
-            f"(see `cdrflow file ID` and the rejected_rows table).")
+def final_state(output: str) -> str:
+    """The final state ``airflow dags test`` logged for its run."""
+    for line in reversed(output.splitlines()):
+        if "DagRun Finished" in line and "state=" in line:
+            return line.split("state=", 1)[1].split(",", 1)[0]
+    return "unknown"
 
 
-def main(engine: Engine, store: RawStore, workdir: Path) -> str:
+def main(engine: Engine, warehouse_url: str) -> str:
     started = time.perf_counter()
-    results = run(engine, store, workdir)
-    return report(results, time.perf_counter() - started)
+    state = settings.state_dir()
+    configs = carrier_config.load()
+    with engine.begin() as conn:
+        carrier_config.sync(conn, configs)
+        first_new = conn.execute(text("SELECT coalesce(max(id), 0) + 1 FROM cdr_files")).scalar()
+    prepare_uploads(state / "uploads")
+    env = airflow_env(warehouse_url)
+    Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
+    log = state / "demo-airflow.log"
+    log.write_text("")
+    run_airflow(["db", "migrate"], env, log)
+    states = {}
+    for dag_id in ("cdrflow_collect_bucket", "cdrflow_process"):
+        mark = log.stat().st_size
+        run_airflow(["dags", "test", dag_id], env, log)
+        with open(log) as f:
+            f.seek(mark)
+            part = f.read()
+        states[dag_id] = final_state(part)
+    return report(engine, first_new, states, time.perf_counter() - started, log)
+
+
+def report(engine: Engine, first_id: int, states: dict[str, str], seconds: float, log: Path) -> str:
+    with engine.connect() as conn:
+        rows = conn.execute(text(
+            "SELECT id, file_name, carrier, file_type, left(original_hash, 12) AS sha1, file_size, status, "
+            "duplicate_of, calls_loaded, calls_rejected, calls_duplicate FROM cdr_files WHERE id >= :first "
+            "ORDER BY id"), {"first": first_id}).all()
+    table = render(
+        ["id", "file", "carrier", "format", "sha1", "bytes", "status", "calls", "rejected", "duplicates"],
+        [[r.id, r.file_name, r.carrier, r.file_type, r.sha1, r.file_size,
+          f"duplicate of {r.duplicate_of}" if r.duplicate_of else r.status,
+          "" if r.calls_loaded is None else r.calls_loaded, "" if r.calls_rejected is None else r.calls_rejected,
+          "" if r.calls_duplicate is None else r.calls_duplicate] for r in rows])
+    originals = [r for r in rows if not r.duplicate_of]
+    runs = ", ".join(f"{d} {s}" for d, s in states.items())
+    return (f"Airflow: {runs} (log: {log})\n\n{table}\n\n"
+            f"{len(rows)} files in {seconds:.1f}s: {len(originals)} new, {len(rows) - len(originals)} "
+            f"duplicate(s); {sum(r.calls_loaded or 0 for r in rows)} calls loaded, "
+            f"{sum(r.calls_rejected or 0 for r in rows)} rows quarantined, "
+            f"{sum(r.calls_duplicate or 0 for r in rows)} duplicate calls "
+            f"(see `cdrflow file ID` and the rejected_rows table).")

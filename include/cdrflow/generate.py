@@ -157,3 +157,36 @@ def write_asterisk_csv_fast(path: Path, n: int, *, seed: int, day: datetime | No
     })
     pacsv.write_csv(table, path, pacsv.WriteOptions(include_header=False, quoting_style="all_valid"))
     return path
+
+
+TELNYX_HEADER = ["Call Leg ID", "Start Time", "Answer Time", "End Time", "Duration", "Billed Sec",
+                 "Direction", "Record Type", "Connection ID", "CLI", "CLD", "Tags", "Hangup Cause",
+                 "Rate", "Cost", "Currency"]
+
+
+def telnyx_rows(n: int, *, seed: int, day: datetime):
+    """Rows of a Telnyx-style CDR report (seed 001 vocabulary), header first."""
+    rng = random.Random(seed)
+    yield TELNYX_HEADER
+    for i in range(n):
+        start = day + timedelta(seconds=rng.randrange(86_400))
+        answered = rng.random() < 0.8
+        ring = rng.randrange(1, 25)
+        billed = rng.randrange(1, 2_400) if answered else 0
+        answer = start + timedelta(seconds=ring) if answered else None
+        end = start + timedelta(seconds=ring + billed)
+        iso = "%Y-%m-%dT%H:%M:%SZ"
+        rate = rng.choice(["0.0045", "0.0090", "0.0120"])
+        yield [f"{rng.getrandbits(64):016x}-{seed}-{i}", start.strftime(iso),
+               answer.strftime(iso) if answer else "", end.strftime(iso), str(ring + billed), str(billed),
+               rng.choice(["inbound", "outbound"]), "complete" if answered else "incomplete",
+               f"conn-{rng.randrange(5)}", _number(rng, "+1"), _number(rng, "+33"),
+               rng.choice(["", "wholesale", "wholesale;priority"]),
+               "NORMAL_CLEARING" if answered else "NO_ANSWER", rate,
+               f"{float(rate) * billed / 60:.6f}", "USD"]
+
+
+def write_telnyx_csv(path: Path, n: int, *, seed: int, day: datetime) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as out:
+        csv.writer(out, lineterminator="\r\n").writerows(telnyx_rows(n, seed=seed, day=day))
+    return path
