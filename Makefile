@@ -36,6 +36,7 @@ airflow: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/register_memory.py
 	$(BIN)/python bench/load_asterisk.py --memory-rows 5000000
+	$(BIN)/python bench/many_files.py
 
 # Re-resolve requirements.in into the fully pinned requirements.txt.
 requirements:

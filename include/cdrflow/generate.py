@@ -111,9 +111,11 @@ def asterisk_bytes(n: int, *, seed: int, day: datetime | None = None) -> bytes:
     return out.getvalue().encode()
 
 
-def write_asterisk_csv_fast(path: Path, n: int, *, seed: int, day: datetime | None = None) -> Path:
+def write_asterisk_csv_fast(path: Path, n: int, *, seed: int, day: datetime | None = None,
+                            first_index: int = 0) -> Path:
     """The same layout as :func:`write_asterisk_csv`, vectorised (millions of rows in seconds)
-    for benchmarks; the values are random but well-formed, one day of calls."""
+    for benchmarks; the values are random but well-formed, one day of calls. Call ids count
+    from ``first_index``: files written with disjoint ranges hold distinct calls."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -137,7 +139,7 @@ def write_asterisk_csv_fast(path: Path, n: int, *, seed: int, day: datetime | No
     def numbers(prefix: str):
         return pc.binary_join_element_wise(prefix, text(rng.integers(10**9, 10**10, n)), "")
 
-    idx = text(np.arange(n))
+    idx = text(np.arange(first_index, first_index + n))
     src, dst = numbers("+1"), numbers("+44")
     table = pa.table({
         "accountcode": pc.binary_join_element_wise("acct", text(rng.integers(100, 999, n)), ""),
