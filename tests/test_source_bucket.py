@@ -11,8 +11,8 @@ import socket
 from pathlib import Path
 
 import pytest
+from registry_rows import rows, stored
 from servers.s3 import s3_server  # noqa: F401
-from sqlalchemy import text
 
 from cdrflow.carrier_config import BucketSource
 from cdrflow.errors import ConfigurationError, SourceUnavailable
@@ -28,18 +28,6 @@ CONN_ID = "cdrflow_test_s3"
 def conn_id(s3_server, monkeypatch) -> str:  # noqa: F811
     monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", s3_server.airflow_conn_json())
     return CONN_ID
-
-
-def rows(engine) -> list[dict]:
-    with engine.connect() as conn:
-        return [dict(r) for r in conn.execute(text(
-            "SELECT id, file_name, file_source, source_uri, stored_file_id, status, duplicate_of "
-            "FROM cdr_files ORDER BY id")).mappings()]
-
-
-def stored(store, row) -> bytes:
-    with store.open(row["stored_file_id"]) as f:
-        return f.read()
 
 
 def test_s3_objects_are_registered_then_moved(engine, store, carrier, s3_server, conn_id):  # noqa: F811

@@ -12,12 +12,12 @@ import socket
 from email.message import EmailMessage
 
 import pytest
-from sqlalchemy import text
 
 from cdrflow.carrier_config import MailboxSource
 from cdrflow.errors import ConfigurationError, SourceUnavailable
 from cdrflow.generate import asterisk_bytes, demo_day, kazoo_records
 from cdrflow.sources import mailbox
+from registry_rows import rows, stored
 from servers.dovecot import free_port, imap_server  # noqa: F401
 
 pytestmark = pytest.mark.integration
@@ -48,18 +48,6 @@ def mail(subject: str, attachments: list[tuple[str, bytes]] = (), *, sender: str
     for name, data in attachments:
         m.add_attachment(data, maintype="application", subtype="octet-stream", filename=name)
     return m
-
-
-def rows(engine) -> list[dict]:
-    with engine.connect() as conn:
-        return [dict(r) for r in conn.execute(text(
-            "SELECT id, file_name, file_source, status, duplicate_of, file_size, stored_file_id, source_uri, "
-            "mail_message, mail_from, mail_to, mail_subject FROM cdr_files ORDER BY id")).mappings()]
-
-
-def stored(store, row) -> bytes:
-    with store.open(row["stored_file_id"]) as f:
-        return f.read()
 
 
 def test_two_cdr_attachments_registered_and_message_moved(server, engine, store, carrier):

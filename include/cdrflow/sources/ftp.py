@@ -35,7 +35,7 @@ from urllib.parse import quote
 from sqlalchemy import Engine
 
 from cdrflow.carrier_config import RemoteDirSource
-from cdrflow.errors import ConfigurationError, SourceUnavailable
+from cdrflow.errors import ConfigurationError
 from cdrflow.rawstore import RawStore
 from cdrflow.sources import remote
 from cdrflow.sources.base import Collected
@@ -209,10 +209,6 @@ def _login(conn: Any, tls: bool) -> ftplib.FTP:
     return ftp
 
 
-def _reason(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
 @contextmanager
 def connect(source: RemoteDirSource) -> Iterator[FtpClient]:
     """An :class:`FtpClient` on the server of ``source.conn_id``, closed on exit. Failing to
@@ -227,14 +223,11 @@ def connect(source: RemoteDirSource) -> Iterator[FtpClient]:
     tls = conn.conn_type == "ftps" or _flag(conn.extra_dejson.get("tls"), False)
     port = conn.port or ftplib.FTP_PORT
     where = f"{conn.conn_type} connection {source.conn_id!r} ({conn.host}:{port})"
-    try:
+    with remote.unavailable_on(ftplib.all_errors, where, "cannot connect"):  # refused, timeout, TLS, bad login
         ftp = _login(conn, tls)
-    except ftplib.all_errors as exc:  # refused, timeout, TLS/certificate failure, bad login
-        raise SourceUnavailable(f"{where}: cannot connect: {_reason(exc)}") from exc
     try:
-        yield FtpClient(ftp, "ftps" if tls else "ftp", conn.host, port)
-    except ftplib.all_errors as exc:
-        raise SourceUnavailable(f"{where}: connection lost: {_reason(exc)}") from exc
+        with remote.unavailable_on(ftplib.all_errors, where, "connection lost"):
+            yield FtpClient(ftp, "ftps" if tls else "ftp", conn.host, port)
     finally:
         try:
             ftp.quit()

@@ -22,7 +22,7 @@ transfer failed) is logged and reported as a skipped file; the others go on. A d
 cannot be listed does not stop the other directories, but the run ends with
 :class:`~cdrflow.errors.SourceUnavailable` naming it. Connection-level failures are raised by the
 client as they happen and turned into :class:`~cdrflow.errors.SourceUnavailable` by its
-``connect()``.
+``connect()``, through :func:`unavailable_on`.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from __future__ import annotations
 import logging
 import posixpath
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from typing import BinaryIO, Protocol
 
@@ -48,6 +48,19 @@ log = logging.getLogger(__name__)
 class RemoteFileError(CdrflowError):
     """One remote file or directory could not be listed, read, moved or deleted; the
     connection itself is fine."""
+
+
+@contextmanager
+def unavailable_on(errors: type[BaseException] | tuple[type[BaseException], ...], where: str,
+                   what: str) -> Iterator[None]:
+    """Raise the protocol's connection-level ``errors`` (refused, timed out, login refused,
+    connection lost) as :class:`SourceUnavailable` ``"{where}: {what}: {reason}"``, the reason
+    on one line and never empty."""
+    try:
+        yield
+    except errors as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise SourceUnavailable(f"{where}: {what}: {reason}") from exc
 
 
 class RemoteClient(Protocol):

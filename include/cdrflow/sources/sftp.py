@@ -20,13 +20,14 @@ from paramiko import SFTPClient, SSHException
 from sqlalchemy import Engine
 
 from cdrflow.carrier_config import RemoteDirSource
-from cdrflow.errors import ConfigurationError, SourceUnavailable
+from cdrflow.errors import ConfigurationError
 from cdrflow.rawstore import RawStore
 from cdrflow.sources import remote
 from cdrflow.sources.base import Collected
 
 CONNECT_TIMEOUT = 30  # seconds to connect and get the banner, unless the extra conn_timeout says otherwise
 IO_TIMEOUT = 120.0  # seconds without an answer from the server mid-session
+CONNECTION_ERRORS = (SSHException, EOFError, OSError)
 
 
 class SftpClient:
@@ -93,10 +94,6 @@ class SftpClient:
         return self._base + quote(posixpath.normpath(posixpath.join(self._home, path)))
 
 
-def _reason(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
 @contextmanager
 def connect(source: RemoteDirSource) -> Iterator[SftpClient]:
     """An :class:`SftpClient` on the server of ``source.conn_id``, closed on exit. Failing to
@@ -116,15 +113,11 @@ def connect(source: RemoteDirSource) -> Iterator[SftpClient]:
     hook.banner_timeout = min(hook.banner_timeout, hook.conn_timeout)
     where = f"sftp connection {source.conn_id!r} ({hook.remote_host}:{hook.port})"
     with ExitStack() as stack:
-        try:
+        with remote.unavailable_on(CONNECTION_ERRORS, where, "cannot connect"):  # refused, timeout, auth, bad key
             sftp = stack.enter_context(hook.get_managed_conn())
-        except (SSHException, EOFError, OSError) as exc:  # refused, timeout, auth failure, bad key
-            raise SourceUnavailable(f"{where}: cannot connect: {_reason(exc)}") from exc
-        try:
+        with remote.unavailable_on(CONNECTION_ERRORS, where, "connection lost"):
             sftp.get_channel().settimeout(IO_TIMEOUT)
             yield SftpClient(sftp, hook.remote_host, hook.port)
-        except (SSHException, EOFError, OSError) as exc:
-            raise SourceUnavailable(f"{where}: connection lost: {_reason(exc)}") from exc
 
 
 def run(engine: Engine, store: RawStore, carrier: str, source: RemoteDirSource, *,
