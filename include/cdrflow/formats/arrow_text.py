@@ -90,7 +90,7 @@ def json_objects(columns: dict[str, pa.Array], length: int, *, printable: bool =
 
     ``printable``: the caller knows no value holds a control character (no escaping check).
     """
-    pieces = []
+    args: list = []  # for one element-wise join: key texts and values (or whole pieces)
     for name, col in columns.items():
         col = pc.cast(col, pa.string())
         escaped = col
@@ -102,13 +102,24 @@ def json_objects(columns: dict[str, pa.Array], length: int, *, printable: bool =
         if not printable and not pc.all(pc.fill_null(pc.utf8_is_printable(col), True)).as_py():
             escaped = pa.array([json.dumps(v)[1:-1] if v is not None else None
                                 for v in col.to_pylist()], pa.string())
-        piece = pc.binary_join_element_wise("," + json.dumps(name) + ':"', escaped, '"', "")
+        key = "," + json.dumps(name) + ':"'
         present = pc.and_(pc.is_valid(col), pc.not_equal(pc.fill_null(col, ""), ""))
-        pieces.append(pc.if_else(present, piece, ""))
-    if not pieces:
+        if pc.all(present).as_py():  # the usual case: a value in every row, joined as it is
+            args += [key, escaped, '"']
+        else:
+            args.append(pc.if_else(present, pc.binary_join_element_wise(key, escaped, '"', ""), ""))
+    if not args:
         return pa.array(["{}"] * length, pa.string())
-    joined = pc.binary_join_element_wise(*pieces, "")  # one pass, not one copy per column
-    return pc.binary_join_element_wise("{", pc.utf8_slice_codeunits(joined, 1), "}", "")
+    merged: list = []
+    for a in args:  # neighbouring texts as one
+        if isinstance(a, str) and merged and isinstance(merged[-1], str):
+            merged[-1] += a
+        else:
+            merged.append(a)
+    joined = pc.binary_join_element_wise(*merged, "")  # one pass, not one copy per column
+    # every non-empty row starts with a comma: drop it (a byte slice; no UTF-8 decoding)
+    body = pc.cast(pc.binary_slice(pc.cast(joined, pa.binary()), 1, 2**31 - 1), pa.string())
+    return pc.binary_join_element_wise("{", body, "}", "")
 
 
 def to_utc(ts: pa.Array, timezone: str) -> pa.Array:

@@ -107,7 +107,7 @@ def _canonical(cols: dict[str, pa.Array], options: ParseOptions, markers: dict[i
     extras_cols = {c: cols[c] for c in EXTRA_COLUMNS if c in cols}
     if markers:
         extras_cols["_invalid_bytes_b64"] = pa.array([markers.get(i) for i in range(n)], pa.string())
-    keep = pc.invert(failed)
+    keep = pc.invert(failed) if problems else None
     out = {
         "carrier_call_id": call_id,
         "start_time": start,
@@ -126,5 +126,5 @@ def _canonical(cols: dict[str, pa.Array], options: ParseOptions, markers: dict[i
         "line_number": cols["line_number"],
         "raw_text": cols["raw_text"],
     }
-    kept = {k: pc.filter(v, keep) for k, v in out.items()}
+    kept = out if keep is None else {k: pc.filter(v, keep) for k, v in out.items()}
     return to_frame(kept, len(kept["line_number"])), problems

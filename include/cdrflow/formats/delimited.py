@@ -156,8 +156,10 @@ class DelimitedText:
                                [f"parse:column_count:expected {width}, got {count}"])
                     for n, (count, text) in sorted(bad.items())
                     if not self._ignored(block.first_line + n - 1, text, state)]
-        mask = pa.array(keep)
-        columns = {name: pc.filter(table[name].combine_chunks(), mask) for name in table.column_names}
+        columns = {name: table[name].combine_chunks() for name in table.column_names}
+        if not keep.all():  # (filtering copies every column)
+            mask = pa.array(keep)
+            columns = {name: pc.filter(column, mask) for name, column in columns.items()}
         columns["line_number"] = pa.array(numbers[keep], pa.int64())
         columns["raw_text"] = pc.cast(block.lines.take(pa.array(parsed[keep])), pa.string())
         return Rows(columns, problems, printable=not has_control_bytes(block.data))
