@@ -9,6 +9,8 @@ than loading a file of a thousand calls), then each loaded in its own transactio
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -114,29 +116,25 @@ def process_batch(engine: Engine, store: RawStore, file_ids: list[int], *,
     for missing in sorted(set(file_ids) - {r.id for r in rows}):
         results.append(LoadResult(missing, "skipped", message="not received or failed any more"))
 
-    groups: dict[str, list[_Small]] = {}
-    group_rows: dict[str, int] = {}
+    small = []
     for row in rows:
         if row.file_size > SMALL_FILE_BYTES or not row.file_type or _is_archive(store, row.stored_file_id):
             run(row.id, lambda r=row: process_file(engine, store, r.id, progress=say))
-            continue
-        small = _Small(row.id, row.file_type)
-        try:
-            options = options_for(known[row.carrier], row.file_type)
-            with store.open(row.stored_file_id) as stream:
-                small.chunks = list(parsed_chunks(stream, row.file_type, options))
-        except FormatError as exc:
-            small.error = exc
-        except CdrflowError as exc:
-            errors[row.id] = str(exc)
-            continue
-        groups.setdefault(row.file_type, []).append(small)
-        group_rows[row.file_type] = group_rows.get(row.file_type, 0) + sum(len(c.calls) for c in small.chunks or [])
-        if group_rows[row.file_type] >= GROUP_ROWS:
-            group_rows.pop(row.file_type)
-            _load_group(engine, store, groups.pop(row.file_type), run, say)
-    for group in groups.values():
-        _load_group(engine, store, group, run, say)
+        else:
+            small.append(row)
+    # Small files: a thread parses and validates the next group while this one loads (the
+    # loading thread mostly waits for PostgreSQL, the parsing one works on the other core).
+    ready: queue.Queue[list[_Small] | None] = queue.Queue(maxsize=2)
+    failures: list[BaseException] = []
+    parser = threading.Thread(target=_prepare_groups, args=(store, small, known, errors, ready, failures),
+                              name="cdrflow-parse-ahead", daemon=True)
+    parser.start()
+    while (group := ready.get()) is not None:
+        for f in group:
+            run(f.id, lambda f=f: load_file(engine, store, f.id, prepared=f.prepared(), progress=say))
+    parser.join()
+    if failures:
+        raise failures[0]
     claims.release(engine, file_ids)
     outcome = BatchOutcome(results, errors, time.perf_counter() - started)
     s = outcome.summary()
@@ -145,11 +143,39 @@ def process_batch(engine: Engine, store: RawStore, file_ids: list[int], *,
     return outcome
 
 
-def _load_group(engine, store, group: list[_Small], run, say) -> None:
+def _prepare_groups(store, rows, known, errors, ready: queue.Queue, failures: list) -> None:
+    """Parse small files and validate them in groups of one file type; hand each group over."""
+    groups: dict[str, list[_Small]] = {}
+    group_rows: dict[str, int] = {}
+    try:
+        for row in rows:
+            small = _Small(row.id, row.file_type)
+            try:
+                options = options_for(known[row.carrier], row.file_type)
+                with store.open(row.stored_file_id) as stream:
+                    small.chunks = list(parsed_chunks(stream, row.file_type, options))
+            except FormatError as exc:
+                small.error = exc
+            except CdrflowError as exc:
+                errors[row.id] = str(exc)
+                continue
+            groups.setdefault(row.file_type, []).append(small)
+            group_rows[row.file_type] = group_rows.get(row.file_type, 0) + sum(len(c.calls) for c in small.chunks or [])
+            if group_rows[row.file_type] >= GROUP_ROWS:
+                group_rows.pop(row.file_type)
+                ready.put(_validated(groups.pop(row.file_type)))
+        for group in groups.values():
+            ready.put(_validated(group))
+    except BaseException as exc:  # handed to the loading thread
+        failures.append(exc)
+    finally:
+        ready.put(None)
+
+
+def _validated(group: list[_Small]) -> list[_Small]:
     parsed = [s for s in group if s.error is None]
     if parsed:
         checked = validate_together([s.chunks for s in parsed], parsed[0].file_type)
         for s, chunks in zip(parsed, checked):
             s.chunks = chunks
-    for s in group:
-        run(s.id, lambda s=s: load_file(engine, store, s.id, prepared=s.prepared(), progress=say))
+    return group
