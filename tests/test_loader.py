@@ -244,3 +244,47 @@ def test_a_header_only_report_loads_nothing_and_says_so(engine, store):
     assert (result.status, result.lines, result.loaded) == ("loaded", 0, 0)
     (f,) = q(engine, "SELECT status, processing_log FROM cdr_files WHERE id = :i", i=reg.file_id)
     assert f.status == "loaded" and "0 lines: 0 calls loaded" in f.processing_log
+
+
+def test_files_sharing_calls_loading_at_the_same_moment_still_hold_each_call_once(engine, store, acme):
+    import threading
+
+    from sqlalchemy import create_engine
+
+    first = register(engine, store, rows("u1", "u2", "u3", "u4"), "a.csv")
+    second = register(engine, store, rows("u3", "u4", "u5"), "b.csv")
+    holder = create_engine(engine.url)
+    with holder.connect() as conn:  # a third transaction holds u3's key: both loads must wait
+        trans = conn.begin()
+        conn.execute(text("SET LOCAL TimeZone = 'UTC'"))
+        conn.execute(text("SELECT cdrflow_ensure_calls_partition('2026-11-01 14:00:00+00')"))
+        conn.execute(text("INSERT INTO calls (carrier, carrier_call_id, start_time, file_id, line_number) "
+                          "VALUES ('acme', 'u3', '2026-11-01 14:00:00+00', :f, 1)"), {"f": first.file_id})
+        results = {}
+        threads = [threading.Thread(target=lambda f=f: results.setdefault(f.file_id, load_file(engine, store, f.file_id)))
+                   for f in (first, second)]
+        for t in threads:
+            t.start()
+        threads[0].join(1.0)
+        assert all(t.is_alive() for t in threads)  # both wait on the key the third one holds
+        trans.rollback()  # ...which goes away: u3 is theirs to load, once
+        for t in threads:
+            t.join(60)
+    holder.dispose()
+    a, b = results[first.file_id], results[second.file_id]
+    assert (a.status, b.status) == ("loaded", "loaded")
+    assert a.loaded + b.loaded == 5 and a.duplicates + b.duplicates == 2  # u3 and u4 once each
+    assert [r[0] for r in q(engine, "SELECT carrier_call_id FROM calls ORDER BY 1")] == ["u1", "u2", "u3", "u4", "u5"]
+    assert q(engine, "SELECT calls FROM call_days")[0][0] == 5
+
+
+def test_a_batch_of_small_files_sharing_calls_loads_each_call_once(engine, store, acme):
+    from cdrflow.processing import process_batch
+
+    ids = [register(engine, store, rows(*(f"c{i * 3 + k}" for k in range(5))), f"f{i}.csv").file_id
+           for i in range(12)]  # each file repeats two calls of the one before
+    outcome = process_batch(engine, store, ids)
+    assert not outcome.errors and {r.status for r in outcome.results} == {"loaded"}
+    assert sum(r.loaded for r in outcome.results) == 12 * 3 + 2
+    assert sum(r.duplicates for r in outcome.results) == 11 * 2
+    assert q(engine, "SELECT count(*), count(DISTINCT carrier_call_id) FROM calls")[0] == (38, 38)

@@ -3,8 +3,9 @@
 Everything a file changes commits in ONE transaction: its calls, its quarantined rows, its
 counts and its status. A crash anywhere rolls it all back and leaves the file ``received``,
 ready to run again. The file's registry row is locked (``FOR UPDATE SKIP LOCKED``) for the
-whole transaction, so two workers never load the same file; loads of one carrier are
-serialised by an advisory lock so that the same call in two files is found, not raced.
+whole transaction, so two workers never load the same file. Files of one carrier may load at
+the same time: the same call in two of them is caught by the primary key (the second COPY
+waits for the first file's transaction, then the key refuses the row, see ``_Writer._write``).
 
 Speed: a staging COPY plus ``INSERT ... ON CONFLICT`` into the partitioned table costs about
 2.8x a plain COPY. Instead each chunk's keys are looked up in ``calls`` (primary key index),
@@ -122,7 +123,6 @@ class _Writer(threading.Thread):
         self.per_day: dict[str, int] = {}
         self.error: BaseException | None = None
         self.partitions: dict[str, str] = {}
-        self.busy_days: dict[str, bool] = {}
 
     def run(self) -> None:
         try:
@@ -132,15 +132,6 @@ class _Writer(threading.Thread):
             self.error = exc
             while self.inbox.get() is not None:  # drain so the producer never blocks
                 pass
-
-    def _days_with_calls(self, cur, days: list[str]) -> set[str]:
-        unknown = [d for d in days if d not in self.busy_days]
-        if unknown:
-            cur.execute("SELECT day::text FROM call_days WHERE carrier = %s AND day = ANY(%s::date[])",
-                        (self.carrier, unknown))
-            found = {r[0] for r in cur.fetchall()}
-            self.busy_days.update({d: d in found for d in unknown})
-        return {d for d in days if self.busy_days[d]}
 
     def _existing(self, cur, frame: pd.DataFrame) -> np.ndarray:
         """Mask of the rows of ``frame`` whose key is already in calls (primary key probes)."""
@@ -167,33 +158,35 @@ class _Writer(threading.Thread):
         return self.partitions[month_key]
 
     def _write(self, batch: _Batch) -> None:
-        frame, day = batch.frame, batch.day
+        frame = batch.frame
         with self.conn.cursor() as cur:
-            busy = self._days_with_calls(cur, sorted(batch.day_key.values()))
-            check = batch.maybe_seen
-            if busy:
-                check = check | np.isin(day, [d for d, k in batch.day_key.items() if k in busy])
             for month, *_ in batch.payloads:  # outside the savepoint below: created for good
                 self._partition(cur, month)
-            if check.any():
-                # Optimistic: rows that might repeat a call already in the warehouse almost never
-                # do, and the primary key checks every row during COPY anyway. Copy first; only
-                # when the key refuses a row, roll back to the savepoint and look the keys up.
+            # Optimistic: a call that is already in the warehouse (from an earlier file, from
+            # one loading at this moment, or from an earlier chunk of this file) is rare, and the
+            # primary key checks every row during COPY anyway. Copy first; only when the key
+            # refuses a row, roll back to the savepoint, look the keys up and copy the rest.
+            # A file loading at the same moment with the same call holds this COPY until it
+            # commits (then the key refuses the row) or rolls back (then the row goes in).
+            # The lookup sees committed calls only: a file loading alongside may commit one
+            # more of these keys before the next COPY, hence the loop (each round either
+            # succeeds or waited for another file's commit).
+            for attempt in range(1, _COPY_ATTEMPTS + 1):
                 cur.execute("SAVEPOINT cdrflow_batch")
                 try:
                     self._copy(cur, batch)
                 except psycopg2.errors.UniqueViolation:
                     cur.execute("ROLLBACK TO SAVEPOINT cdrflow_batch")
-                    existing = np.zeros(len(frame), dtype=bool)
-                    existing[check] = self._existing(cur, frame[check])
+                    if attempt == _COPY_ATTEMPTS:
+                        raise
+                    existing = self._existing(cur, frame)
                     self.duplicates += int(existing.sum())
-                    batch = _Batch.prepare(frame[~existing], batch.maybe_seen[~existing],
-                                           self.carrier, self.file_id, self.kinds)
-                    self._copy(cur, batch)
+                    frame = frame[~existing]
+                    batch = _Batch.prepare(frame, batch.maybe_seen[~existing], self.carrier, self.file_id,
+                                           self.kinds)
                 else:
                     cur.execute("RELEASE SAVEPOINT cdrflow_batch")
-            else:
-                self._copy(cur, batch)
+                    break
             for day_key, count in batch.per_day.items():
                 self.per_day[day_key] = self.per_day.get(day_key, 0) + count
             self.loaded += sum(rows for _, rows, _, _ in batch.payloads)
@@ -216,7 +209,8 @@ class _Writer(threading.Thread):
                 "INSERT INTO call_days (carrier, day, calls) "
                 "SELECT %s, d, n FROM unnest(%s::date[], %s::bigint[]) AS t(d, n) "
                 "ON CONFLICT (carrier, day) DO UPDATE SET calls = call_days.calls + EXCLUDED.calls",
-                (self.carrier, list(self.per_day), list(self.per_day.values())))
+                (self.carrier, sorted(self.per_day), [self.per_day[d] for d in sorted(self.per_day)]))
+        # days in order: two files of a carrier committing at once lock call_days rows alike
 
 
 class _SeenKeys:
@@ -320,6 +314,7 @@ def _key_hashes(frame: pd.DataFrame) -> np.ndarray:
     return _mix64(ids_hash ^ micros.view(np.uint64))
 
 
+_COPY_ATTEMPTS = 10  # COPY rounds of one batch while concurrent files commit the same calls
 _READ_BYTES = 4 << 20  # bytes handed to libpq per call while COPYing
 
 
@@ -748,9 +743,7 @@ def load_file(engine: Engine, store: RawStore, file_id: int, *,
         if row is None:
             raise FileBusy(f"file {file_id} is being loaded by another worker or is not "
                            "in a loadable status (received or failed)")
-        # COPY payloads carry naive UTC times; loads of one carrier are serialised (one round trip)
-        conn.execute(text("SELECT set_config('TimeZone', 'UTC', true), "
-                          "pg_advisory_xact_lock(hashtext('cdrflow.load.' || :c))"), {"c": row.carrier})
+        conn.execute(text("SET LOCAL TimeZone = 'UTC'"))  # COPY payloads carry naive UTC times
         if row.calls_rejected is not None or row.status == "failed":  # quarantine of an earlier run
             conn.execute(text("DELETE FROM rejected_rows WHERE file_id = :id"), {"id": file_id})
         carrier = carriers.get(conn, row.carrier)

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 SMALL_FILE_BYTES = 8 << 20  # files up to this size are validated in groups
 GROUP_ROWS = 100_000  # rows of small files validated in one suite run
+LOADERS = 2  # small files loading at the same time
 
 
 def process_file(engine: Engine, store: RawStore, file_id: int, *,
@@ -124,14 +125,30 @@ def process_batch(engine: Engine, store: RawStore, file_ids: list[int], *,
             small.append(row)
     # Small files: a thread parses and validates the next group while this one loads (the
     # loading thread mostly waits for PostgreSQL, the parsing one works on the other core).
+    # Two loading threads, each with its own connection and transaction per file: while one
+    # waits for PostgreSQL, the other prepares its next COPY.
     ready: queue.Queue[list[_Small] | None] = queue.Queue(maxsize=2)
     failures: list[BaseException] = []
     parser = threading.Thread(target=_prepare_groups, args=(store, small, known, errors, ready, failures),
                               name="cdrflow-parse-ahead", daemon=True)
     parser.start()
+    files: queue.Queue[_Small | None] = queue.Queue(maxsize=LOADERS * 2)
+
+    def load_prepared() -> None:
+        while (f := files.get()) is not None:
+            run(f.id, lambda: load_file(engine, store, f.id, prepared=f.prepared(), progress=say))
+
+    loaders = [threading.Thread(target=load_prepared, name=f"cdrflow-load-{n}", daemon=True)
+               for n in range(LOADERS)]
+    for t in loaders:
+        t.start()
     while (group := ready.get()) is not None:
         for f in group:
-            run(f.id, lambda f=f: load_file(engine, store, f.id, prepared=f.prepared(), progress=say))
+            files.put(f)
+    for t in loaders:
+        files.put(None)
+    for t in loaders:
+        t.join()
     parser.join()
     if failures:
         raise failures[0]
