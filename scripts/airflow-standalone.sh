@@ -8,6 +8,9 @@ export AIRFLOW_HOME="${AIRFLOW_HOME:-$CDRFLOW_STATE_DIR/airflow}"
 export AIRFLOW__CORE__DAGS_FOLDER="$PWD/dags"
 export AIRFLOW__CORE__PLUGINS_FOLDER="$PWD/plugins"
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
+# the collectors and the processing DAG run on their schedules from the start (Airflow pauses
+# new DAGs by default; a production deployment decides that in its own configuration)
+export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="${AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION:-False}"
 export PATH="$PWD/.venv/bin:$PATH"  # standalone starts its components as `airflow ...`
 mkdir -p "$AIRFLOW_HOME"
 
