@@ -8,9 +8,10 @@ the same time: the same call in two of them is caught by the primary key (the se
 waits for the first file's transaction, then the key refuses the row, see ``_Writer._write``).
 
 Speed: a staging COPY plus ``INSERT ... ON CONFLICT`` into the partitioned table costs about
-2.8x a plain COPY. Instead each chunk's keys are looked up in ``calls`` (primary key index),
-the new rows are COPYed straight into their month partitions, and a writer thread does that
-while the main thread parses and validates the next chunk (PostgreSQL works on the other core).
+2.8x a plain COPY. Instead each chunk is COPYed straight into its month partitions under a
+savepoint (keys are looked up only when the primary key refuses a row), and a writer thread
+does that while the main thread parses and validates the next chunk (PostgreSQL works on the
+other core).
 What PostgreSQL does per row is kept small: the rows go in COPY's binary format (no parsing
 of timestamps and numbers) and in primary key order (index insertions next to each other,
 about half the index work of random order); see :func:`_copy_payload`. Chunks are validated
@@ -75,14 +76,11 @@ class _Batch:
     thread so that the writer thread does nothing but talk to PostgreSQL."""
 
     frame: pd.DataFrame
-    maybe_seen: np.ndarray  # rows whose key may repeat an earlier chunk of this file
-    day: np.ndarray  # UTC day of each row (days since the epoch)
-    day_key: dict  # day -> 'YYYY-MM-DD'
     per_day: dict[str, int]
     payloads: list[tuple[str, int, str, BinaryIO]]  # (YYYY-MM, rows, COPY format, data)
 
     @classmethod
-    def prepare(cls, frame: pd.DataFrame, maybe_seen: np.ndarray, carrier: str, file_id: int,
+    def prepare(cls, frame: pd.DataFrame, carrier: str, file_id: int,
                 kinds: dict[str, str] | None = None) -> _Batch:
         day = _utc_days(frame["start_time"])
         days, counts = np.unique(day, return_counts=True)  # a handful of days
@@ -96,7 +94,7 @@ class _Batch:
             part = frame if len(months) == 1 else frame[np.isin(day, months[month])]
             if len(part):
                 payloads.append((month, len(part), *_copy_payload(part, carrier, file_id, kinds)))
-        return cls(frame, maybe_seen, day, day_key, per_day, payloads)
+        return cls(frame, per_day, payloads)
 
 
 def _utc_days(start: pd.Series) -> np.ndarray:
@@ -107,12 +105,9 @@ def _utc_days(start: pd.Series) -> np.ndarray:
 
 
 class _Writer(threading.Thread):
-    """Owns the database connection while loading: key lookups and COPYs, chunk by chunk.
-
-    Each item is a frame plus a mask of rows whose key must be checked against ``calls``
-    (possible repeats of earlier chunks of this file). Rows on days that already hold calls
-    of this carrier (``call_days``) are checked too; all other rows are new by construction.
-    """
+    """Owns the database connection while loading: COPYs (and, when the primary key refuses
+    a row, key lookups), chunk by chunk. A call that repeats an earlier chunk of this file, an
+    earlier file or a file loading alongside is refused by the key in every case."""
 
     def __init__(self, raw_conn, carrier: str, file_id: int, kinds: dict[str, str] | None = None):
         super().__init__(daemon=True)
@@ -182,8 +177,7 @@ class _Writer(threading.Thread):
                     existing = self._existing(cur, frame)
                     self.duplicates += int(existing.sum())
                     frame = frame[~existing]
-                    batch = _Batch.prepare(frame, batch.maybe_seen[~existing], self.carrier, self.file_id,
-                                           self.kinds)
+                    batch = _Batch.prepare(frame, self.carrier, self.file_id, self.kinds)
                 else:
                     cur.execute("RELEASE SAVEPOINT cdrflow_batch")
                     break
@@ -211,53 +205,6 @@ class _Writer(threading.Thread):
                 "ON CONFLICT (carrier, day) DO UPDATE SET calls = call_days.calls + EXCLUDED.calls",
                 (self.carrier, sorted(self.per_day), [self.per_day[d] for d in sorted(self.per_day)]))
         # days in order: two files of a carrier committing at once lock call_days rows alike
-
-
-class _SeenKeys:
-    """Keys of the calls already read from this file, as 64-bit hashes (8 bytes a call, so
-    5,000,000 calls take 40 MB, not the ~1 GB a set of tuples would). A hash hit is only a
-    candidate: the writer confirms it against the rows already COPYed.
-
-    The hashes live in sorted runs merged like a binary counter (a small log-structured
-    merge), so adding a chunk and probing it cost O(n log n) over the whole file instead of
-    re-sorting everything seen at every chunk.
-    """
-
-    def __init__(self):
-        self.runs: list[np.ndarray] = []
-
-    def _probe(self, hashes: np.ndarray) -> np.ndarray:
-        order = np.argsort(hashes)  # sorted probes walk each run once, not all over it
-        probes = hashes[order]
-        found = np.zeros(len(hashes), dtype=bool)
-        for run in self.runs:
-            at = np.searchsorted(run, probes)
-            at[at == len(run)] = 0
-            found |= run[at] == probes
-        hit = np.zeros(len(hashes), dtype=bool)
-        hit[order] = found
-        return hit
-
-    @staticmethod
-    def _sorted_unique(values: np.ndarray) -> np.ndarray:
-        values = np.sort(values, kind="stable")  # radix sort for integers
-        return values[np.concatenate(([True], values[1:] != values[:-1]))] if len(values) else values
-
-    def _add(self, hashes: np.ndarray) -> None:
-        run = self._sorted_unique(hashes)
-        while self.runs and len(self.runs[-1]) <= len(run):
-            run = self._sorted_unique(np.concatenate((self.runs.pop(), run)))
-        self.runs.append(run)
-
-    def split(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, int]:
-        """Drop exact repeats inside ``frame``; return it, the candidate mask, repeats dropped."""
-        hashes = _key_hashes(frame)
-        repeat = _repeats(frame, hashes)
-        if repeat.any():
-            frame, hashes = frame[~repeat], hashes[~repeat]
-        candidates = self._probe(hashes)
-        self._add(hashes)
-        return frame, candidates, int(repeat.sum())
 
 
 def _repeats(frame: pd.DataFrame, hashes: np.ndarray | None = None) -> np.ndarray:
@@ -796,7 +743,6 @@ def _load(dbapi, file_id, file_name, carrier, chunks: Iterable[CheckedChunk], sa
     kinds = _column_kinds(dbapi)
     writer = _Writer(dbapi, carrier.code, file_id, kinds)
     writer.start()
-    seen = _SeenKeys()
     summaries = []
     started = last_report = time.perf_counter()
     try:
@@ -807,18 +753,16 @@ def _load(dbapi, file_id, file_name, carrier, chunks: Iterable[CheckedChunk], sa
             result.duplicates += chunk.repeats
             if chunk.summary:
                 summaries.append(chunk.summary)
-            frame, candidates, repeats = seen.split(chunk.calls)
-            result.duplicates += repeats
             if writer.error:
                 break
-            if len(frame):  # the raw text is only needed for the quarantine, already done
-                writer.inbox.put(_Batch.prepare(frame.drop(columns=["raw_text"]), candidates,
+            if len(chunk.calls):  # the raw text is only needed for the quarantine, already done
+                writer.inbox.put(_Batch.prepare(chunk.calls.drop(columns=["raw_text"]),
                                                 carrier.code, file_id, kinds))
             if time.perf_counter() - last_report > 10:
                 last_report = time.perf_counter()
                 say(f"file {file_id} {file_name}: {result.lines:,} lines read, {writer.loaded:,} calls "
                     f"written, {result.lines / (last_report - started):,.0f} lines/s")
-            chunk = frame = None  # not kept alive while the next chunks are parsed
+            chunk = None  # not kept alive while the next chunks are parsed
     except FormatError as exc:
         result.status, result.message = "rejected", str(exc)
     finally:
