@@ -288,3 +288,16 @@ def test_a_batch_of_small_files_sharing_calls_loads_each_call_once(engine, store
     assert sum(r.loaded for r in outcome.results) == 12 * 3 + 2
     assert sum(r.duplicates for r in outcome.results) == 11 * 2
     assert q(engine, "SELECT count(*), count(DISTINCT carrier_call_id) FROM calls")[0] == (38, 38)
+
+
+def test_a_small_zip_in_a_processing_batch_is_unpacked_and_its_members_loaded(engine, store, acme):
+    from cdrflow.processing import process_batch
+
+    archive = register(engine, store, _zip({"a.csv": rows("y1", "y2"), "b.csv": rows("y3")}), "day.zip")
+    plain = register(engine, store, rows("y4"), "plain.csv")
+    outcome = process_batch(engine, store, [archive.file_id, plain.file_id])
+    assert not outcome.errors
+    files = q(engine, "SELECT file_name, status, calls_loaded FROM cdr_files ORDER BY id")
+    assert [tuple(f) for f in files] == [("day.zip", "loaded", None), ("plain.csv", "loaded", 1),
+                                         ("a.csv", "loaded", 2), ("b.csv", "loaded", 1)]
+    assert q(engine, "SELECT count(*) FROM calls")[0][0] == 4

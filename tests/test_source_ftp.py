@@ -11,7 +11,7 @@ from cdrflow.errors import SourceUnavailable
 from cdrflow.sources import ftp
 from registry_rows import rows
 from servers.ftpd import ftp_server, ftps_server  # noqa: F401
-from test_source_remote import FTP, FTPS, remote_on
+from servers.remote import FTP, FTPS, remote_on
 
 ftp_remote, ftps_remote = remote_on(FTP), remote_on(FTPS)
 

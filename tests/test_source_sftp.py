@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from registry_rows import rows
 from servers.sshd import sftp_server  # noqa: F401
-from test_source_remote import SFTP, remote_on
+from servers.remote import SFTP, remote_on
 
 remote = remote_on(SFTP)
 

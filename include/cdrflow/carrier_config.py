@@ -21,10 +21,11 @@ from sqlalchemy import Connection
 
 from cdrflow import carriers, settings
 from cdrflow.errors import ConfigurationError
+from cdrflow.formats import PARSERS
 
 DEFAULT_FILE = settings.PACKAGE_DIR.parent / "carriers.yaml"
 SOURCE_KINDS = ("mailbox", "sftp", "ftp", "bucket")
-FILE_TYPES = ("kazoo_json", "asterisk_csv", "freeswitch_csv", "telnyx_csv", "billing_feed_csv", "mapped")
+FILE_TYPES = tuple(PARSERS)  # the formats cdrflow can parse
 
 
 @dataclass(frozen=True)

@@ -119,8 +119,10 @@ def process_batch(engine: Engine, store: RawStore, file_ids: list[int], *,
 
     small = []
     for row in rows:
-        if row.file_size > SMALL_FILE_BYTES or not row.file_type or _is_archive(store, row.stored_file_id):
+        if row.file_size > SMALL_FILE_BYTES or not row.file_type:
             run(row.id, lambda r=row: process_file(engine, store, r.id, progress=say))
+        elif _is_archive(store, row.stored_file_id):
+            run(row.id, lambda r=row: _unpack(engine, store, r.id, say))
         else:
             small.append(row)
     # Small files: a thread parses and validates the next group while this one loads (the

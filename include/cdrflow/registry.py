@@ -177,8 +177,10 @@ def register_file(
             file_id = conn.execute(_INSERT_DUPLICATE, params).scalar_one()
             result = Registration(file_id, file_name, carrier, file_source, FileStatus.DUPLICATE,
                                   blob.sha1, blob.size, blob.url, duplicate_of=original)
-    log.info("%s size=%d sha1=%s -> file %d %s%s", file_name, blob.size, blob.sha1, result.file_id,
-             result.status, f" (duplicate of {result.duplicate_of})" if result.duplicate_of else "")
+    # the one log line per registered file, whichever collector or command brought it
+    log.info("%s %s %s size=%d sha1=%s -> file %d %s%s", file_source, carrier, file_name, blob.size,
+             blob.sha1, result.file_id, result.status,
+             f" (duplicate of {result.duplicate_of})" if result.duplicate_of else "")
     return result
 
 

@@ -3,8 +3,9 @@
 A collector (mailbox, SFTP, FTP, bucket, folder) finds files on a server, streams each one into
 :func:`collect_one`, and only then cleans up on the server (moves a message, deletes or moves a
 remote file). :func:`collect_one` registers the bytes through the one door into the warehouse
-(:func:`cdrflow.registry.register_file`: raw store first, SHA1 de-duplication) and logs one line
-per file: name, size, SHA1, outcome.
+(:func:`cdrflow.registry.register_file`: raw store first, SHA1 de-duplication), which logs the
+file's line (source, carrier, name, size, SHA1, outcome); :func:`skipped` logs the line of a
+file left on the server for the next run.
 """
 
 from __future__ import annotations
@@ -61,13 +62,12 @@ FILE_SOURCE = {"mailbox": "email", "sftp": "sftp", "ftp": "ftp", "bucket": "buck
 def collect_one(engine: Engine, store: RawStore, stream: BinaryIO | str | os.PathLike, *, kind: str,
                 carrier: str, name: str, source_uri: str | None = None,
                 mail: MailFields | None = None) -> Collected:
-    """Register one found file and log its line. ``stream`` is read once, to its end."""
+    """Register one found file (the registry logs its line). ``stream`` is read once, to its end."""
     reg = register_file(engine, store, stream, file_name=name, carrier=carrier,
                         file_source=FILE_SOURCE[kind], source_uri=source_uri, mail=mail)
     done = Collected(carrier=carrier, source=kind, name=name, size=reg.size, sha1=reg.sha1,
                      file_id=reg.file_id, duplicate_of=reg.duplicate_of, source_uri=source_uri,
                      outcome="duplicate" if reg.is_duplicate else "received")
-    log.info(done.line())
     return done
 
 
