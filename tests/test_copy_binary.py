@@ -61,7 +61,7 @@ def write(engine, frame: pd.DataFrame, file_id: int, kinds, carrier: str = "acme
     """Load ``frame`` with the loader's writer (the way _load does); the formats it used."""
     dbapi = engine.raw_connection()
     try:
-        batch = loader._Batch.prepare(frame.drop(columns=["raw_text"]),
+        batch = loader.Batch.prepare(frame.drop(columns=["raw_text"]),
                                       carrier, file_id, kinds)
         writer = loader._Writer(dbapi.driver_connection, carrier, file_id, kinds)
         writer.start()
@@ -79,7 +79,7 @@ def write(engine, frame: pd.DataFrame, file_id: int, kinds, carrier: str = "acme
 def kinds_of(engine):
     dbapi = engine.raw_connection()
     try:
-        return loader._column_kinds(dbapi.driver_connection)
+        return loader.column_kinds(dbapi.driver_connection)
     finally:
         dbapi.close()
 
@@ -132,7 +132,7 @@ def test_binary_and_csv_payloads_load_the_same_rows(engine):
 
 def test_rows_are_sent_in_primary_key_order(engine):
     frame = tricky_frame()
-    batch = loader._Batch.prepare(frame.drop(columns=["raw_text"]),
+    batch = loader.Batch.prepare(frame.drop(columns=["raw_text"]),
                                   "acme", 1, kinds_of(engine))
     for _, _, _, payload in batch.payloads:
         ids = []

@@ -50,6 +50,7 @@ from cdrflow.registry import append_log, set_status
 log = logging.getLogger(__name__)
 
 CALL_COLUMNS = ["carrier", "file_id", "line_number"] + CANONICAL_COLUMNS
+_STR = pd.StringDtype("pyarrow", na_value=np.nan)
 SAMPLE_LINES = 5
 
 
@@ -71,7 +72,7 @@ class FileBusy(CdrflowError):
 
 
 @dataclass
-class _Batch:
+class Batch:
     """A chunk ready for the writer: COPY payloads per month partition, built by the main
     thread so that the writer thread does nothing but talk to PostgreSQL."""
 
@@ -81,7 +82,7 @@ class _Batch:
 
     @classmethod
     def prepare(cls, frame: pd.DataFrame, carrier: str, file_id: int,
-                kinds: dict[str, str] | None = None) -> _Batch:
+                kinds: dict[str, str] | None = None) -> Batch:
         day = _utc_days(frame["start_time"])
         days, counts = np.unique(day, return_counts=True)  # a handful of days
         day_key = {int(d): str(np.datetime64(int(d), "D")) for d in days}
@@ -112,7 +113,7 @@ class _Writer(threading.Thread):
     def __init__(self, raw_conn, carrier: str, file_id: int, kinds: dict[str, str] | None = None):
         super().__init__(daemon=True)
         self.conn, self.carrier, self.file_id, self.kinds = raw_conn, carrier, file_id, kinds
-        self.inbox: queue.Queue[_Batch | None] = queue.Queue(maxsize=2)
+        self.inbox: queue.Queue[Batch | None] = queue.Queue(maxsize=2)
         self.loaded = 0
         self.duplicates = 0
         self.per_day: dict[str, int] = {}
@@ -152,7 +153,7 @@ class _Writer(threading.Thread):
             self.partitions[month_key] = cur.fetchone()[0]
         return self.partitions[month_key]
 
-    def _write(self, batch: _Batch) -> None:
+    def _write(self, batch: Batch) -> None:
         frame = batch.frame
         with self.conn.cursor() as cur:
             for month, *_ in batch.payloads:  # outside the savepoint below: created for good
@@ -177,7 +178,7 @@ class _Writer(threading.Thread):
                     existing = self._existing(cur, frame)
                     self.duplicates += int(existing.sum())
                     frame = frame[~existing]
-                    batch = _Batch.prepare(frame, self.carrier, self.file_id, self.kinds)
+                    batch = Batch.prepare(frame, self.carrier, self.file_id, self.kinds)
                 else:
                     cur.execute("RELEASE SAVEPOINT cdrflow_batch")
                     break
@@ -185,7 +186,7 @@ class _Writer(threading.Thread):
                 self.per_day[day_key] = self.per_day.get(day_key, 0) + count
             self.loaded += sum(rows for _, rows, _, _ in batch.payloads)
 
-    def _copy(self, cur, batch: _Batch) -> None:
+    def _copy(self, cur, batch: Batch) -> None:
         for month, _rows, fmt, payload in batch.payloads:
             payload.seek(0)
             cur.copy_expert(
@@ -207,17 +208,26 @@ class _Writer(threading.Thread):
         # days in order: two files of a carrier committing at once lock call_days rows alike
 
 
-def _repeats(frame: pd.DataFrame, hashes: np.ndarray | None = None) -> np.ndarray:
+def _repeats(frame: pd.DataFrame, hashes: np.ndarray | None = None, owner: np.ndarray | None = None) -> np.ndarray:
     """Mask of the rows whose (carrier_call_id, start_time) repeats an earlier row of ``frame``
-    (what ``DataFrame.duplicated`` says, which only runs on rows whose key hashes collide)."""
+    (what ``DataFrame.duplicated`` says, which only runs on rows whose key hashes collide).
+    ``owner``: the file of each row, when ``frame`` holds several files (a repeat is a repeat
+    within its own file; pass ``hashes`` that include the owner, see :func:`_owned_hashes`)."""
     hashes = _key_hashes(frame) if hashes is None else hashes
     repeat = np.zeros(len(frame), dtype=bool)
     ordered = np.sort(hashes)
     same = ordered[1:][ordered[1:] == ordered[:-1]]
     if len(same):  # a repeat, or (rarely) two keys with one hash
         twice = np.isin(hashes, same)
-        repeat[twice] = frame[["carrier_call_id", "start_time"]][twice].duplicated().to_numpy()
+        keys = frame[["carrier_call_id", "start_time"]][twice]
+        if owner is not None:
+            keys = keys.assign(_owner=owner[twice])
+        repeat[twice] = keys.duplicated().to_numpy()
     return repeat
+
+
+def _owned_hashes(frame: pd.DataFrame, owner: np.ndarray) -> np.ndarray:
+    return _key_hashes(frame) ^ _mix64(owner.astype(np.uint64) + np.uint64(1))
 
 
 def _mix64(x: np.ndarray) -> np.ndarray:
@@ -268,7 +278,7 @@ _READ_BYTES = 4 << 20  # bytes handed to libpq per call while COPYing
 def _copy_payload(frame: pd.DataFrame, carrier: str, file_id: int,
                   kinds: dict[str, str] | None = None) -> tuple[str, BinaryIO]:
     """COPY data for the rows of ``frame``: ``("binary", data)`` when ``kinds`` (the types of
-    the calls columns, see :func:`_column_kinds`) says every column can be sent in PostgreSQL's
+    the calls columns, see :func:`column_kinds`) says every column can be sent in PostgreSQL's
     binary format, else ``("csv", data)``.
 
     Binary spares PostgreSQL parsing text into timestamps and integers (about a third of its
@@ -322,7 +332,7 @@ _TEXT_TYPES = {"text", "varchar"}
 _KNOWN_TYPES = {"timestamptz", "jsonb", "_text"} | _TEXT_TYPES | set(_INT_TYPES)
 
 
-def _column_kinds(dbapi) -> dict[str, str] | None:
+def column_kinds(dbapi) -> dict[str, str] | None:
     """The type names (``pg_type.typname``) of the calls columns the loader writes, or None
     when one of them is a type the binary payload does not know (CSV is used then)."""
     with dbapi.cursor() as cur:
@@ -432,7 +442,7 @@ def _constant_field(value, kind: str) -> bytes | None:
     return None
 
 
-class _BinaryCopy:
+class BinaryCopy:
     """A file-like reader over the binary COPY data (header, rows, trailer) for copy_expert."""
 
     def __init__(self, rows: pa.Array):
@@ -460,11 +470,23 @@ class _BinaryCopy:
         return bytes(part[:size])
 
 
-def _binary_payload(frame: pd.DataFrame, carrier: str, file_id: int, kinds: dict[str, str]) -> _BinaryCopy | None:
+def _binary_payload(frame: pd.DataFrame, carrier: str, file_id: int, kinds: dict[str, str]) -> BinaryCopy | None:
+    rows = binary_rows(frame, carrier, file_id, kinds)
+    return None if rows is None else BinaryCopy(rows.take(_key_order(frame)))
+
+
+def binary_rows(frame: pd.DataFrame, carrier: str, file_id: int | np.ndarray,
+                kinds: dict[str, str]) -> pa.Array | None:
+    """Each row of ``frame`` as a binary COPY row (in frame order), or None where a value
+    needs the CSV payload. ``file_id``: one for all rows, or one per row (files loaded from
+    one parse, see :mod:`cdrflow.small_files`)."""
     pieces: list = [struct.pack(">h", len(CALL_COLUMNS))]
     constants = {"carrier": carrier, "file_id": file_id}
     for name in CALL_COLUMNS:
-        if name in constants:
+        if name == "file_id" and isinstance(file_id, np.ndarray):
+            field = _number_field(file_id.astype(np.int64), np.ones(len(file_id), dtype=bool), kinds[name])
+            fields = None if field is None else [field]
+        elif name in constants:
             field = _constant_field(constants[name], kinds[name])
             fields = None if field is None else [field]
         else:
@@ -480,7 +502,7 @@ def _binary_payload(frame: pd.DataFrame, carrier: str, file_id: int, kinds: dict
     rows = pc.binary_join_element_wise(*arrays, pa.scalar(b"", pa.large_binary()))
     if isinstance(rows, pa.Scalar):  # every column constant (not the case for calls)
         rows = pa.array([rows.as_py()] * len(frame), pa.large_binary())
-    return _BinaryCopy(rows.take(_key_order(frame)))
+    return rows
 
 
 def _key_order(frame: pd.DataFrame) -> pa.Array:
@@ -535,6 +557,7 @@ class CheckedChunk:
     summary: list  # validation summary of this chunk
     lines: int  # records read in this chunk
     repeats: int = 0  # records that repeat an earlier record of the chunk (same call id and start)
+    batch: Batch | None = None  # COPY payloads of ``calls``, when built already (small_files)
 
 
 def options_for(carrier: carriers.Carrier, file_type: str) -> ParseOptions:
@@ -630,41 +653,75 @@ def validate_together(files: list[list[CheckedChunk]], file_type: str) -> list[l
 
     A Great Expectations run costs about a third of a second whatever its size, which would
     dominate a file of a thousand calls; a day of thousands of small files is validated in
-    groups instead. Results are exactly those of validating each file alone: rows are keyed
-    by their position in the group, and call ids are made file-specific for the uniqueness
-    expectation (unique within a file, not across files).
+    groups instead, with exactly the results of validating each file alone (see
+    :func:`validate_owned`).
     """
     parts, where = [], []
     used = validation._columns(file_type)  # the suite's columns: the others need no copying
     for f, chunks in enumerate(files):
         for c, chunk in enumerate(chunks):
             if len(chunk.calls):
-                calls = chunk.calls[[name for name in used if name in chunk.calls]]
-                if "carrier_call_id" in calls:
-                    calls = calls.assign(carrier_call_id=(str(f) + "\x1f" + calls["carrier_call_id"]).where(
-                        calls["carrier_call_id"].notna()))
-                parts.append(calls)
+                parts.append(chunk.calls[[name for name in used if name in chunk.calls]])
                 where.append((f, c, len(chunk.calls)))
     if not parts:
         return files
     combined = pd.concat(parts, ignore_index=True)
-    original_lines = combined["line_number"].to_numpy()
-    combined["line_number"] = np.arange(len(combined))
-    checked = validation.validate_chunk(combined, file_type)
+    owner = np.repeat(np.array([f for f, _, _ in where], dtype=np.int64), [n for _, _, n in where])
+    bad, summaries = validate_owned(combined, owner, len(files), file_type)
     out = [list(chunks) for chunks in files]
     offset = 0
     for f, c, n in where:
-        bad = {int(original_lines[i]): reasons for i, reasons in checked.bad_rows.items() if offset <= i < offset + n}
-        # the group's summary counts for each file: its own unexpected rows only
+        mine = {i - offset: reasons for i, reasons in bad.items() if offset <= i < offset + n}
         counts: dict[str, int] = {}
-        for reasons in bad.values():
+        for reasons in mine.values():
             for name in reasons:
                 counts[name] = counts.get(name, 0) + 1
         summary = [validation.ValidationSummary(s.expectation, counts.get(s.expectation, 0) == 0,
-                                                counts.get(s.expectation, 0), s.column) for s in checked.summary]
-        out[f][c] = _apply(out[f][c], validation.ChunkValidation(bad, summary))
+                                                counts.get(s.expectation, 0), s.column) for s in summaries[f]]
+        out[f][c] = _apply_at(out[f][c], mine, summary)
         offset += n
     return out
+
+
+def validate_owned(calls: pd.DataFrame, owner: np.ndarray, owners: int, file_type: str
+                   ) -> tuple[dict[int, list[str]], list[list[validation.ValidationSummary]]]:
+    """ONE suite run over the rows of several files; ``owner[i]`` is the file (0 ..
+    ``owners`` - 1) of row i. Returns the failed expectations of each failing row (by its
+    position in ``calls``) and each file's summary, which count its own rows only: exactly what
+    validating each file alone gives. Call ids are made file-specific for the uniqueness
+    expectation (unique within a file, not across files)."""
+    used = validation._columns(file_type)
+    view = calls[[name for name in used if name in calls]]
+    changes: dict = {"line_number": np.arange(len(view))}  # GX reports rows by this column
+    if "carrier_call_id" in view:
+        ids = pa.array(view["carrier_call_id"], from_pandas=True)
+        prefix = pc.cast(pa.array(owner, pa.int64()), pa.string())
+        owned = pc.binary_join_element_wise(prefix, pc.cast(ids, pa.string()), "\x1f")  # null stays null
+        changes["carrier_call_id"] = pd.array(owned.cast(pa.large_string()), dtype=_STR)
+    checked = validation.validate_chunk(view.assign(**changes), file_type)
+    counts = np.zeros((owners, len(checked.summary)), dtype=np.int64)
+    index = {s.expectation: k for k, s in enumerate(checked.summary)}
+    for i, reasons in checked.bad_rows.items():
+        for name in reasons:
+            counts[owner[i], index[name]] += 1
+    summaries = [[validation.ValidationSummary(s.expectation, int(counts[f, k]) == 0, int(counts[f, k]), s.column)
+                  for k, s in enumerate(checked.summary)] for f in range(owners)]
+    return checked.bad_rows, summaries
+
+
+def _apply_at(chunk: CheckedChunk, bad: dict[int, list[str]], summary) -> CheckedChunk:
+    """Move the rows at positions ``bad`` (failed expectations) from ``calls`` to ``rejected``."""
+    frame = chunk.calls
+    rejected = list(chunk.rejected)
+    if bad:
+        mask = np.zeros(len(frame), dtype=bool)
+        positions = np.sort(np.fromiter(bad, dtype=np.int64, count=len(bad)))
+        mask[positions] = True
+        lines = frame["line_number"].to_numpy()[positions]
+        texts = frame["raw_text"].to_numpy(dtype=object)[positions]
+        rejected += [RowProblem(int(n), t, bad[int(p)]) for p, n, t in zip(positions, lines, texts)]
+        frame = frame[~mask]
+    return CheckedChunk(frame, rejected, summary, chunk.lines, chunk.repeats)
 
 
 def load_file(engine: Engine, store: RawStore, file_id: int, *,
@@ -740,7 +797,7 @@ def _load(dbapi, file_id, file_name, carrier, chunks: Iterable[CheckedChunk], sa
     quarantine = _Quarantine(file_id)
     with dbapi.cursor() as cur:
         cur.execute("SAVEPOINT calls")
-    kinds = _column_kinds(dbapi)
+    kinds = column_kinds(dbapi)
     writer = _Writer(dbapi, carrier.code, file_id, kinds)
     writer.start()
     summaries = []
@@ -755,9 +812,11 @@ def _load(dbapi, file_id, file_name, carrier, chunks: Iterable[CheckedChunk], sa
                 summaries.append(chunk.summary)
             if writer.error:
                 break
-            if len(chunk.calls):  # the raw text is only needed for the quarantine, already done
-                writer.inbox.put(_Batch.prepare(chunk.calls.drop(columns=["raw_text"]),
-                                                carrier.code, file_id, kinds))
+            if chunk.batch is not None:
+                writer.inbox.put(chunk.batch)
+            elif len(chunk.calls):  # the raw text is only needed for the quarantine, already done
+                writer.inbox.put(Batch.prepare(chunk.calls.drop(columns=["raw_text"]),
+                                               carrier.code, file_id, kinds))
             if time.perf_counter() - last_report > 10:
                 last_report = time.perf_counter()
                 say(f"file {file_id} {file_name}: {result.lines:,} lines read, {writer.loaded:,} calls "

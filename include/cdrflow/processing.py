@@ -17,17 +17,16 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, text
 
-from cdrflow import archives, carriers, claims
+from cdrflow import archives, carriers, claims, small_files
 from cdrflow.errors import CdrflowError
 from cdrflow.formats.base import FormatError
-from cdrflow.loader import (CheckedChunk, FileBusy, LoadResult, load_file, options_for, parsed_chunks,
-                            validate_together)
+from cdrflow.loader import CheckedChunk, FileBusy, LoadResult, column_kinds, load_file, options_for
 from cdrflow.rawstore import RawStore
 
 log = logging.getLogger(__name__)
 
-SMALL_FILE_BYTES = 8 << 20  # files up to this size are validated in groups
-GROUP_ROWS = 100_000  # rows of small files validated in one suite run
+SMALL_FILE_BYTES = 8 << 20  # files up to this size are prepared in groups
+GROUP_BYTES = 24 << 20  # bytes of small files of one carrier and type prepared together
 LOADERS = 2  # small files loading at the same time
 
 
@@ -114,6 +113,7 @@ def process_batch(engine: Engine, store: RawStore, file_ids: list[int], *,
             "WHERE f.id = ANY(:ids) AND f.status IN ('received', 'failed') ORDER BY f.id"),
             {"ids": list(file_ids)}).all()
         known = {c: carriers.get(conn, c) for c in {r.carrier for r in rows}}
+        kinds = column_kinds(conn.connection.driver_connection)
     for missing in sorted(set(file_ids) - {r.id for r in rows}):
         results.append(LoadResult(missing, "skipped", message="not received or failed any more"))
 
@@ -125,13 +125,13 @@ def process_batch(engine: Engine, store: RawStore, file_ids: list[int], *,
             run(row.id, lambda r=row: _unpack(engine, store, r.id, say))
         else:
             small.append(row)
-    # Small files: a thread parses and validates the next group while this one loads (the
-    # loading thread mostly waits for PostgreSQL, the parsing one works on the other core).
+    # Small files: a thread prepares the next group (small_files: parsed, validated and encoded
+    # for COPY together) while this one loads (the loading threads mostly wait for PostgreSQL).
     # Two loading threads, each with its own connection and transaction per file: while one
     # waits for PostgreSQL, the other prepares its next COPY.
     ready: queue.Queue[list[_Small] | None] = queue.Queue(maxsize=2)
     failures: list[BaseException] = []
-    parser = threading.Thread(target=_prepare_groups, args=(store, small, known, errors, ready, failures),
+    parser = threading.Thread(target=_prepare_groups, args=(store, small, known, kinds, errors, ready, failures),
                               name="cdrflow-parse-ahead", daemon=True)
     parser.start()
     files: queue.Queue[_Small | None] = queue.Queue(maxsize=LOADERS * 2)
@@ -162,39 +162,37 @@ def process_batch(engine: Engine, store: RawStore, file_ids: list[int], *,
     return outcome
 
 
-def _prepare_groups(store, rows, known, errors, ready: queue.Queue, failures: list) -> None:
-    """Parse small files and validate them in groups of one file type; hand each group over."""
-    groups: dict[str, list[_Small]] = {}
-    group_rows: dict[str, int] = {}
+def _prepare_groups(store, rows, known, kinds, errors, ready: queue.Queue, failures: list) -> None:
+    """Prepare small files in groups of one carrier and file type; hand each group over."""
+    pending: dict[tuple[str, str], list] = {}
+    sizes: dict[tuple[str, str], int] = {}
     try:
         for row in rows:
-            small = _Small(row.id, row.file_type)
-            try:
-                options = options_for(known[row.carrier], row.file_type)
-                with store.open(row.stored_file_id) as stream:
-                    small.chunks = list(parsed_chunks(stream, row.file_type, options))
-            except FormatError as exc:
-                small.error = exc
-            except CdrflowError as exc:
-                errors[row.id] = str(exc)
-                continue
-            groups.setdefault(row.file_type, []).append(small)
-            group_rows[row.file_type] = group_rows.get(row.file_type, 0) + sum(len(c.calls) for c in small.chunks or [])
-            if group_rows[row.file_type] >= GROUP_ROWS:
-                group_rows.pop(row.file_type)
-                ready.put(_validated(groups.pop(row.file_type)))
-        for group in groups.values():
-            ready.put(_validated(group))
+            key = (row.carrier, row.file_type)
+            pending.setdefault(key, []).append(row)
+            sizes[key] = sizes.get(key, 0) + row.file_size
+            if sizes[key] >= GROUP_BYTES:
+                sizes.pop(key)
+                ready.put(_prepared(store, pending.pop(key), known, kinds, errors))
+        for group in pending.values():
+            ready.put(_prepared(store, group, known, kinds, errors))
     except BaseException as exc:  # handed to the loading thread
         failures.append(exc)
     finally:
         ready.put(None)
 
 
-def _validated(group: list[_Small]) -> list[_Small]:
-    parsed = [s for s in group if s.error is None]
-    if parsed:
-        checked = validate_together([s.chunks for s in parsed], parsed[0].file_type)
-        for s, chunks in zip(parsed, checked):
-            s.chunks = chunks
-    return group
+def _prepared(store, rows, known, kinds, errors) -> list[_Small]:
+    carrier, file_type = rows[0].carrier, rows[0].file_type
+    try:
+        options = options_for(known[carrier], file_type)
+    except CdrflowError as exc:  # e.g. a mapping file that does not load: every file of the group
+        for row in rows:
+            errors[row.id] = str(exc)
+        return []
+    datas = []
+    for row in rows:
+        with store.open(row.stored_file_id) as stream:
+            datas.append(stream.read())
+    prepared = small_files.prepare(datas, carrier, [r.id for r in rows], file_type, options, kinds)
+    return [_Small(row.id, file_type, p.chunks, p.error) for row, p in zip(rows, prepared)]

@@ -23,6 +23,7 @@ peeraccount, linkedid, sequence) goes to extras under its Asterisk name.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from typing import BinaryIO
 
@@ -33,6 +34,7 @@ import pyarrow.compute as pc
 from cdrflow.formats.arrow_text import empty_to_null, integers, json_objects, strict_strptime, to_frame, to_utc
 from cdrflow.formats.base import Chunk, FormatError, ParseOptions, RowProblem
 from cdrflow.formats.delimited import DelimitedText
+from cdrflow.formats.joined import Joined, parse_joined
 
 BASE_COLUMNS = ["accountcode", "src", "dst", "dcontext", "clid", "channel", "dstchannel",
                 "lastapp", "lastdata", "start", "answer", "end", "duration", "billsec",
@@ -48,8 +50,10 @@ _MIN, _MAX = len(BASE_COLUMNS), len(ALL_COLUMNS)
 class AsteriskCsvParser:
     name = "asterisk_csv"
 
-    def parse(self, stream: BinaryIO, options: ParseOptions) -> Iterator[Chunk]:
-        reader = DelimitedText(what="an Asterisk Master.csv", width_check=_width)
+    def parse(self, stream: BinaryIO, options: ParseOptions, *, width: int | None = None) -> Iterator[Chunk]:
+        """``width``: the column count, when the caller knows it (joined files, see parse_many)."""
+        reader = DelimitedText(what="an Asterisk Master.csv", width_check=_width if width is None else
+                               (lambda _: width), fast_only=width is not None)
         _, blocks = reader.read(stream, options)
         for rows in blocks:
             width = len(rows.columns) - 2
@@ -58,6 +62,25 @@ class AsteriskCsvParser:
             columns["raw_text"] = rows.columns["raw_text"]
             calls, more = _canonical(columns, options, rows.invalid_bytes, rows.printable)
             yield Chunk(calls=calls, problems=rows.problems + more)
+
+
+    def parse_many(self, datas: list[bytes], options: ParseOptions) -> Joined:
+        """Many small files parsed as one stream (:mod:`cdrflow.formats.joined`): every line
+        is a record of its own; files are joined by column count, each checked alone first."""
+        return parse_joined(datas, options, lambda data: _file_width(data, options),
+                            lambda width, stream: self.parse(stream, options, width=width))
+
+
+def _file_width(data: bytes, options: ParseOptions) -> int:
+    """The column count parsing ``data`` alone would use; FormatError as parsing it would."""
+    found: list[int] = []
+
+    def check(widths: list[int]) -> int:
+        found.append(_width(widths))
+        return found[0]
+
+    DelimitedText(what="an Asterisk Master.csv", width_check=check).read(io.BufferedReader(io.BytesIO(data)), options)
+    return found[0]
 
 
 def _width(widths: list[int]) -> int:

@@ -24,6 +24,10 @@ from cdrflow.formats.arrow_text import Block, has_control_bytes, iter_blocks
 from cdrflow.formats.base import FormatError, ParseOptions, RowProblem, invalid_bytes_marker, looks_binary
 
 
+class NotFast(Exception):
+    """A block needs the careful line-by-line path, and the reader was told not to take it."""
+
+
 @dataclass
 class Rows:
     """One block's records: string columns c0..c{width-1} plus line_number and raw_text."""
@@ -47,6 +51,7 @@ class DelimitedText:
     comment_prefix: str | None = None
     what: str = "a CSV file"  # the layout, for messages
     width_check: Callable[[list[int]], int] | None = None  # picks the width from the first lines
+    fast_only: bool = False  # raise NotFast instead of taking the careful path (joined files)
 
     def names(self, width: int) -> list[str]:
         return [f"c{i}" for i in range(width)]
@@ -107,11 +112,13 @@ class DelimitedText:
     def _rows(self, first_block, blocks, options: ParseOptions, state: dict) -> Iterator[Rows]:
         block = first_block
         while block is not None:
-            if isinstance(block, list):
-                rows = self._careful(block, options, state)
-            else:
-                rows = self._fast(block, state) or self._careful(
-                    [(block.first_line + i, v) for i, v in enumerate(block.lines.to_pylist())], options, state)
+            rows = None if isinstance(block, list) else self._fast(block, state)
+            if rows is None:
+                if self.fast_only:
+                    raise NotFast(f"a block of {self.what} needs the careful line-by-line path")
+                lines = block if isinstance(block, list) else \
+                    [(block.first_line + i, v) for i, v in enumerate(block.lines.to_pylist())]
+                rows = self._careful(lines, options, state)
             yield rows
             block = next(blocks, None)
 

@@ -1,0 +1,161 @@
+"""Small files of one carrier and one type, made ready to load together.
+
+A day can bring thousands of files of a thousand calls. Every step before loading (parse,
+repeat check, Great Expectations, building the COPY data) has a fixed cost per call that,
+per file, outweighs the calls themselves. Here a group of small files goes through each step
+once:
+
+- parsed as one stream where the format allows it (:mod:`cdrflow.formats.joined`; other
+  formats, and files that cannot be joined, are parsed one by one as before);
+- repeats of a call inside a file found for all files in one pass (a repeat is one within
+  its own file: the same call in two files is a duplicate, caught by the primary key when
+  the second file loads);
+- validated in one suite run, with each file's results as if it were validated alone
+  (:func:`cdrflow.loader.validate_owned`);
+- encoded for binary COPY in one pass, sorted by file, month and primary key.
+
+Each file then gets its own rows, rejected lines, counts, summary and COPY payloads, and still
+loads in a transaction of its own (:func:`cdrflow.loader.load_file` with ``prepared=``).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from cdrflow.formats import get_parser
+from cdrflow.formats.base import FormatError, ParseOptions, RowProblem
+from cdrflow.formats.joined import Joined, JoinedChunk
+from cdrflow.loader import (Batch, BinaryCopy, CheckedChunk, _owned_hashes, _repeats, _utc_days, binary_rows,
+                            parsed_chunks, validate_owned, validate_together)
+
+
+@dataclass
+class Prepared:
+    """One file of the group: its chunks, parsed and validated, or why it cannot be read."""
+
+    chunks: list[CheckedChunk] | None = None
+    error: FormatError | None = None
+
+
+def prepare(datas: list[bytes], carrier: str, file_ids: list[int], file_type: str, options: ParseOptions,
+            kinds: dict[str, str] | None) -> list[Prepared]:
+    """Parse and validate the files ``datas`` (whole contents; ``file_ids`` theirs), all of
+    ``carrier`` and ``file_type``. ``kinds``: the calls columns' types (see
+    :func:`cdrflow.loader.column_kinds`); None builds no COPY data here (the loader does)."""
+    out = [Prepared() for _ in datas]
+    parser = get_parser(file_type)
+    joined = parser.parse_many(datas, options) if hasattr(parser, "parse_many") else \
+        Joined({}, list(range(len(datas))), [])
+    for i, exc in joined.errors.items():
+        out[i].error = exc
+    alone = []
+    for i in joined.alone:
+        try:
+            alone.append((i, list(parsed_chunks(io.BytesIO(datas[i]), file_type, options))))
+        except FormatError as exc:
+            out[i].error = exc
+    if alone:
+        for (i, _), chunks in zip(alone, validate_together([c for _, c in alone], file_type)):
+            out[i].chunks = chunks
+    together = sorted(set(range(len(datas))) - set(joined.errors) - set(joined.alone))
+    if together:
+        files = _together(joined.chunks, together, carrier, np.asarray(file_ids, dtype=np.int64), file_type, kinds)
+        for i in together:
+            out[i].chunks = [files[i]]
+    return out
+
+
+def _together(chunks: list[JoinedChunk], members: list[int], carrier: str, file_ids: np.ndarray, file_type: str,
+              kinds: dict[str, str] | None) -> dict[int, CheckedChunk]:
+    n = len(file_ids)
+    problems: dict[int, list[RowProblem]] = {i: [] for i in members}
+    for chunk in chunks:
+        for i, problem in chunk.problems:
+            problems[i].append(problem)
+    if chunks:
+        calls = pd.concat([c.calls for c in chunks], ignore_index=True) if len(chunks) > 1 else \
+            chunks[0].calls.reset_index(drop=True)
+        owner = np.concatenate([c.files for c in chunks])
+    else:
+        calls, owner = None, np.zeros(0, dtype=np.int64)
+    records = np.bincount(owner, minlength=n)
+
+    repeat = _repeats(calls, _owned_hashes(calls, owner), owner) if len(owner) else np.zeros(0, dtype=bool)
+    repeats = np.bincount(owner[repeat], minlength=n)
+    if repeat.any():
+        calls, owner = calls[~repeat].reset_index(drop=True), owner[~repeat]
+
+    summaries: list[list] = [[] for _ in range(n)]
+    validated = set(np.unique(owner).tolist())  # files with rows to validate (a summary each)
+    rejected = {i: list(found) for i, found in problems.items()}  # plus the rows failing the suite
+    if len(owner):
+        bad, summaries = validate_owned(calls, owner, n, file_type)
+        if bad:
+            positions = np.sort(np.fromiter(bad, dtype=np.int64, count=len(bad)))
+            lines = calls["line_number"].to_numpy()[positions]
+            texts = calls["raw_text"].to_numpy(dtype=object)[positions]
+            for p, line, text in zip(positions, lines, texts):
+                rejected[int(owner[p])].append(RowProblem(int(line), text, bad[int(p)]))
+            keep = np.ones(len(owner), dtype=bool)
+            keep[positions] = False
+            calls, owner = calls[keep].reset_index(drop=True), owner[keep]
+
+    batches = _batches(calls, owner, carrier, file_ids, kinds) if len(owner) and kinds else {}
+    spans = _spans(owner)
+    out = {}
+    for i in members:
+        start, end = spans.get(i, (0, 0))
+        frame = calls.iloc[start:end] if calls is not None else pd.DataFrame()
+        out[i] = CheckedChunk(frame, rejected[i], summaries[i] if i in validated else [],
+                              int(records[i]) + len(problems[i]), int(repeats[i]), batches.get(i))
+    return out
+
+
+def _spans(owner: np.ndarray) -> dict[int, tuple[int, int]]:
+    """Where each file's rows are (each file's rows are next to each other)."""
+    if not len(owner):
+        return {}
+    starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
+    ends = np.r_[starts[1:], len(owner)]
+    spans = {int(owner[s]): (int(s), int(e)) for s, e in zip(starts, ends)}
+    if len(spans) != len(starts):
+        raise AssertionError("a file's rows are not next to each other")
+    return spans
+
+
+def _batches(calls: pd.DataFrame, owner: np.ndarray, carrier: str, file_ids: np.ndarray,
+             kinds: dict[str, str]) -> dict[int, Batch]:
+    """Each file's COPY payloads (binary, per month, in primary key order), from one encoding
+    of all rows; {} when a value needs the CSV payload (the loader then builds it per file)."""
+    rows = binary_rows(calls, carrier, file_ids[owner], kinds)
+    if rows is None:
+        return {}
+    day = _utc_days(calls["start_time"])
+    month = day.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
+    order = pc.sort_indices(pa.table({
+        "owner": owner, "month": month,
+        "id": pa.array(calls["carrier_call_id"], from_pandas=True),
+        "start": pa.array(calls["start_time"], from_pandas=True)}),
+        sort_keys=[("owner", "ascending"), ("month", "ascending"), ("id", "ascending"), ("start", "ascending")])
+    rows = rows.take(order)
+    order = order.to_numpy()
+    by_owner, by_month = owner[order], month[order]
+    cuts = np.flatnonzero(np.r_[True, (by_owner[1:] != by_owner[:-1]) | (by_month[1:] != by_month[:-1])])
+    ends = np.r_[cuts[1:], len(order)]
+    payloads: dict[int, list] = {}
+    for s, e in zip(cuts, ends):
+        key = str(np.datetime64(int(by_month[s]), "M"))
+        payloads.setdefault(int(by_owner[s]), []).append(
+            (key, int(e - s), "binary", BinaryCopy(rows.slice(int(s), int(e - s)))))
+    out = {}
+    for i, (start, end) in _spans(owner).items():
+        days, counts = np.unique(day[start:end], return_counts=True)
+        per_day = {str(np.datetime64(int(d), "D")): int(c) for d, c in zip(days, counts)}
+        out[i] = Batch(calls.iloc[start:end], per_day, payloads[i])
+    return out
