@@ -71,8 +71,8 @@ def alone(data: bytes) -> dict:
 
 def _comparable(chunks) -> dict:
     calls = pd.concat([c.calls for c in chunks], ignore_index=True) if chunks else pd.DataFrame()
-    if len(calls):
-        calls = calls.sort_values("line_number").reset_index(drop=True)
+    if len(calls):  # (raw_text: kept for rejected rows only, in RowProblem)
+        calls = calls.drop(columns=["raw_text"], errors="ignore").sort_values("line_number").reset_index(drop=True)
     summary: dict[str, int] = {}
     for c in chunks:
         for s in c.summary:
@@ -176,6 +176,25 @@ def _binary_ids(data: bytes, file_id: int) -> list[str]:
                 pos += length
         assert struct.unpack(">q", values["file_id"])[0] == file_id
         ids.append(values["carrier_call_id"].decode())
+
+
+def test_without_binary_copy_the_loader_builds_each_files_payload(engine, store):
+    """kinds None (a calls column of a type binary COPY does not cover): no payloads are built
+    in the group, and each file loads through the loader's own (CSV) payload."""
+    from cdrflow.loader import load_file
+
+    with engine.begin() as conn:
+        carriers.upsert(conn, carriers.Carrier(code="acme", name="ACME", file_type="asterisk_csv", reject_threshold=0.5,
+                                               config={"timezone": "America/New_York"}))
+    files = [FILES[0], FILES[4]]
+    ids = [register_file(engine, store, io.BytesIO(data), file_name=f"{name}.csv", carrier="acme",
+                         file_source="upload").file_id for name, data in files]
+    prepared = small_files.prepare([d for _, d in files], "acme", ids, "asterisk_csv", OPTIONS, None)
+    assert all(p.chunks[0].batch is None for p in prepared)
+    results = [load_file(engine, store, i, prepared=iter(p.chunks), kinds=None) for i, p in zip(ids, prepared)]
+    assert [(r.status, r.loaded, r.rejected) for r in results] == [("loaded", 300, 0), ("loaded", 30, 4)]
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM calls")).scalar() == 330
 
 
 def test_a_batch_of_small_files_loads_what_loading_each_alone_loads(engine, store):

@@ -5,7 +5,7 @@ counts and its status. A crash anywhere rolls it all back and leaves the file ``
 ready to run again. The file's registry row is locked (``FOR UPDATE SKIP LOCKED``) for the
 whole transaction, so two workers never load the same file. Files of one carrier may load at
 the same time: the same call in two of them is caught by the primary key (the second COPY
-waits for the first file's transaction, then the key refuses the row, see ``_Writer._write``).
+waits for the first file's transaction, then the key refuses the row, see ``_Writer.write``).
 
 Speed: a staging COPY plus ``INSERT ... ON CONFLICT`` into the partitioned table costs about
 2.8x a plain COPY. Instead each chunk is COPYed straight into its month partitions under a
@@ -123,7 +123,7 @@ class _Writer(threading.Thread):
     def run(self) -> None:
         try:
             while (batch := self.inbox.get()) is not None:
-                self._write(batch)
+                self.write(batch)
         except BaseException as exc:  # handed to the main thread, which rolls back
             self.error = exc
             while self.inbox.get() is not None:  # drain so the producer never blocks
@@ -153,7 +153,7 @@ class _Writer(threading.Thread):
             self.partitions[month_key] = cur.fetchone()[0]
         return self.partitions[month_key]
 
-    def _write(self, batch: Batch) -> None:
+    def write(self, batch: Batch) -> None:
         frame = batch.frame
         with self.conn.cursor() as cur:
             for month, *_ in batch.payloads:  # outside the savepoint below: created for good
@@ -724,15 +724,20 @@ def _apply_at(chunk: CheckedChunk, bad: dict[int, list[str]], summary) -> Checke
     return CheckedChunk(frame, rejected, summary, chunk.lines, chunk.repeats)
 
 
+_LOOK_UP = object()
+
+
 def load_file(engine: Engine, store: RawStore, file_id: int, *,
               progress: Callable[[str], None] | None = None,
-              prepared: Iterable[CheckedChunk] | None = None) -> LoadResult:
+              prepared: Iterable[CheckedChunk] | None = None, kinds=_LOOK_UP) -> LoadResult:
     """Parse, validate and load registered file ``file_id`` in one transaction.
 
     Raises :class:`FileBusy` when another worker holds the file or it is not ``received`` or
     ``failed``. Any exception rolls everything back (the file stays as it was).
     ``prepared``: the file's chunks, already parsed and validated (see :func:`validate_together`);
-    they may raise :class:`FormatError` while iterated, as parsing would.
+    they may raise :class:`FormatError` while iterated, as parsing would. They are written from
+    this thread (there is no parsing left to overlap with).
+    ``kinds``: what :func:`column_kinds` returns, when the caller has it already.
 
     A file that was loaded before and re-queued by an operator loses its earlier calls in the
     same transaction, so a re-run replaces them instead of counting them as duplicates.
@@ -756,16 +761,23 @@ def load_file(engine: Engine, store: RawStore, file_id: int, *,
         set_status(conn, file_id, "processing", f"loading as {row.file_type}")
         if row.calls_loaded:
             _forget_previous_load(conn, file_id)
+        dbapi = conn.connection.driver_connection
+        inline = prepared is not None
         if prepared is None:
             validation.warm_up(row.file_type)
             options = options_for(carrier, row.file_type)
             prepared = _parse_stored(store, row.stored_file_id, row.file_type, options)
-        result = _load(conn.connection.driver_connection, file_id, row.file_name, carrier, prepared, say)
+        result, writer = _load(dbapi, file_id, row.file_name, carrier, prepared, say,
+                               column_kinds(dbapi) if kinds is _LOOK_UP else kinds, inline)
         result.seconds = time.perf_counter() - started
         set_status(conn, file_id, result.status, result.message, lines=result.lines, processed=True)
         conn.execute(text("UPDATE cdr_files SET calls_loaded = :l, calls_rejected = :r, "
                           "calls_duplicate = :d WHERE id = :id"),
                      {"l": result.loaded, "r": result.rejected, "d": result.duplicates, "id": file_id})
+        if result.status == "loaded":
+            # last: files of one carrier and day loading side by side wait for each other's
+            # call_days row here, so it is held from this point to the commit only
+            writer.record_days()
     say(f"file {file_id} {row.file_name}: {result.status}: {result.message.splitlines()[0] if result.message else ''} "
         f"({result.seconds:.1f}s)")
     return result
@@ -792,14 +804,20 @@ def _forget_previous_load(conn, file_id: int) -> None:
     append_log(conn, file_id, "re-run: the calls of the earlier load are replaced")
 
 
-def _load(dbapi, file_id, file_name, carrier, chunks: Iterable[CheckedChunk], say) -> LoadResult:
+def _load(dbapi, file_id, file_name, carrier, chunks: Iterable[CheckedChunk], say, kinds,
+          inline: bool) -> tuple[LoadResult, _Writer]:
+    """Write ``chunks``; ``inline``: from this thread, else from a writer thread while this one
+    parses the next chunk."""
     result = LoadResult(file_id, "loaded")
     quarantine = _Quarantine(file_id)
     with dbapi.cursor() as cur:
         cur.execute("SAVEPOINT calls")
-    kinds = column_kinds(dbapi)
     writer = _Writer(dbapi, carrier.code, file_id, kinds)
-    writer.start()
+    if inline:
+        send = writer.write
+    else:
+        writer.start()
+        send = writer.inbox.put
     summaries = []
     started = last_report = time.perf_counter()
     try:
@@ -813,10 +831,9 @@ def _load(dbapi, file_id, file_name, carrier, chunks: Iterable[CheckedChunk], sa
             if writer.error:
                 break
             if chunk.batch is not None:
-                writer.inbox.put(chunk.batch)
+                send(chunk.batch)
             elif len(chunk.calls):  # the raw text is only needed for the quarantine, already done
-                writer.inbox.put(Batch.prepare(chunk.calls.drop(columns=["raw_text"]),
-                                               carrier.code, file_id, kinds))
+                send(Batch.prepare(chunk.calls.drop(columns=["raw_text"], errors="ignore"), carrier.code, file_id, kinds))
             if time.perf_counter() - last_report > 10:
                 last_report = time.perf_counter()
                 say(f"file {file_id} {file_name}: {result.lines:,} lines read, {writer.loaded:,} calls "
@@ -825,11 +842,11 @@ def _load(dbapi, file_id, file_name, carrier, chunks: Iterable[CheckedChunk], sa
     except FormatError as exc:
         result.status, result.message = "rejected", str(exc)
     finally:
-        writer.inbox.put(None)
-        writer.join()
+        if not inline:
+            writer.inbox.put(None)
+            writer.join()
     if writer.error:
         raise writer.error
-    writer.record_days()
     result.loaded = writer.loaded
     result.duplicates += writer.duplicates
     result.rejected = len(quarantine)
@@ -853,4 +870,4 @@ def _load(dbapi, file_id, file_name, carrier, chunks: Iterable[CheckedChunk], sa
             result.message = (f"{result.lines} lines: {result.loaded} calls loaded, {result.rejected} "
                               f"rejected, {result.duplicates} duplicates\n" + result.message)
         quarantine.write(cur)
-    return result
+    return result, writer

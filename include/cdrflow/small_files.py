@@ -106,6 +106,8 @@ def _together(chunks: list[JoinedChunk], members: list[int], carrier: str, file_
             keep[positions] = False
             calls, owner = calls[keep].reset_index(drop=True), owner[keep]
 
+    if calls is not None:  # the raw text was only needed for rejected rows (memory)
+        calls = calls.drop(columns=["raw_text"])
     batches = _batches(calls, owner, carrier, file_ids, kinds) if len(owner) and kinds else {}
     spans = _spans(owner)
     out = {}
