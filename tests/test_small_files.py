@@ -94,9 +94,29 @@ def assert_same(got: dict, want: dict, name: str) -> None:
         pd.testing.assert_frame_equal(got["calls"], want["calls"], obj=name)
 
 
+def test_files_of_carriers_in_other_time_zones_are_each_parsed_with_their_own():
+    utc = ParseOptions(timezone="UTC")
+    cases = [(name, data, "acme" if k % 2 else "other") for k, (name, data) in enumerate(FILES)]
+    prepared = small_files.prepare([d for _, d, _ in cases], [c for _, _, c in cases], list(range(1, len(cases) + 1)),
+                                   "asterisk_csv", {"acme": OPTIONS, "other": utc}, None)
+    for (name, data, carrier), p in zip(cases, prepared):
+        got = {"error": str(p.error)} if p.error else _comparable(p.chunks)
+        try:
+            want = _comparable(list(validated_chunks(io.BufferedReader(io.BytesIO(data)), "asterisk_csv",
+                                                     OPTIONS if carrier == "acme" else utc)))
+        except FormatError as exc:
+            want = {"error": str(exc)}
+        assert_same(got, want, f"{name} ({carrier})")
+    # and the same file under both carriers in one group: 09:00 is 14:00 UTC in New York
+    both = small_files.prepare([FILES[1][1]] * 2, ["acme", "other"], [1, 2], "asterisk_csv",
+                               {"acme": OPTIONS, "other": utc}, None)
+    starts = [p.chunks[0].calls["start_time"].iloc[0] for p in both]
+    assert [t.strftime("%H:%M") for t in starts] == ["14:00", "09:00"]
+
+
 def together(files: list[tuple[str, bytes]], kinds=None) -> list[dict]:
-    prepared = small_files.prepare([d for _, d in files], "acme", list(range(1, len(files) + 1)), "asterisk_csv",
-                                   OPTIONS, kinds)
+    prepared = small_files.prepare([d for _, d in files], ["acme"] * len(files), list(range(1, len(files) + 1)),
+                                   "asterisk_csv", {"acme": OPTIONS}, kinds)
     return [{"error": str(p.error)} if p.error else _comparable(p.chunks) for p in prepared]
 
 
@@ -137,7 +157,8 @@ def test_copy_payloads_of_a_group_hold_each_files_rows_in_key_order(engine):
     with engine.connect() as conn:
         kinds = column_kinds(conn.connection.driver_connection)
     files = [FILES[0], FILES[1], FILES[12], FILES[4]]
-    prepared = small_files.prepare([d for _, d in files], "acme", [11, 12, 13, 14], "asterisk_csv", OPTIONS, kinds)
+    prepared = small_files.prepare([d for _, d in files], ["acme"] * 4, [11, 12, 13, 14], "asterisk_csv",
+                                   {"acme": OPTIONS}, kinds)
     for (name, _), p, file_id in zip(files, prepared, [11, 12, 13, 14]):
         (chunk,) = p.chunks
         batch = chunk.batch
@@ -189,7 +210,7 @@ def test_without_binary_copy_the_loader_builds_each_files_payload(engine, store)
     files = [FILES[0], FILES[4]]
     ids = [register_file(engine, store, io.BytesIO(data), file_name=f"{name}.csv", carrier="acme",
                          file_source="upload").file_id for name, data in files]
-    prepared = small_files.prepare([d for _, d in files], "acme", ids, "asterisk_csv", OPTIONS, None)
+    prepared = small_files.prepare([d for _, d in files], ["acme"] * 2, ids, "asterisk_csv", {"acme": OPTIONS}, None)
     assert all(p.chunks[0].batch is None for p in prepared)
     results = [load_file(engine, store, i, prepared=iter(p.chunks), kinds=None) for i, p in zip(ids, prepared)]
     assert [(r.status, r.loaded, r.rejected) for r in results] == [("loaded", 300, 0), ("loaded", 30, 4)]
@@ -205,9 +226,10 @@ def test_a_batch_of_small_files_loads_what_loading_each_alone_loads(engine, stor
     with engine.begin() as conn:
         carriers.upsert(conn, carriers.Carrier(code="acme", name="ACME", file_type="asterisk_csv", reject_threshold=0.5,
                                                config={"timezone": "America/New_York"}))
+        carriers.upsert(conn, carriers.Carrier(code="other", name="Other", file_type="asterisk_csv", reject_threshold=0.5))
     files = [(name, data) for name, data in FILES if not name.startswith("the calls of")]  # (load order matters)
-    ids = [register_file(engine, store, io.BytesIO(data), file_name=f"{name}.csv", carrier="acme",
-                         file_source="upload").file_id for name, data in files]
+    ids = [register_file(engine, store, io.BytesIO(data), file_name=f"{name}.csv", carrier="acme" if k % 3 else "other",
+                         file_source="upload").file_id for k, (name, data) in enumerate(files)]  # a group of both
     for file_id in ids:
         load_file(engine, store, file_id)
     alone = _warehouse(engine)
@@ -219,6 +241,7 @@ def test_a_batch_of_small_files_loads_what_loading_each_alone_loads(engine, stor
     for key in alone:
         assert together[key] == alone[key], key
     assert len(alone["calls"]) > 300 and len(alone["quarantine"]) >= 6
+    assert {c.carrier for c in alone["calls"]} == {"acme", "other"}
     statuses = {r.file_name: r.status for r in together["files"]}
     assert statuses["empty.csv"] == "rejected" and statuses["generated.csv"] == "loaded"
 
@@ -228,8 +251,9 @@ def _warehouse(engine) -> dict:
         return {key: conn.execute(text(sql)).all() for key, sql in {
             "files": "SELECT file_name, status, calls_loaded, calls_rejected, calls_duplicate FROM cdr_files "
                      "ORDER BY file_name",
-            "calls": "SELECT f.file_name, c.line_number, c.carrier_call_id, c.start_time, c.duration_seconds, "
-                     "c.extras::text FROM calls c JOIN cdr_files f ON f.id = c.file_id ORDER BY 1, 2",
+            "calls": "SELECT f.file_name, c.line_number, c.carrier, c.carrier_call_id, c.start_time, "
+                     "c.duration_seconds, c.extras::text FROM calls c JOIN cdr_files f ON f.id = c.file_id "
+                     "ORDER BY 1, 2",
             "quarantine": "SELECT f.file_name, r.line_number, r.raw_text, r.reasons FROM rejected_rows r "
                           "JOIN cdr_files f ON f.id = r.file_id ORDER BY 1, 2",
             "days": "SELECT carrier, day, calls FROM call_days WHERE calls > 0 ORDER BY 1, 2"}.items()}

@@ -475,17 +475,19 @@ def _binary_payload(frame: pd.DataFrame, carrier: str, file_id: int, kinds: dict
     return None if rows is None else BinaryCopy(rows.take(_key_order(frame)))
 
 
-def binary_rows(frame: pd.DataFrame, carrier: str, file_id: int | np.ndarray,
+def binary_rows(frame: pd.DataFrame, carrier: str | np.ndarray, file_id: int | np.ndarray,
                 kinds: dict[str, str]) -> pa.Array | None:
     """Each row of ``frame`` as a binary COPY row (in frame order), or None where a value
-    needs the CSV payload. ``file_id``: one for all rows, or one per row (files loaded from
-    one parse, see :mod:`cdrflow.small_files`)."""
+    needs the CSV payload. ``carrier``, ``file_id``: one for all rows, or one per row (files
+    prepared together, see :mod:`cdrflow.small_files`)."""
     pieces: list = [struct.pack(">h", len(CALL_COLUMNS))]
     constants = {"carrier": carrier, "file_id": file_id}
     for name in CALL_COLUMNS:
         if name == "file_id" and isinstance(file_id, np.ndarray):
             field = _number_field(file_id.astype(np.int64), np.ones(len(file_id), dtype=bool), kinds[name])
             fields = None if field is None else [field]
+        elif name == "carrier" and isinstance(carrier, np.ndarray):
+            fields = _binary_fields(pd.Series(carrier, dtype=object), kinds[name])
         elif name in constants:
             field = _constant_field(constants[name], kinds[name])
             fields = None if field is None else [field]

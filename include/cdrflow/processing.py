@@ -1,7 +1,7 @@
 """Process registered files: unpack archives, parse, validate and load CDR files.
 
 ``process_file`` handles one file. ``process_batch`` handles the files of one processing task:
-big files one by one (streamed, chunk by chunk); small files in groups of one carrier and type
+big files one by one (streamed, chunk by chunk); small files in groups of one file type
 (:mod:`cdrflow.small_files`: parsed, validated and encoded for COPY together, since each of
 those steps has a fixed cost that outweighs a file of a thousand calls), prepared in a thread
 while the previous group loads; then each file is loaded in its own transaction as usual.
@@ -27,7 +27,7 @@ from cdrflow.rawstore import RawStore
 log = logging.getLogger(__name__)
 
 SMALL_FILE_BYTES = 8 << 20  # files up to this size are prepared in groups
-GROUP_BYTES = 16 << 20  # bytes of small files of one carrier and type prepared together (24 MB: a
+GROUP_BYTES = 16 << 20  # bytes of small files of one type prepared together (24 MB: a
 # little faster, 200 MB more memory)
 LOADERS = 2  # small files loading at the same time
 
@@ -165,17 +165,16 @@ def process_batch(engine: Engine, store: RawStore, file_ids: list[int], *,
 
 
 def _prepare_groups(store, rows, known, kinds, errors, ready: queue.Queue, failures: list) -> None:
-    """Prepare small files in groups of one carrier and file type; hand each group over."""
-    pending: dict[tuple[str, str], list] = {}
-    sizes: dict[tuple[str, str], int] = {}
+    """Prepare small files in groups of one file type; hand each group over."""
+    pending: dict[str, list] = {}
+    sizes: dict[str, int] = {}
     try:
         for row in rows:
-            key = (row.carrier, row.file_type)
-            pending.setdefault(key, []).append(row)
-            sizes[key] = sizes.get(key, 0) + row.file_size
-            if sizes[key] >= GROUP_BYTES:
-                sizes.pop(key)
-                ready.put(_prepared(store, pending.pop(key), known, kinds, errors))
+            pending.setdefault(row.file_type, []).append(row)
+            sizes[row.file_type] = sizes.get(row.file_type, 0) + row.file_size
+            if sizes[row.file_type] >= GROUP_BYTES:
+                sizes.pop(row.file_type)
+                ready.put(_prepared(store, pending.pop(row.file_type), known, kinds, errors))
         for group in pending.values():
             ready.put(_prepared(store, group, known, kinds, errors))
     except BaseException as exc:  # handed to the loading thread
@@ -185,16 +184,21 @@ def _prepare_groups(store, rows, known, kinds, errors, ready: queue.Queue, failu
 
 
 def _prepared(store, rows, known, kinds, errors) -> list[_Small]:
-    carrier, file_type = rows[0].carrier, rows[0].file_type
-    try:
-        options = options_for(known[carrier], file_type)
-    except CdrflowError as exc:  # e.g. a mapping file that does not load: every file of the group
-        for row in rows:
-            errors[row.id] = str(exc)
+    file_type = rows[0].file_type
+    options = {}
+    for carrier in {row.carrier for row in rows}:
+        try:
+            options[carrier] = options_for(known[carrier], file_type)
+        except CdrflowError as exc:  # e.g. a mapping file that does not load: that carrier's files
+            for row in rows:
+                if row.carrier == carrier:
+                    errors[row.id] = str(exc)
+    rows = [row for row in rows if row.carrier in options]
+    if not rows:
         return []
     datas = []
     for row in rows:
         with store.open(row.stored_file_id) as stream:
             datas.append(stream.read())
-    prepared = small_files.prepare(datas, carrier, [r.id for r in rows], file_type, options, kinds)
+    prepared = small_files.prepare(datas, [r.carrier for r in rows], [r.id for r in rows], file_type, options, kinds)
     return [_Small(row.id, file_type, p.chunks, p.error) for row, p in zip(rows, prepared)]

@@ -1,12 +1,12 @@
-"""Small files of one carrier and one type, made ready to load together.
+"""Small files of one type, made ready to load together.
 
 A day can bring thousands of files of a thousand calls. Every step before loading (parse,
 repeat check, Great Expectations, building the COPY data) has a fixed cost per call that,
 per file, outweighs the calls themselves. Here a group of small files goes through each step
 once:
 
-- parsed as one stream where the format allows it (:mod:`cdrflow.formats.joined`; other
-  formats, and files that cannot be joined, are parsed one by one as before);
+- parsed as one stream per carrier where the format allows it (:mod:`cdrflow.formats.joined`;
+  other formats, and files that cannot be joined, are parsed one by one as before);
 - repeats of a call inside a file found for all files in one pass (a repeat is one within
   its own file: the same call in two files is a duplicate, caught by the primary key when
   the second file loads);
@@ -43,36 +43,48 @@ class Prepared:
     error: FormatError | None = None
 
 
-def prepare(datas: list[bytes], carrier: str, file_ids: list[int], file_type: str, options: ParseOptions,
-            kinds: dict[str, str] | None) -> list[Prepared]:
-    """Parse and validate the files ``datas`` (whole contents; ``file_ids`` theirs), all of
-    ``carrier`` and ``file_type``. ``kinds``: the calls columns' types (see
-    :func:`cdrflow.loader.column_kinds`); None builds no COPY data here (the loader does)."""
+def prepare(datas: list[bytes], carriers: list[str], file_ids: list[int], file_type: str,
+            options: dict[str, ParseOptions], kinds: dict[str, str] | None) -> list[Prepared]:
+    """Parse and validate the files ``datas`` (whole contents; ``carriers`` and ``file_ids``
+    theirs), all of ``file_type``; ``options``: each carrier's parse options. Files are parsed
+    per carrier (time zone, encoding), validated all together. ``kinds``: the calls columns'
+    types (see :func:`cdrflow.loader.column_kinds`); None builds no COPY data here (the loader
+    then does, per file)."""
     out = [Prepared() for _ in datas]
     parser = get_parser(file_type)
-    joined = parser.parse_many(datas, options) if hasattr(parser, "parse_many") else \
-        Joined({}, list(range(len(datas))), [])
-    for i, exc in joined.errors.items():
-        out[i].error = exc
-    alone = []
-    for i in joined.alone:
-        try:
-            alone.append((i, list(parsed_chunks(io.BytesIO(datas[i]), file_type, options))))
-        except FormatError as exc:
-            out[i].error = exc
+    chunks: list[JoinedChunk] = []
+    alone, together = [], []
+    for carrier in dict.fromkeys(carriers):  # in order of first appearance
+        members = np.array([i for i, c in enumerate(carriers) if c == carrier], dtype=np.int64)
+        mine = [datas[i] for i in members]
+        joined = parser.parse_many(mine, options[carrier]) if hasattr(parser, "parse_many") else \
+            Joined({}, list(range(len(mine))), [])
+        for k, exc in joined.errors.items():
+            out[members[k]].error = exc
+        for chunk in joined.chunks:  # positions among this carrier's files -> in ``datas``
+            chunks.append(JoinedChunk(chunk.calls, members[chunk.files], [(int(members[k]), p) for k, p in chunk.problems]))
+        for k in joined.alone:
+            i = int(members[k])
+            try:
+                alone.append((i, list(parsed_chunks(io.BytesIO(datas[i]), file_type, options[carrier]))))
+            except FormatError as exc:
+                out[i].error = exc
+        out_of_join = set(joined.errors) | set(joined.alone)
+        together += [int(members[k]) for k in range(len(mine)) if k not in out_of_join]
     if alone:
-        for (i, _), chunks in zip(alone, validate_together([c for _, c in alone], file_type)):
-            out[i].chunks = chunks
-    together = sorted(set(range(len(datas))) - set(joined.errors) - set(joined.alone))
+        for (i, _), checked in zip(alone, validate_together([c for _, c in alone], file_type)):
+            out[i].chunks = checked
+    together.sort()
     if together:
-        files = _together(joined.chunks, together, carrier, np.asarray(file_ids, dtype=np.int64), file_type, kinds)
+        files = _together(chunks, together, np.array(carriers, dtype=object), np.asarray(file_ids, dtype=np.int64),
+                          file_type, kinds)
         for i in together:
             out[i].chunks = [files[i]]
     return out
 
 
-def _together(chunks: list[JoinedChunk], members: list[int], carrier: str, file_ids: np.ndarray, file_type: str,
-              kinds: dict[str, str] | None) -> dict[int, CheckedChunk]:
+def _together(chunks: list[JoinedChunk], members: list[int], carriers: np.ndarray, file_ids: np.ndarray,
+              file_type: str, kinds: dict[str, str] | None) -> dict[int, CheckedChunk]:
     n = len(file_ids)
     problems: dict[int, list[RowProblem]] = {i: [] for i in members}
     for chunk in chunks:
@@ -108,7 +120,7 @@ def _together(chunks: list[JoinedChunk], members: list[int], carrier: str, file_
 
     if calls is not None:  # the raw text was only needed for rejected rows (memory)
         calls = calls.drop(columns=["raw_text"])
-    batches = _batches(calls, owner, carrier, file_ids, kinds) if len(owner) and kinds else {}
+    batches = _batches(calls, owner, carriers, file_ids, kinds) if len(owner) and kinds else {}
     spans = _spans(owner)
     out = {}
     for i in members:
@@ -131,10 +143,12 @@ def _spans(owner: np.ndarray) -> dict[int, tuple[int, int]]:
     return spans
 
 
-def _batches(calls: pd.DataFrame, owner: np.ndarray, carrier: str, file_ids: np.ndarray,
+def _batches(calls: pd.DataFrame, owner: np.ndarray, carriers: np.ndarray, file_ids: np.ndarray,
              kinds: dict[str, str]) -> dict[int, Batch]:
     """Each file's COPY payloads (binary, per month, in primary key order), from one encoding
     of all rows; {} when a value needs the CSV payload (the loader then builds it per file)."""
+    present = set(carriers[np.unique(owner)])
+    carrier = present.pop() if len(present) == 1 else carriers[owner]  # one carrier: a constant
     rows = binary_rows(calls, carrier, file_ids[owner], kinds)
     if rows is None:
         return {}
