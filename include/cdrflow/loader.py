@@ -593,15 +593,10 @@ def parsed_chunks(stream: BinaryIO, file_type: str, options: ParseOptions) -> It
 
 
 def _apply(chunk: CheckedChunk, checked: validation.ChunkValidation) -> CheckedChunk:
-    """Move the rows that failed an expectation from ``calls`` to ``rejected``."""
-    frame = chunk.calls
-    rejected = list(chunk.rejected)
-    if checked.bad_rows:
-        bad = frame["line_number"].isin(list(checked.bad_rows)).to_numpy()
-        rejected += [RowProblem(int(n), t, checked.bad_rows[int(n)])
-                     for n, t in zip(frame["line_number"][bad], frame["raw_text"][bad])]
-        frame = frame[~bad]
-    return CheckedChunk(frame, rejected, checked.summary, chunk.lines, chunk.repeats)
+    """Move the rows that failed an expectation (by line number) from ``calls`` to ``rejected``."""
+    lines = chunk.calls["line_number"].to_numpy()
+    bad = {int(p): checked.bad_rows[int(lines[p])] for p in np.flatnonzero(np.isin(lines, list(checked.bad_rows)))}
+    return _apply_at(chunk, bad, checked.summary)
 
 
 VALIDATION_ROWS = 60_000  # rows per Great Expectations run, about (a run costs ~0.1 s plus its rows)
