@@ -6,9 +6,7 @@ from __future__ import annotations
 import io
 from datetime import datetime, timedelta
 
-import numpy as np
 import pandas as pd
-import pytest
 from sqlalchemy import text
 
 from cdrflow import carriers, generate, small_files

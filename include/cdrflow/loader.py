@@ -84,18 +84,22 @@ class Batch:
     def prepare(cls, frame: pd.DataFrame, carrier: str, file_id: int,
                 kinds: dict[str, str] | None = None) -> Batch:
         day = _utc_days(frame["start_time"])
-        days, counts = np.unique(day, return_counts=True)  # a handful of days
-        day_key = {int(d): str(np.datetime64(int(d), "D")) for d in days}
-        per_day = {day_key[int(d)]: int(n) for d, n in zip(days, counts)}
-        months: dict[str, list[int]] = {}
-        for d, key in day_key.items():
-            months.setdefault(key[:7], []).append(d)
+        per_day = day_counts(day)
+        months: dict[str, list[int]] = {}  # YYYY-MM -> its days
+        for key in per_day:
+            months.setdefault(key[:7], []).append(np.datetime64(key, "D").astype(np.int64))
         payloads = []
         for month in sorted(months):
             part = frame if len(months) == 1 else frame[np.isin(day, months[month])]
             if len(part):
                 payloads.append((month, len(part), *_copy_payload(part, carrier, file_id, kinds)))
         return cls(frame, per_day, payloads)
+
+
+def day_counts(day: np.ndarray) -> dict[str, int]:
+    """Calls per UTC day ("YYYY-MM-DD", in order) from days since 1970 (:func:`_utc_days`)."""
+    days, counts = np.unique(day, return_counts=True)  # a handful of days
+    return {str(np.datetime64(int(d), "D")): int(n) for d, n in zip(days, counts)}
 
 
 def _utc_days(start: pd.Series) -> np.ndarray:

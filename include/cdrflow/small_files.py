@@ -32,7 +32,7 @@ from cdrflow.formats import get_parser
 from cdrflow.formats.base import FormatError, ParseOptions, RowProblem
 from cdrflow.formats.joined import Joined, JoinedChunk
 from cdrflow.loader import (Batch, BinaryCopy, CheckedChunk, _owned_hashes, _repeats, _utc_days, binary_rows,
-                            parsed_chunks, validate_owned, validate_together)
+                            day_counts, parsed_chunks, validate_owned, validate_together)
 
 
 @dataclass
@@ -120,12 +120,12 @@ def _together(chunks: list[JoinedChunk], members: list[int], carriers: np.ndarra
 
     if calls is not None:  # the raw text was only needed for rejected rows (memory)
         calls = calls.drop(columns=["raw_text"])
-    batches = _batches(calls, owner, carriers, file_ids, kinds) if len(owner) and kinds else {}
     spans = _spans(owner)
+    frames = {i: calls.iloc[start:end] for i, (start, end) in spans.items()}
+    batches = _batches(calls, owner, spans, frames, carriers, file_ids, kinds) if len(owner) and kinds else {}
     out = {}
     for i in members:
-        start, end = spans.get(i, (0, 0))
-        frame = calls.iloc[start:end] if calls is not None else pd.DataFrame()
+        frame = frames.get(i, calls.iloc[0:0] if calls is not None else pd.DataFrame())
         out[i] = CheckedChunk(frame, rejected[i], summaries[i] if i in validated else [],
                               int(records[i]) + len(problems[i]), int(repeats[i]), batches.get(i))
     return out
@@ -143,7 +143,8 @@ def _spans(owner: np.ndarray) -> dict[int, tuple[int, int]]:
     return spans
 
 
-def _batches(calls: pd.DataFrame, owner: np.ndarray, carriers: np.ndarray, file_ids: np.ndarray,
+def _batches(calls: pd.DataFrame, owner: np.ndarray, spans: dict[int, tuple[int, int]],
+             frames: dict[int, pd.DataFrame], carriers: np.ndarray, file_ids: np.ndarray,
              kinds: dict[str, str]) -> dict[int, Batch]:
     """Each file's COPY payloads (binary, per month, in primary key order), from one encoding
     of all rows; {} when a value needs the CSV payload (the loader then builds it per file)."""
@@ -169,9 +170,4 @@ def _batches(calls: pd.DataFrame, owner: np.ndarray, carriers: np.ndarray, file_
         key = str(np.datetime64(int(by_month[s]), "M"))
         payloads.setdefault(int(by_owner[s]), []).append(
             (key, int(e - s), "binary", BinaryCopy(rows.slice(int(s), int(e - s)))))
-    out = {}
-    for i, (start, end) in _spans(owner).items():
-        days, counts = np.unique(day[start:end], return_counts=True)
-        per_day = {str(np.datetime64(int(d), "D")): int(c) for d, c in zip(days, counts)}
-        out[i] = Batch(calls.iloc[start:end], per_day, payloads[i])
-    return out
+    return {i: Batch(frames[i], day_counts(day[start:end]), payloads[i]) for i, (start, end) in spans.items()}
