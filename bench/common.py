@@ -11,7 +11,8 @@ from collections.abc import Callable
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
-from cdrflow import carriers, migrations, settings
+from cdrflow.config import settings
+from cdrflow.warehouse import carriers, migrations
 
 LOCAL_SERVER = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 
@@ -23,7 +24,7 @@ def scratch_database(url: str | None = None) -> tuple[str, Callable[[], None]]:
     try:
         create_engine(admin, connect_args={"connect_timeout": 3}).connect().close()
     except Exception:
-        from cdrflow import embedded
+        from cdrflow.warehouse import embedded
 
         admin = make_url(embedded.ensure_server(settings.state_dir())).set(database="postgres")
         admin = admin.render_as_string(hide_password=False)

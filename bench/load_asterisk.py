@@ -22,20 +22,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import psycopg2  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
+import psycopg2
+from sqlalchemy.engine import make_url
 
-from common import run_child, scratch_database, warehouse  # noqa: E402
-
-from cdrflow import carriers, generate  # noqa: E402
-from cdrflow.formats.asterisk_csv import ALL_COLUMNS  # noqa: E402
+from cdrflow.dev import generate
+from cdrflow.formats.asterisk_csv import ALL_COLUMNS
+from cdrflow.warehouse import carriers
+from common import run_child, scratch_database, warehouse
 
 CDRFLOW = """
 import sys, time
 from sqlalchemy import create_engine
-from cdrflow.rawstore import RawStore
-from cdrflow.registry import register_file
-from cdrflow.processing import process_file
+from cdrflow.intake.rawstore import RawStore
+from cdrflow.intake.registry import register_file
+from cdrflow.loading.batches import process_file
 url, store_url, path = sys.argv[1:4]
 engine = create_engine(url)
 store = RawStore(store_url)
@@ -64,8 +64,11 @@ def baseline_copy(url: str, path: Path) -> float:
     conn = psycopg2.connect(libpq(url))
     conn.autocommit = True
     with conn.cursor() as cur:
-        cur.execute("CREATE TABLE baseline_master (" + ", ".join(f"{c} text" for c in columns)
-                    + ", PRIMARY KEY (uniqueid, start))")
+        cur.execute(
+            "CREATE TABLE baseline_master ("
+            + ", ".join(f"{c} text" for c in columns)
+            + ", PRIMARY KEY (uniqueid, start))"
+        )
         started = time.perf_counter()
         with open(path, "rb") as f:
             cur.copy_expert("COPY baseline_master FROM STDIN WITH (FORMAT csv)", f, size=1 << 20)
@@ -95,8 +98,7 @@ def measure(rows: int, database_url: str | None, work: Path, repeat: int) -> dic
     finally:
         path.unlink()
     median = sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]
-    return {"baseline": statistics.median(baselines), **median,
-            "peak_rss_mib": max(r["peak_rss_mib"] for r in runs)}
+    return {"baseline": statistics.median(baselines), **median, "peak_rss_mib": max(r["peak_rss_mib"] for r in runs)}
 
 
 def main() -> None:
@@ -108,13 +110,17 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cdrflow-bench-") as tmp:
         work = Path(tmp)
-        print(f"{'rows':>9} {'COPY s':>8} {'cdrflow s':>9} {'register s':>10} {'rows/s':>9} "
-              f"{'ratio':>6} {'peak RSS MiB':>12}")
+        print(
+            f"{'rows':>9} {'COPY s':>8} {'cdrflow s':>9} {'register s':>10} {'rows/s':>9} "
+            f"{'ratio':>6} {'peak RSS MiB':>12}"
+        )
         for rows in [args.rows] + ([args.memory_rows] if args.memory_rows else []):
             r = measure(rows, args.database_url, work, args.repeat if rows == args.rows else 1)
-            print(f"{rows:>9} {r['baseline']:>8.2f} {r['seconds']:>9.2f} {r['register_seconds']:>10.2f} "
-                  f"{rows / r['seconds']:>9.0f} {r['seconds'] / r['baseline']:>6.2f} {r['peak_rss_mib']:>12.0f}",
-                  flush=True)
+            print(
+                f"{rows:>9} {r['baseline']:>8.2f} {r['seconds']:>9.2f} {r['register_seconds']:>10.2f} "
+                f"{rows / r['seconds']:>9.0f} {r['seconds'] / r['baseline']:>6.2f} {r['peak_rss_mib']:>12.0f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -21,17 +21,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import run_child, scratch_database, warehouse  # noqa: E402
-
-from cdrflow import carriers, generate  # noqa: E402
+from cdrflow.dev import generate
+from cdrflow.warehouse import carriers
+from common import run_child, scratch_database, warehouse
 
 PIPELINE = """
 import sys, time
 from sqlalchemy import create_engine
-from cdrflow import claims, validation
-from cdrflow.carrier_config import BucketSource
-from cdrflow.processing import process_batch
-from cdrflow.rawstore import RawStore
+from cdrflow.intake import claims
+from cdrflow.validation import suites
+from cdrflow.config.carrier_file import BucketSource
+from cdrflow.loading.batches import process_batch
+from cdrflow.intake.rawstore import RawStore
 from cdrflow.sources.bucket import collect
 url, store_url, folder = sys.argv[1:4]
 engine = create_engine(url)
@@ -77,8 +78,9 @@ def main() -> None:
         one.mkdir(), many.mkdir()
         generate.write_asterisk_csv_fast(one / "Master-big.csv", total, seed=1)
         for i in range(args.files):
-            generate.write_asterisk_csv_fast(many / f"Master-{i:05d}.csv", args.rows, seed=100 + i,
-                                             first_index=i * args.rows)
+            generate.write_asterisk_csv_fast(
+                many / f"Master-{i:05d}.csv", args.rows, seed=100 + i, first_index=i * args.rows
+            )
         results = {"one": [], "many": []}
         for _ in range(args.repeat):  # alternate, so that drift on the machine hits both sides
             for side, folder in (("one", one), ("many", many)):
@@ -88,10 +90,13 @@ def main() -> None:
         print(f"{'side':>24} {'files':>6} {'collect s':>9} {'total s':>8} {'rows/s':>9} {'peak RSS MiB':>12}")
         for side, label in (("one", f"1 file x {total:,} rows"), ("many", f"{args.files} files x {args.rows:,} rows")):
             r = sorted(results[side], key=lambda x: x["seconds"])[len(results[side]) // 2]
-            print(f"{label:>24} {r['files']:>6} {r['collect_seconds']:>9.2f} {r['seconds']:>8.2f} "
-                  f"{total / r['seconds']:>9.0f} {max(x['peak_rss_mib'] for x in results[side]):>12.0f}")
-        ratio = statistics.median(r["seconds"] for r in results["many"]) / \
-            statistics.median(r["seconds"] for r in results["one"])
+            print(
+                f"{label:>24} {r['files']:>6} {r['collect_seconds']:>9.2f} {r['seconds']:>8.2f} "
+                f"{total / r['seconds']:>9.0f} {max(x['peak_rss_mib'] for x in results[side]):>12.0f}"
+            )
+        ratio = statistics.median(r["seconds"] for r in results["many"]) / statistics.median(
+            r["seconds"] for r in results["one"]
+        )
         print(f"ratio (many files / one file): {ratio:.2f}  (goal: at most 3.0)")
 
 

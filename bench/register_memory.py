@@ -23,15 +23,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import run_child, scratch_database, warehouse  # noqa: E402
-
-from cdrflow import carriers  # noqa: E402
+from cdrflow.warehouse import carriers
+from common import run_child, scratch_database, warehouse
 
 CHILD = """
 import sys, time
 from sqlalchemy import create_engine
-from cdrflow.rawstore import RawStore
-from cdrflow.registry import register_file
+from cdrflow.intake.rawstore import RawStore
+from cdrflow.intake.registry import register_file
 url, store_url, path = sys.argv[1:4]
 engine = create_engine(url)
 store = RawStore(store_url)
@@ -71,8 +70,10 @@ def main() -> None:
             os.unlink(work / "copy")
             store = work / f"raw-{mb}"
             r = run_child(CHILD, url, store.as_uri(), str(src))
-            print(f"{mb:>6}MB {baseline:>10.2f} {r['seconds']:>10.2f} {mb / r['seconds']:>8.0f} "
-                  f"{r['seconds'] / baseline:>6.2f} {r['peak_rss_mib']:>12.0f}")
+            print(
+                f"{mb:>6}MB {baseline:>10.2f} {r['seconds']:>10.2f} {mb / r['seconds']:>8.0f} "
+                f"{r['seconds'] / baseline:>6.2f} {r['peak_rss_mib']:>12.0f}"
+            )
             shutil.rmtree(store)
             src.unlink()
     finally:

@@ -17,35 +17,45 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, get_current_context, task
 
-from cdrflow.assets import FILES_RECEIVED
+from cdrflow.orchestration.assets import FILES_RECEIVED
 
 
 @dag(
     dag_id="cdrflow_process",
-    schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("*/5 * * * *", timezone="UTC"),
-                                 assets=[FILES_RECEIVED]),
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable("*/5 * * * *", timezone="UTC"), assets=[FILES_RECEIVED]
+    ),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=4,  # overlapping runs are safe: claims never overlap
     dagrun_timeout=timedelta(hours=6),
     tags=["cdrflow", "processing"],
-    default_args={"owner": "cdrflow", "retries": 2, "retry_delay": timedelta(minutes=1),
-                  "retry_exponential_backoff": True},
+    default_args={
+        "owner": "cdrflow",
+        "retries": 2,
+        "retry_delay": timedelta(minutes=1),
+        "retry_exponential_backoff": True,
+    },
     params={
-        "file_ids": Param([], type="array", items={"type": "integer"}, title="Reprocess file ids",
-                          description="Loaded, failed or rejected files to load again; empty: "
-                                      "every received file"),
-        "carrier": Param(None, type=["null", "string"], title="Only this carrier",
-                         description="Carrier code; empty: all carriers"),
-        "files_per_batch": Param(500, type="integer", minimum=1, maximum=10_000,
-                                 title="Files per processing task"),
+        "file_ids": Param(
+            [],
+            type="array",
+            items={"type": "integer"},
+            title="Reprocess file ids",
+            description="Loaded, failed or rejected files to load again; empty: every received file",
+        ),
+        "carrier": Param(
+            None, type=["null", "string"], title="Only this carrier", description="Carrier code; empty: all carriers"
+        ),
+        "files_per_batch": Param(500, type="integer", minimum=1, maximum=10_000, title="Files per processing task"),
     },
     doc_md=__doc__,
 )
 def cdrflow_process():
     @task
     def claim(params: dict | None = None) -> list[list[int]]:
-        from cdrflow import claims, db
+        from cdrflow.intake import claims
+        from cdrflow.warehouse import db
 
         engine = db.get_engine()
         run_id = get_current_context()["run_id"]
@@ -57,27 +67,28 @@ def cdrflow_process():
                 return []
         claimed = claims.claim(engine, run_id, carrier=params.get("carrier") or None, file_ids=ids or None)
         batches = claims.batches(claimed, max_files=params.get("files_per_batch") or 500)
-        print(f"claimed {len(claimed)} file(s), {sum(c.size for c in claimed):,} bytes, "
-              f"in {len(batches)} batch(es)")
+        print(f"claimed {len(claimed)} file(s), {sum(c.size for c in claimed):,} bytes, in {len(batches)} batch(es)")
         return batches
 
     @task(map_index_template="{{ batch_label }}", execution_timeout=timedelta(hours=4))
     def process(file_ids: list[int]) -> dict:
         import logging
 
-        from cdrflow import db, settings
-        from cdrflow.errors import CdrflowError
-        from cdrflow.processing import process_batch
-        from cdrflow.rawstore import RawStore
+        from cdrflow.config import settings
+        from cdrflow.config.errors import CdrflowError
+        from cdrflow.intake.rawstore import RawStore
+        from cdrflow.loading.batches import process_batch
+        from cdrflow.warehouse import db
 
         get_current_context()["batch_label"] = f"files {file_ids[0]}..{file_ids[-1]} ({len(file_ids)})"
-        log = logging.getLogger("cdrflow.processing")
-        outcome = process_batch(db.get_engine(), RawStore(settings.raw_store_url()), file_ids,
-                                progress=log.info)
+        log = logging.getLogger("cdrflow.loading.batches")
+        outcome = process_batch(db.get_engine(), RawStore(settings.raw_store_url()), file_ids, progress=log.info)
         summary = outcome.summary()
         if outcome.errors:  # the other files are loaded; these stay received for the retry
-            raise CdrflowError(f"{len(outcome.errors)} of {len(file_ids)} file(s) could not be processed: "
-                               + "; ".join(f"file {k}: {v}" for k, v in outcome.errors.items()))
+            raise CdrflowError(
+                f"{len(outcome.errors)} of {len(file_ids)} file(s) could not be processed: "
+                + "; ".join(f"file {k}: {v}" for k, v in outcome.errors.items())
+            )
         return summary
 
     @task
@@ -88,8 +99,10 @@ def cdrflow_process():
                 total[key] += s[key]
             for status, n in s["by_status"].items():
                 total["by_status"][status] = total["by_status"].get(status, 0) + n
-        print(f"{total['files']} file(s): {total['by_status']}; {total['calls_loaded']:,} calls loaded, "
-              f"{total['rows_rejected']:,} rows quarantined, {total['duplicates']:,} duplicate calls")
+        print(
+            f"{total['files']} file(s): {total['by_status']}; {total['calls_loaded']:,} calls loaded, "
+            f"{total['rows_rejected']:,} rows quarantined, {total['duplicates']:,} duplicate calls"
+        )
         return total
 
     report(process.expand(file_ids=claim()))

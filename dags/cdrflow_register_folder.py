@@ -20,16 +20,24 @@ from airflow.sdk import Param, dag, task
     catchup=False,
     max_active_runs=4,
     tags=["cdrflow", "registry", "manual"],
-    default_args={"owner": "cdrflow", "retries": 2, "retry_delay": timedelta(minutes=1),
-                  "retry_exponential_backoff": True},
+    default_args={
+        "owner": "cdrflow",
+        "retries": 2,
+        "retry_delay": timedelta(minutes=1),
+        "retry_exponential_backoff": True,
+    },
     params={
-        "folder": Param(type="string", minLength=1, title="Folder",
-                        description="Absolute path of a folder on the worker holding the CDR files"),
-        "carrier": Param(type="string", minLength=1, title="Carrier",
-                         description="Carrier code, as in the carriers table"),
+        "folder": Param(
+            type="string",
+            minLength=1,
+            title="Folder",
+            description="Absolute path of a folder on the worker holding the CDR files",
+        ),
+        "carrier": Param(
+            type="string", minLength=1, title="Carrier", description="Carrier code, as in the carriers table"
+        ),
         "pattern": Param("*", type="string", title="File name pattern", description="glob, e.g. *.csv"),
-        "file_source": Param("upload", enum=["upload", "email", "sftp", "ftp", "bucket", "api"],
-                             title="File source"),
+        "file_source": Param("upload", enum=["upload", "email", "sftp", "ftp", "bucket", "api"], title="File source"),
     },
     doc_md=__doc__,
 )
@@ -38,15 +46,30 @@ def cdrflow_register_folder():
     def register(params: dict | None = None) -> list[dict]:
         from pathlib import Path
 
-        from cdrflow import db, settings
-        from cdrflow.rawstore import RawStore
+        from cdrflow.config import settings
+        from cdrflow.intake.rawstore import RawStore
         from cdrflow.sources.folder import register_folder
+        from cdrflow.warehouse import db
 
-        results = register_folder(db.get_engine(), RawStore(settings.raw_store_url()),
-                                  Path(params["folder"]), carrier=params["carrier"],
-                                  file_source=params["file_source"], pattern=params["pattern"])
-        return [{"id": r.file_id, "file": r.file_name, "sha1": r.sha1, "size": r.size,
-                 "status": str(r.status), "duplicate_of": r.duplicate_of} for r in results]
+        results = register_folder(
+            db.get_engine(),
+            RawStore(settings.raw_store_url()),
+            Path(params["folder"]),
+            carrier=params["carrier"],
+            file_source=params["file_source"],
+            pattern=params["pattern"],
+        )
+        return [
+            {
+                "id": r.file_id,
+                "file": r.file_name,
+                "sha1": r.sha1,
+                "size": r.size,
+                "status": str(r.status),
+                "duplicate_of": r.duplicate_of,
+            }
+            for r in results
+        ]
 
     register()
 

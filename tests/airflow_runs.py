@@ -23,8 +23,13 @@ DAGS = Path(__file__).resolve().parents[1] / "dags"
 @pytest.fixture(scope="session")
 def airflow_db() -> None:
     """Airflow's metadata database, migrated once per session (dag.test() needs it)."""
-    out = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], capture_output=True,
-                         text=True, env=os.environ.copy(), timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        timeout=300,
+    )
     assert out.returncode == 0, f"airflow db migrate failed:\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}"
 
 
@@ -44,8 +49,11 @@ class RunOutcome:
     dag_run: object
 
     def xcom(self, task_id: str):
-        return [ti.xcom_pull(task_ids=task_id, map_indexes=ti.map_index)
-                for ti in self.dag_run.get_task_instances() if ti.task_id == task_id]
+        return [
+            ti.xcom_pull(task_ids=task_id, map_indexes=ti.map_index)
+            for ti in self.dag_run.get_task_instances()
+            if ti.task_id == task_id
+        ]
 
 
 class Pipeline:

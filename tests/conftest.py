@@ -31,9 +31,10 @@ from sqlalchemy import Engine, create_engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 from sqlalchemy.exc import OperationalError  # noqa: E402
 
-from cdrflow import carriers, migrations, settings  # noqa: E402
-from cdrflow.db import normalise_url  # noqa: E402
-from cdrflow.rawstore import RawStore  # noqa: E402
+from cdrflow.config import settings  # noqa: E402
+from cdrflow.intake.rawstore import RawStore  # noqa: E402
+from cdrflow.warehouse import carriers, migrations  # noqa: E402
+from cdrflow.warehouse.db import normalise_url  # noqa: E402
 
 LOCAL_SERVER = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 REPO = Path(__file__).resolve().parents[1]
@@ -59,7 +60,7 @@ def pg_admin_url() -> Iterator[str]:
     if _reachable(LOCAL_SERVER):
         yield LOCAL_SERVER
         return
-    from cdrflow import embedded
+    from cdrflow.warehouse import embedded
 
     state = _SESSION_DIR / "embedded"
     state.mkdir()

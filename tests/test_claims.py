@@ -7,8 +7,9 @@ from datetime import timedelta
 
 from sqlalchemy import text
 
-from cdrflow import claims, generate
-from cdrflow.registry import register_file
+from cdrflow.dev import generate
+from cdrflow.intake import claims
+from cdrflow.intake.registry import register_file
 from conftest import run_cli
 
 
@@ -17,8 +18,9 @@ def _register(engine, store, tmp_path, n: int, rows: int = 5) -> list[int]:
     for i in range(n):
         path = tmp_path / f"f{i}.csv"
         path.write_bytes(generate.asterisk_bytes(rows, seed=1000 + i))
-        ids.append(register_file(engine, store, path, file_name=path.name, carrier="acme",
-                                 file_source="upload").file_id)
+        ids.append(
+            register_file(engine, store, path, file_name=path.name, carrier="acme", file_source="upload").file_id
+        )
     return ids
 
 
@@ -26,8 +28,12 @@ def test_a_run_claiming_while_another_holds_its_claim_gets_the_other_files(engin
     ids = _register(engine, store, tmp_path, 6)
     with engine.connect() as conn:
         trans = conn.begin()  # run A has claimed 3 files and not committed yet
-        a = [r.id for r in conn.execute(claims._CLAIM, {"run": "A", "lease": claims.LEASE, "carrier": None,
-                                                         "ids": None, "limit": 3})]
+        a = [
+            r.id
+            for r in conn.execute(
+                claims._CLAIM, {"run": "A", "lease": claims.LEASE, "carrier": None, "ids": None, "limit": 3}
+            )
+        ]
         b = [c.id for c in claims.claim(engine, "B")]  # B skips A's locked rows
         trans.commit()
     assert sorted(a) == ids[:3] and b == ids[3:]
@@ -64,8 +70,7 @@ def test_batches_cut_by_count_and_bytes_and_never_exceed_the_map_limit():
 
 def test_requeue_puts_finished_files_back_but_never_a_duplicate(engine, store, carrier, tmp_path):
     ids = _register(engine, store, tmp_path, 1)
-    dup = register_file(engine, store, tmp_path / "f0.csv", file_name="again.csv", carrier="acme",
-                        file_source="upload")
+    dup = register_file(engine, store, tmp_path / "f0.csv", file_name="again.csv", carrier="acme", file_source="upload")
     with engine.begin() as conn:
         conn.execute(text("UPDATE cdr_files SET status = 'processing' WHERE id = :i"), {"i": ids[0]})
         conn.execute(text("UPDATE cdr_files SET status = 'loaded' WHERE id = :i"), {"i": ids[0]})
@@ -80,8 +85,10 @@ def test_upload_then_process_from_the_command_line(tmp_path, new_database):
     env = {"CDRFLOW_STATE_DIR": str(tmp_path / "state"), "CDRFLOW_DATABASE_URL": url}
     assert run_cli("db", "upgrade", env=env).returncode == 0
     carriers_file = tmp_path / "carriers.yaml"
-    carriers_file.write_text("carriers:\n  - code: acme\n    file_type: asterisk_csv\n"
-                             f"    sources:\n      - kind: bucket\n        url: {tmp_path / 'drop'}\n")
+    carriers_file.write_text(
+        "carriers:\n  - code: acme\n    file_type: asterisk_csv\n"
+        f"    sources:\n      - kind: bucket\n        url: {tmp_path / 'drop'}\n"
+    )
     env["CDRFLOW_CARRIERS_FILE"] = str(carriers_file)
     synced = run_cli("carriers", "sync", env=env)
     assert synced.returncode == 0 and "1 carrier(s)" in synced.stdout, synced.stderr

@@ -6,9 +6,8 @@ import json
 
 from sqlalchemy import create_engine, text
 
+from cdrflow.dev import generate
 from conftest import run_cli
-
-from cdrflow import generate
 
 
 def test_parse_prints_canonical_rows_and_writes_nothing(tmp_path):

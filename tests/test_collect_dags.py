@@ -11,12 +11,12 @@ from email.message import EmailMessage
 import pytest
 from sqlalchemy import text
 
-from airflow_runs import airflow_db, dagbag, pipeline  # noqa: F401  (fixtures)
-from cdrflow import generate
-from servers.dovecot import free_port, imap_server  # noqa: F401
-from servers.ftpd import ftp_server, ftps_server  # noqa: F401
-from servers.s3 import S3Server, s3_server, start_server  # noqa: F401
-from servers.sshd import sftp_server  # noqa: F401
+from airflow_runs import airflow_db, dagbag, pipeline
+from cdrflow.dev import generate
+from servers.dovecot import free_port, imap_server
+from servers.ftpd import ftp_server, ftps_server
+from servers.s3 import S3Server, s3_server, start_server
+from servers.sshd import sftp_server
 
 
 def _acme(*sources: dict) -> dict:
@@ -25,9 +25,12 @@ def _acme(*sources: dict) -> dict:
 
 def _files(engine) -> list:
     with engine.connect() as conn:
-        return conn.execute(text(
-            "SELECT id, file_name, file_source, status, calls_loaded, duplicate_of, source_uri "
-            "FROM cdr_files ORDER BY id")).all()
+        return conn.execute(
+            text(
+                "SELECT id, file_name, file_source, status, calls_loaded, duplicate_of, source_uri "
+                "FROM cdr_files ORDER BY id"
+            )
+        ).all()
 
 
 def _calls(engine) -> int:
@@ -51,8 +54,14 @@ def test_bucket_dags_collect_process_and_stay_idempotent(pipeline, engine, tmp_p
     bucket = s3_server.create_bucket()
     s3_server.put(bucket, "in/c.csv", generate.asterisk_bytes(100, seed=3))
     monkeypatch.setenv("AIRFLOW_CONN_DAG_S3", s3_server.airflow_conn_json())
-    pipeline.configure([_acme({"kind": "bucket", "url": str(drop), "patterns": ["*.csv"]},
-                              {"kind": "bucket", "url": f"s3://{bucket}/in/", "conn_id": "dag_s3"})])
+    pipeline.configure(
+        [
+            _acme(
+                {"kind": "bucket", "url": str(drop), "patterns": ["*.csv"]},
+                {"kind": "bucket", "url": f"s3://{bucket}/in/", "conn_id": "dag_s3"},
+            )
+        ]
+    )
 
     collected, processed = pipeline.collect_and_process("bucket")
     assert collected.state == "success", collected.tasks
@@ -74,16 +83,19 @@ def test_bucket_dags_collect_process_and_stay_idempotent(pipeline, engine, tmp_p
     assert again[0].status == "duplicate" and again[0].duplicate_of is not None
 
 
-def test_a_refused_server_fails_its_task_only_and_the_next_run_succeeds(pipeline, engine, tmp_path,
-                                                                       s3_server, monkeypatch):
+def test_a_refused_server_fails_its_task_only_and_the_next_run_succeeds(
+    pipeline, engine, tmp_path, s3_server, monkeypatch
+):
     drop = tmp_path / "drop"
     drop.mkdir()
     (drop / "a.csv").write_bytes(generate.asterisk_bytes(50, seed=7))
     port = free_port()  # nothing listens there yet: the carrier's server is down
-    monkeypatch.setenv("AIRFLOW_CONN_LATE_S3", s3_server.airflow_conn_json(
-        endpoint_url=f"http://127.0.0.1:{port}", max_attempts=1))
-    pipeline.configure([_acme({"kind": "bucket", "url": str(drop)},
-                              {"kind": "bucket", "url": "s3://late/", "conn_id": "late_s3"})])
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_LATE_S3", s3_server.airflow_conn_json(endpoint_url=f"http://127.0.0.1:{port}", max_attempts=1)
+    )
+    pipeline.configure(
+        [_acme({"kind": "bucket", "url": str(drop)}, {"kind": "bucket", "url": "s3://late/", "conn_id": "late_s3"})]
+    )
 
     collected = pipeline.run("cdrflow_collect_bucket")
     assert collected.state == "failed"  # red in the UI
@@ -118,12 +130,28 @@ def _mail(sender: str, subject: str, attachments: dict[str, bytes]) -> EmailMess
 def test_mailbox_dags_collect_process_and_stay_idempotent(pipeline, engine, imap_server, monkeypatch):
     imap_server.reset()
     monkeypatch.setenv(imap_server.env_name("dag_imap"), imap_server.airflow_conn_json())
-    pipeline.configure([_acme({"kind": "mailbox", "conn_id": "dag_imap", "senders": ["*@acme.example"],
-                               "attachments": ["*.csv"], "processed_folder": "Done"})])
+    pipeline.configure(
+        [
+            _acme(
+                {
+                    "kind": "mailbox",
+                    "conn_id": "dag_imap",
+                    "senders": ["*@acme.example"],
+                    "attachments": ["*.csv"],
+                    "processed_folder": "Done",
+                }
+            )
+        ]
+    )
     first = generate.asterisk_bytes(120, seed=11)
-    imap_server.append("INBOX", _mail("cdr@acme.example", "day 1", {"Master-1.csv": first,
-                                                                    "Master-2.csv": generate.asterisk_bytes(80, seed=12),
-                                                                    "logo.png": b"\x89PNG"}))
+    imap_server.append(
+        "INBOX",
+        _mail(
+            "cdr@acme.example",
+            "day 1",
+            {"Master-1.csv": first, "Master-2.csv": generate.asterisk_bytes(80, seed=12), "logo.png": b"\x89PNG"},
+        ),
+    )
     imap_server.append("INBOX", _mail("eve@evil.example", "not ours", {"Master-9.csv": b"x"}))
 
     collected, processed = pipeline.collect_and_process("mailbox")
@@ -149,8 +177,12 @@ def test_processing_params_reprocess_a_file_and_limit_to_a_carrier(pipeline, eng
     drop_a.mkdir(), drop_k.mkdir()
     (drop_a / "a.csv").write_bytes(generate.asterisk_bytes(100, seed=21))
     (drop_k / "k.json").write_text(json.dumps(generate.kazoo_records(30, seed=22, day=generate.demo_day())))
-    pipeline.configure([_acme({"kind": "bucket", "url": str(drop_a)}),
-                        {"code": "kazoo", "file_type": "kazoo_json", "sources": [{"kind": "bucket", "url": str(drop_k)}]}])
+    pipeline.configure(
+        [
+            _acme({"kind": "bucket", "url": str(drop_a)}),
+            {"code": "kazoo", "file_type": "kazoo_json", "sources": [{"kind": "bucket", "url": str(drop_k)}]},
+        ]
+    )
     assert pipeline.run("cdrflow_collect_bucket").state == "success"
 
     only_kazoo = pipeline.process(carrier="kazoo")
@@ -190,9 +222,21 @@ def test_sftp_dags_skip_a_growing_file_then_take_it_whole(pipeline, engine, sftp
                 f.write(line)
                 f.flush()
 
-    pipeline.configure([_acme({"kind": "sftp", "conn_id": "dag_sftp", "directories": ["outgoing"],
-                               "patterns": ["Master-*.csv"], "settle_seconds": 1, "after": "move",
-                               "move_to": "outgoing/collected"})])
+    pipeline.configure(
+        [
+            _acme(
+                {
+                    "kind": "sftp",
+                    "conn_id": "dag_sftp",
+                    "directories": ["outgoing"],
+                    "patterns": ["Master-*.csv"],
+                    "settle_seconds": 1,
+                    "after": "move",
+                    "move_to": "outgoing/collected",
+                }
+            )
+        ]
+    )
     writer = threading.Thread(target=carrier_still_writing)
     writer.start()
     try:
@@ -226,9 +270,21 @@ def test_ftp_dags_collect_delete_and_recover_from_a_refusal(pipeline, engine, re
     (server.root / "reports" / "cdr-1.csv").write_bytes(generate.asterisk_bytes(70, seed=41))
     (server.root / "reports" / "cdr-1.csv.done").write_bytes(b"")
     (server.root / "reports" / "cdr-2.csv").write_bytes(generate.asterisk_bytes(60, seed=42))  # no marker yet
-    pipeline.configure([_acme({"kind": "ftp", "conn_id": "dag_ftp", "directories": ["/reports"],
-                               "patterns": ["*.csv"], "done_marker": ".done", "settle_seconds": 0,
-                               "after": "delete"})])
+    pipeline.configure(
+        [
+            _acme(
+                {
+                    "kind": "ftp",
+                    "conn_id": "dag_ftp",
+                    "directories": ["/reports"],
+                    "patterns": ["*.csv"],
+                    "done_marker": ".done",
+                    "settle_seconds": 0,
+                    "after": "delete",
+                }
+            )
+        ]
+    )
 
     monkeypatch.setenv("AIRFLOW_CONN_DAG_FTP", server.airflow_conn_json(port=free_port()))
     refused = pipeline.run("cdrflow_collect_ftp")

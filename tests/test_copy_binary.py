@@ -9,11 +9,27 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cdrflow import loader
 from cdrflow.formats.base import CANONICAL_COLUMNS, TS, conform
+from cdrflow.loading import payloads
+from cdrflow.loading.writer import Writer
 
-TRICKY = ['plain', 'with "quotes"', "comma, here", "new\nline", "cr\r\nlf", "back\\slash \\N \\.",
-          "tab\tand\x01control", "ünïcødé ✓ 😀 中文", "", "'single'", ",", '"', "\\", "NULL", " padded "]
+TRICKY = [
+    "plain",
+    'with "quotes"',
+    "comma, here",
+    "new\nline",
+    "cr\r\nlf",
+    "back\\slash \\N \\.",
+    "tab\tand\x01control",
+    "ünïcødé ✓ 😀 中文",
+    "",
+    "'single'",
+    ",",
+    '"',
+    "\\",
+    "NULL",
+    " padded ",
+]
 
 
 def _times(values):
@@ -33,23 +49,25 @@ def tricky_frame() -> pd.DataFrame:
         "2099-12-31T23:59:59.999999+00:00",
     ]
     starts = (starts * 3)[:n]
-    frame = pd.DataFrame({
-        "carrier_call_id": [f"id-{i}-{t}" for i, t in enumerate(TRICKY)],
-        "start_time": _times(starts),
-        "other_leg_call_id": [None if i % 3 else t for i, t in enumerate(TRICKY)],
-        "direction": ["inbound", None, "outbound"] * (n // 3) + [None] * (n % 3),
-        "answer_time": _times([None if i % 4 == 0 else s for i, s in enumerate(starts)]),
-        "end_time": _times(starts) + pd.to_timedelta(rng.integers(0, 10**9, n), unit="us"),
-        "duration_seconds": pd.array([0, 1, 2_147_483_647, None, 60] * 3, dtype="Int64")[:n],
-        "billing_seconds": pd.array([None] * n, dtype="Int64"),
-        "ringing_seconds": pd.array(range(n), dtype="Int64"),
-        "caller_number": TRICKY,
-        "caller_name": [None if i % 2 else t for i, t in enumerate(TRICKY)],
-        "hangup_code": pd.array([200, None, -2_147_483_648] * 5, dtype="Int64")[:n],
-        "extras": [json.dumps({"v": t, "n": i, "nested": {"a": [1, None, t]}}) for i, t in enumerate(TRICKY)],
-        "line_number": pd.array(range(1, n + 1), dtype="Int64"),
-        "raw_text": TRICKY,
-    })
+    frame = pd.DataFrame(
+        {
+            "carrier_call_id": [f"id-{i}-{t}" for i, t in enumerate(TRICKY)],
+            "start_time": _times(starts),
+            "other_leg_call_id": [None if i % 3 else t for i, t in enumerate(TRICKY)],
+            "direction": ["inbound", None, "outbound"] * (n // 3) + [None] * (n % 3),
+            "answer_time": _times([None if i % 4 == 0 else s for i, s in enumerate(starts)]),
+            "end_time": _times(starts) + pd.to_timedelta(rng.integers(0, 10**9, n), unit="us"),
+            "duration_seconds": pd.array([0, 1, 2_147_483_647, None, 60] * 3, dtype="Int64")[:n],
+            "billing_seconds": pd.array([None] * n, dtype="Int64"),
+            "ringing_seconds": pd.array(range(n), dtype="Int64"),
+            "caller_number": TRICKY,
+            "caller_name": [None if i % 2 else t for i, t in enumerate(TRICKY)],
+            "hangup_code": pd.array([200, None, -2_147_483_648] * 5, dtype="Int64")[:n],
+            "extras": [json.dumps({"v": t, "n": i, "nested": {"a": [1, None, t]}}) for i, t in enumerate(TRICKY)],
+            "line_number": pd.array(range(1, n + 1), dtype="Int64"),
+            "raw_text": TRICKY,
+        }
+    )
     frame.loc[3, "extras"] = "{}"
     return conform(frame)
 
@@ -61,9 +79,8 @@ def write(engine, frame: pd.DataFrame, file_id: int, kinds, carrier: str = "acme
     """Load ``frame`` with the loader's writer (the way _load does); the formats it used."""
     dbapi = engine.raw_connection()
     try:
-        batch = loader.Batch.prepare(frame.drop(columns=["raw_text"]),
-                                      carrier, file_id, kinds)
-        writer = loader._Writer(dbapi.driver_connection, carrier, file_id, kinds)
+        batch = payloads.Batch.prepare(frame.drop(columns=["raw_text"]), carrier, file_id, kinds)
+        writer = Writer(dbapi.driver_connection, carrier, file_id, kinds)
         writer.start()
         writer.inbox.put(batch)
         writer.inbox.put(None)
@@ -79,7 +96,7 @@ def write(engine, frame: pd.DataFrame, file_id: int, kinds, carrier: str = "acme
 def kinds_of(engine):
     dbapi = engine.raw_connection()
     try:
-        return loader.column_kinds(dbapi.driver_connection)
+        return payloads.column_kinds(dbapi.driver_connection)
     finally:
         dbapi.close()
 
@@ -88,8 +105,11 @@ def read(engine, file_id: int) -> list[tuple]:
     dbapi = engine.raw_connection()
     try:
         with dbapi.cursor() as cur:
-            cur.execute(f"SELECT {', '.join(c for c in COLUMNS if c != 'file_id')} FROM calls "
-                        "WHERE file_id = %s ORDER BY line_number", (file_id,))
+            cur.execute(
+                f"SELECT {', '.join(c for c in COLUMNS if c != 'file_id')} FROM calls "
+                "WHERE file_id = %s ORDER BY line_number",
+                (file_id,),
+            )
             return cur.fetchall()
     finally:
         dbapi.close()
@@ -132,19 +152,18 @@ def test_binary_and_csv_payloads_load_the_same_rows(engine):
 
 def test_rows_are_sent_in_primary_key_order(engine):
     frame = tricky_frame()
-    batch = loader.Batch.prepare(frame.drop(columns=["raw_text"]),
-                                  "acme", 1, kinds_of(engine))
+    batch = payloads.Batch.prepare(frame.drop(columns=["raw_text"]), "acme", 1, kinds_of(engine))
     for _, _, _, payload in batch.payloads:
         ids = []
         data = payload.read(1 << 30) + payload.read(1 << 30) + payload.read(1 << 30)
         at = 19  # header
-        while data[at:at + 2] != b"\xff\xff":
+        while data[at : at + 2] != b"\xff\xff":
             at += 2
             fields = []
             for _ in COLUMNS:
-                size = int.from_bytes(data[at:at + 4], "big", signed=True)
+                size = int.from_bytes(data[at : at + 4], "big", signed=True)
                 at += 4
-                fields.append(None if size < 0 else data[at:at + size])
+                fields.append(None if size < 0 else data[at : at + size])
                 at += max(size, 0)
             ids.append(fields[COLUMNS.index("carrier_call_id")])
         assert ids == sorted(ids) and len(ids) == len(set(ids))
@@ -165,9 +184,16 @@ def test_what_binary_cannot_say_goes_as_csv_and_is_refused_as_before(engine):
 
 
 def test_a_chunk_with_nothing_but_nulls_in_optional_columns_loads(engine):
-    frame = conform(pd.DataFrame({
-        "carrier_call_id": ["x"], "start_time": _times(["2026-11-01T00:00:00+00:00"]),
-        "line_number": pd.array([1], dtype="Int64"), "raw_text": ["x"]}))
+    frame = conform(
+        pd.DataFrame(
+            {
+                "carrier_call_id": ["x"],
+                "start_time": _times(["2026-11-01T00:00:00+00:00"]),
+                "line_number": pd.array([1], dtype="Int64"),
+                "raw_text": ["x"],
+            }
+        )
+    )
     assert write(engine, frame, 5, kinds_of(engine)) == ["binary"]
     (row,) = read(engine, 5)
     got = dict(zip([c for c in COLUMNS if c != "file_id"], row))

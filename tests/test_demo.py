@@ -18,8 +18,9 @@ def test_demo_collects_three_formats_through_airflow_and_spots_the_resent_file(t
     assert "5 new, 1 duplicate(s); 5698 calls loaded, 2 rows quarantined" in out.stdout
     engine = create_engine(url)
     with engine.connect() as conn:
-        rows = conn.execute(text(
-            "SELECT file_name, carrier, file_type, file_source, status FROM cdr_files ORDER BY id")).all()
+        rows = conn.execute(
+            text("SELECT file_name, carrier, file_type, file_source, status FROM cdr_files ORDER BY id")
+        ).all()
         assert conn.execute(text("SELECT count(*) FROM calls")).scalar() == 5698
         assert conn.execute(text("SELECT count(*) FROM rejected_rows")).scalar() == 2
     assert {r.file_type for r in rows} == {"asterisk_csv", "kazoo_json", "telnyx_csv"}

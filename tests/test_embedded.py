@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from sqlalchemy import create_engine, text
 
 from conftest import run_cli
@@ -42,8 +44,9 @@ def test_the_airflow_connection_is_used_when_no_url_is_set(tmp_path, warehouse_u
     from sqlalchemy.engine import make_url
 
     u = make_url(warehouse_url)
-    conn_json = ('{"conn_type": "postgres", "host": "%s", "port": %d, "login": "%s", "schema": "%s"}'
-                 % (u.host, u.port or 5432, u.username, u.database))
+    conn_json = json.dumps(
+        {"conn_type": "postgres", "host": u.host, "port": u.port or 5432, "login": u.username, "schema": u.database}
+    )
     env = {"CDRFLOW_STATE_DIR": str(tmp_path / "state"), "AIRFLOW_CONN_CDRFLOW_WAREHOUSE": conn_json}
     out = run_cli("db", "url", env=env)
     assert out.returncode == 0, out.stderr

@@ -12,15 +12,18 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import text
 
-from cdrflow import carriers, generate
+from cdrflow.dev import generate
 from cdrflow.formats import arrow_text
-from cdrflow.loader import FileBusy, load_file
-from cdrflow.processing import process_file
-from cdrflow.registry import register_file
+from cdrflow.intake.registry import register_file
+from cdrflow.loading.batches import process_file
+from cdrflow.loading.transaction import FileBusy, load_file
+from cdrflow.warehouse import carriers
 
-ROW = ('"acct1","+15551230001","+442071230001","from-trunk","""Alice"" <+15551230001>","SIP/a-1",'
-       '"SIP/b-1","Dial","SIP/b,60","2026-11-01 09:00:00","2026-11-01 09:00:05","2026-11-01 09:01:05",'
-       '"65","60","ANSWERED","DOCUMENTATION","{uid}",""\n')
+ROW = (
+    '"acct1","+15551230001","+442071230001","from-trunk","""Alice"" <+15551230001>","SIP/a-1",'
+    '"SIP/b-1","Dial","SIP/b,60","2026-11-01 09:00:00","2026-11-01 09:00:05","2026-11-01 09:01:05",'
+    '"65","60","ANSWERED","DOCUMENTATION","{uid}",""\n'
+)
 
 
 def rows(*uids: str) -> bytes:
@@ -30,8 +33,12 @@ def rows(*uids: str) -> bytes:
 @pytest.fixture
 def acme(engine) -> str:
     with engine.begin() as conn:
-        carriers.upsert(conn, carriers.Carrier(code="acme", name="ACME", file_type="asterisk_csv",
-                                               config={"timezone": "America/New_York"}))
+        carriers.upsert(
+            conn,
+            carriers.Carrier(
+                code="acme", name="ACME", file_type="asterisk_csv", config={"timezone": "America/New_York"}
+            ),
+        )
     return "acme"
 
 
@@ -49,15 +56,28 @@ def test_a_file_loads_its_calls_in_utc_with_counts_and_extras(engine, store, acm
     reg = register(engine, store, data)
     result = load_file(engine, store, reg.file_id)
     assert (result.status, result.lines, result.loaded, result.rejected, result.duplicates) == (
-        "loaded", 500, 500, 0, 0)
-    (f,) = q(engine, "SELECT status, lines, calls_loaded, calls_rejected, calls_duplicate, "
-                     "file_processed_stamp, processing_log FROM cdr_files WHERE id = :i", i=reg.file_id)
+        "loaded",
+        500,
+        500,
+        0,
+        0,
+    )
+    (f,) = q(
+        engine,
+        "SELECT status, lines, calls_loaded, calls_rejected, calls_duplicate, "
+        "file_processed_stamp, processing_log FROM cdr_files WHERE id = :i",
+        i=reg.file_id,
+    )
     assert (f.status, f.lines, f.calls_loaded, f.calls_rejected, f.calls_duplicate) == ("loaded", 500, 500, 0, 0)
     assert f.file_processed_stamp is not None and "500 calls loaded" in f.processing_log
     first = data.split(b"\n")[0].decode().split('","')
-    (call,) = q(engine, "SELECT carrier_call_id, start_time AT TIME ZONE 'UTC' AS start_utc, duration_seconds, "
-                        "billing_seconds, caller_number, extras, file_id, line_number FROM calls "
-                        "WHERE carrier_call_id = :id", id=first[16])
+    (call,) = q(
+        engine,
+        "SELECT carrier_call_id, start_time AT TIME ZONE 'UTC' AS start_utc, duration_seconds, "
+        "billing_seconds, caller_number, extras, file_id, line_number FROM calls "
+        "WHERE carrier_call_id = :id",
+        id=first[16],
+    )
     local = datetime.strptime(first[9], "%Y-%m-%d %H:%M:%S").replace(tzinfo=ZoneInfo("America/New_York"))
     assert call.start_utc == local.astimezone(UTC).replace(tzinfo=None)  # the file's local time, in UTC
     assert (call.duration_seconds, call.billing_seconds) == (int(first[12]), int(first[13]))
@@ -97,10 +117,10 @@ def test_loading_again_changes_nothing(engine, store, acme):
 
 
 def test_a_crash_midway_leaves_the_warehouse_unchanged_and_the_file_rerunnable(engine, store, acme, monkeypatch):
-    import cdrflow.loader as loader
+    import cdrflow.loading.payloads as loader
 
     reg = register(engine, store, rows(*[f"c{i}" for i in range(30)]))
-    real = loader._copy_payload
+    real = loader.copy_payload
     calls = {"n": 0}
 
     def crash_on_second(*args, **kwargs):
@@ -109,19 +129,21 @@ def test_a_crash_midway_leaves_the_warehouse_unchanged_and_the_file_rerunnable(e
             raise RuntimeError("worker killed")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(loader, "_copy_payload", crash_on_second)
+    monkeypatch.setattr(loader, "copy_payload", crash_on_second)
     monkeypatch.setattr(arrow_text, "BLOCK_BYTES", 1024)
     with pytest.raises(RuntimeError, match="worker killed"):
         load_file(engine, store, reg.file_id)
     assert q(engine, "SELECT count(*) FROM calls")[0][0] == 0
     assert q(engine, "SELECT status, revision_number FROM cdr_files WHERE id = :i", i=reg.file_id)[0] == ("received", 1)
-    monkeypatch.setattr(loader, "_copy_payload", real)
+    monkeypatch.setattr(loader, "copy_payload", real)
     assert load_file(engine, store, reg.file_id).loaded == 30
 
 
 def test_too_many_bad_rows_fail_the_whole_file_and_keep_them_in_quarantine(engine, store, acme):
     good = rows(*[f"g{i}" for i in range(18)])
-    bad = b'"acct1","+1555","+44"\n' + ROW.format(uid="x").replace("2026-11-01 09:00:00", "2026-13-01 09:00:00").encode()
+    bad = (
+        b'"acct1","+1555","+44"\n' + ROW.format(uid="x").replace("2026-11-01 09:00:00", "2026-13-01 09:00:00").encode()
+    )
     reg = register(engine, store, good + bad)
     result = load_file(engine, store, reg.file_id)
     assert result.status == "failed" and result.loaded == 0 and result.rejected == 2
@@ -129,26 +151,38 @@ def test_too_many_bad_rows_fail_the_whole_file_and_keep_them_in_quarantine(engin
     quarantined = q(engine, "SELECT line_number, raw_text, reasons FROM rejected_rows ORDER BY line_number")
     assert [(r.line_number, r.reasons) for r in quarantined] == [
         (19, ["parse:column_count:expected 18, got 3"]),
-        (20, ["parse:start_time:unparseable '2026-13-01 09:00:00'"])]
+        (20, ["parse:start_time:unparseable '2026-13-01 09:00:00'"]),
+    ]
     assert quarantined[0].raw_text == '"acct1","+1555","+44"'
     (log_text,) = q(engine, "SELECT processing_log FROM cdr_files WHERE id = :i", i=reg.file_id)[0]
     assert "2 of 20 lines rejected (10.0% > threshold 5%); nothing loaded" in log_text
     assert "line 19: ['parse:column_count:expected 18, got 3']" in log_text
 
     with engine.begin() as conn:  # the operator accepts this carrier's quality and re-runs the file
-        carriers.upsert(conn, carriers.Carrier(code="acme", name="ACME", file_type="asterisk_csv",
-                                               reject_threshold=0.2, config={"timezone": "America/New_York"}))
+        carriers.upsert(
+            conn,
+            carriers.Carrier(
+                code="acme",
+                name="ACME",
+                file_type="asterisk_csv",
+                reject_threshold=0.2,
+                config={"timezone": "America/New_York"},
+            ),
+        )
     again = load_file(engine, store, reg.file_id)
     assert (again.status, again.loaded, again.rejected) == ("loaded", 18, 2)
     assert q(engine, "SELECT count(*) FROM rejected_rows")[0][0] == 2  # not twice
 
 
-@pytest.mark.parametrize("data, reason", [
-    (b"", "empty file"),
-    (bytes(range(256)) * 8, "binary data"),
-    (b'[{"call_id": "x"}]\n', "this is JSON"),
-    (b"just some words\nand more words\n", "not an Asterisk Master.csv"),
-])
+@pytest.mark.parametrize(
+    "data, reason",
+    [
+        (b"", "empty file"),
+        (bytes(range(256)) * 8, "binary data"),
+        (b'[{"call_id": "x"}]\n', "this is JSON"),
+        (b"just some words\nand more words\n", "not an Asterisk Master.csv"),
+    ],
+)
 def test_unusable_files_are_rejected_with_a_reason_and_kept(engine, store, acme, data, reason):
     reg = register(engine, store, data, "bad.csv")
     result = load_file(engine, store, reg.file_id)
@@ -191,7 +225,10 @@ def test_a_zip_is_unpacked_into_files_of_their_own(engine, store, acme):
     assert process_file(engine, store, reg.file_id).status == "loaded"
     files = q(engine, "SELECT id, file_name, status, parent_id, calls_loaded FROM cdr_files ORDER BY id")
     assert [(f.file_name, f.status, f.parent_id, f.calls_loaded) for f in files] == [
-        ("cdrs.zip", "loaded", None, None), ("a.csv", "loaded", reg.file_id, 2), ("b.csv", "loaded", reg.file_id, 1)]
+        ("cdrs.zip", "loaded", None, None),
+        ("a.csv", "loaded", reg.file_id, 2),
+        ("b.csv", "loaded", reg.file_id, 1),
+    ]
     (log_text,) = q(engine, "SELECT processing_log FROM cdr_files WHERE id = :i", i=reg.file_id)[0]
     assert "member name '../../etc/b.csv' is not a plain file name" in log_text
     # the same member arriving later on its own is a duplicate of the unpacked one
@@ -202,7 +239,8 @@ def test_a_gzip_file_is_unpacked_and_loaded(engine, store, acme):
     reg = register(engine, store, gzip.compress(rows("g1", "g2")), "Master.csv.gz")
     process_file(engine, store, reg.file_id)
     assert q(engine, "SELECT file_name, status FROM cdr_files WHERE parent_id = :i", i=reg.file_id) == [
-        ("Master.csv", "loaded")]
+        ("Master.csv", "loaded")
+    ]
     assert q(engine, "SELECT count(*) FROM calls")[0][0] == 2
 
 
@@ -226,11 +264,16 @@ def test_rows_failing_expectations_are_quarantined_by_name_and_summarised_in_the
     assert (result.status, result.loaded, result.rejected) == ("loaded", 38, 2)
     quarantined = {r.line_number: r.reasons for r in q(engine, "SELECT line_number, reasons FROM rejected_rows")}
     assert quarantined == {
-        39: ["expect_column_values_to_be_between(duration_seconds)",
-             "expect_column_values_to_be_between(ringing_seconds)",
-             "expect_column_pair_values_a_to_be_greater_than_b(duration_seconds,billing_seconds)"],
-        40: ["expect_column_values_to_be_between(ringing_seconds)",
-             "expect_column_pair_values_a_to_be_greater_than_b(duration_seconds,billing_seconds)"]}
+        39: [
+            "expect_column_values_to_be_between(duration_seconds)",
+            "expect_column_values_to_be_between(ringing_seconds)",
+            "expect_column_pair_values_a_to_be_greater_than_b(duration_seconds,billing_seconds)",
+        ],
+        40: [
+            "expect_column_values_to_be_between(ringing_seconds)",
+            "expect_column_pair_values_a_to_be_greater_than_b(duration_seconds,billing_seconds)",
+        ],
+    }
     (log_text,) = q(engine, "SELECT processing_log FROM cdr_files WHERE id = :i", i=reg.file_id)[0]
     assert "expect_column_values_to_be_between(duration_seconds): FAILED for 1 row(s)" in log_text
     assert "expect_column_values_to_not_be_null(carrier_call_id): ok" in log_text
@@ -258,11 +301,18 @@ def test_files_sharing_calls_loading_at_the_same_moment_still_hold_each_call_onc
         trans = conn.begin()
         conn.execute(text("SET LOCAL TimeZone = 'UTC'"))
         conn.execute(text("SELECT cdrflow_ensure_calls_partition('2026-11-01 14:00:00+00')"))
-        conn.execute(text("INSERT INTO calls (carrier, carrier_call_id, start_time, file_id, line_number) "
-                          "VALUES ('acme', 'u3', '2026-11-01 14:00:00+00', :f, 1)"), {"f": first.file_id})
+        conn.execute(
+            text(
+                "INSERT INTO calls (carrier, carrier_call_id, start_time, file_id, line_number) "
+                "VALUES ('acme', 'u3', '2026-11-01 14:00:00+00', :f, 1)"
+            ),
+            {"f": first.file_id},
+        )
         results = {}
-        threads = [threading.Thread(target=lambda f=f: results.setdefault(f.file_id, load_file(engine, store, f.file_id)))
-                   for f in (first, second)]
+        threads = [
+            threading.Thread(target=lambda f=f: results.setdefault(f.file_id, load_file(engine, store, f.file_id)))
+            for f in (first, second)
+        ]
         for t in threads:
             t.start()
         threads[0].join(1.0)
@@ -279,10 +329,11 @@ def test_files_sharing_calls_loading_at_the_same_moment_still_hold_each_call_onc
 
 
 def test_a_batch_of_small_files_sharing_calls_loads_each_call_once(engine, store, acme):
-    from cdrflow.processing import process_batch
+    from cdrflow.loading.batches import process_batch
 
-    ids = [register(engine, store, rows(*(f"c{i * 3 + k}" for k in range(5))), f"f{i}.csv").file_id
-           for i in range(12)]  # each file repeats two calls of the one before
+    ids = [
+        register(engine, store, rows(*(f"c{i * 3 + k}" for k in range(5))), f"f{i}.csv").file_id for i in range(12)
+    ]  # each file repeats two calls of the one before
     outcome = process_batch(engine, store, ids)
     assert not outcome.errors and {r.status for r in outcome.results} == {"loaded"}
     assert sum(r.loaded for r in outcome.results) == 12 * 3 + 2
@@ -291,13 +342,17 @@ def test_a_batch_of_small_files_sharing_calls_loads_each_call_once(engine, store
 
 
 def test_a_small_zip_in_a_processing_batch_is_unpacked_and_its_members_loaded(engine, store, acme):
-    from cdrflow.processing import process_batch
+    from cdrflow.loading.batches import process_batch
 
     archive = register(engine, store, _zip({"a.csv": rows("y1", "y2"), "b.csv": rows("y3")}), "day.zip")
     plain = register(engine, store, rows("y4"), "plain.csv")
     outcome = process_batch(engine, store, [archive.file_id, plain.file_id])
     assert not outcome.errors
     files = q(engine, "SELECT file_name, status, calls_loaded FROM cdr_files ORDER BY id")
-    assert [tuple(f) for f in files] == [("day.zip", "loaded", None), ("plain.csv", "loaded", 1),
-                                         ("a.csv", "loaded", 2), ("b.csv", "loaded", 1)]
+    assert [tuple(f) for f in files] == [
+        ("day.zip", "loaded", None),
+        ("plain.csv", "loaded", 1),
+        ("a.csv", "loaded", 2),
+        ("b.csv", "loaded", 1),
+    ]
     assert q(engine, "SELECT count(*) FROM calls")[0][0] == 4

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from cdrflow import migrations, settings
-from cdrflow.errors import MigrationError
+from cdrflow.config import settings
+from cdrflow.config.errors import MigrationError
+from cdrflow.warehouse import migrations
 
 EXPECTED_TABLES = {"cdr_files", "calls", "rejected_rows", "carriers", "file_types", "cdrflow_migrations"}
 
@@ -18,9 +19,12 @@ EXPECTED_TABLES = {"cdr_files", "calls", "rejected_rows", "carriers", "file_type
 def _schema(url: str) -> list[tuple]:
     engine = create_engine(url)
     with engine.connect() as conn:
-        rows = conn.execute(text(
-            "SELECT table_name, column_name, data_type FROM information_schema.columns "
-            "WHERE table_schema = 'public' ORDER BY 1, 2")).all()
+        rows = conn.execute(
+            text(
+                "SELECT table_name, column_name, data_type FROM information_schema.columns "
+                "WHERE table_schema = 'public' ORDER BY 1, 2"
+            )
+        ).all()
     engine.dispose()
     return [tuple(r) for r in rows]
 
@@ -31,8 +35,7 @@ def test_upgrade_from_empty_creates_the_warehouse(new_database):
     done = migrations.upgrade(engine, settings.SQL_DIR)
     assert [m.version for m in done] == [m.version for m in migrations.discover(settings.SQL_DIR)]
     with engine.connect() as conn:
-        tables = set(conn.execute(text(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")).scalars())
+        tables = set(conn.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")).scalars())
         calls_kind = conn.execute(text("SELECT relkind FROM pg_class WHERE relname = 'calls'")).scalar()
         recorded = conn.execute(text("SELECT count(*) FROM cdrflow_migrations")).scalar()
     engine.dispose()

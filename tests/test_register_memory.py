@@ -12,8 +12,8 @@ import pytest
 SCRIPT = textwrap.dedent("""
     import io, json, sys
     from sqlalchemy import create_engine
-    from cdrflow.rawstore import RawStore
-    from cdrflow.registry import register_file
+    from cdrflow.intake.rawstore import RawStore
+    from cdrflow.intake.registry import register_file
 
     class Generated(io.RawIOBase):
         '''size bytes of CDR-like text, produced on demand.'''
@@ -46,8 +46,9 @@ SCRIPT = textwrap.dedent("""
 
 
 def _register(warehouse_url: str, store_url: str, size: int) -> dict:
-    out = subprocess.run([sys.executable, "-c", SCRIPT, warehouse_url, store_url, str(size)],
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT, warehouse_url, store_url, str(size)], capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -59,6 +60,8 @@ def test_a_1_gb_file_registers_with_flat_memory(engine, carrier, tmp_path, wareh
     big = _register(warehouse_url, store_url, 1 << 30)
     assert big["size"] == 1 << 30
     growth_mib = (big["after_kib"] - small["after_kib"]) / 1024
-    print(f"peak RSS: 1 MiB file {small['after_kib'] / 1024:.0f} MiB, "
-          f"1 GiB file {big['after_kib'] / 1024:.0f} MiB (growth {growth_mib:.1f} MiB)")
+    print(
+        f"peak RSS: 1 MiB file {small['after_kib'] / 1024:.0f} MiB, "
+        f"1 GiB file {big['after_kib'] / 1024:.0f} MiB (growth {growth_mib:.1f} MiB)"
+    )
     assert growth_mib < 32, f"peak memory grew by {growth_mib:.0f} MiB for a 1 GiB file"

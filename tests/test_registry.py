@@ -12,11 +12,11 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import IntegrityError
 
-from cdrflow import registry
-from cdrflow.errors import IllegalTransition, SourceUnreadable, UnknownCarrier
-from cdrflow.rawstore import RawStore
-from cdrflow.registry import MailFields, register_file, set_status
-from cdrflow.status import FileStatus
+from cdrflow.config.errors import IllegalTransition, SourceUnreadable, UnknownCarrier
+from cdrflow.intake import registry
+from cdrflow.intake.rawstore import RawStore
+from cdrflow.intake.registry import MailFields, register_file, set_status
+from cdrflow.intake.status import FileStatus
 
 PAYLOAD = b'"acct001","+15551234567","+442071234567","from-trunk"\n' * 100
 
@@ -33,9 +33,16 @@ def _blobs(root: Path) -> list[Path]:
 def test_a_new_file_is_stored_whole_and_recorded(engine, store, carrier, tmp_path):
     src = tmp_path / "Master.csv"
     src.write_bytes(PAYLOAD)
-    reg = register_file(engine, store, src, file_name="Master.csv", carrier=carrier,
-                        file_source="email", billrun="2026-11",
-                        mail=MailFields("<m1@example>", "noc@acme.example", "cdr@us.example", "CDRs 1 Nov"))
+    reg = register_file(
+        engine,
+        store,
+        src,
+        file_name="Master.csv",
+        carrier=carrier,
+        file_source="email",
+        billrun="2026-11",
+        mail=MailFields("<m1@example>", "noc@acme.example", "cdr@us.example", "CDRs 1 Nov"),
+    )
     assert reg.status is FileStatus.RECEIVED and not reg.is_duplicate
     (row,) = _rows(engine)
     sha1 = hashlib.sha1(PAYLOAD).hexdigest()
@@ -43,7 +50,11 @@ def test_a_new_file_is_stored_whole_and_recorded(engine, store, carrier, tmp_pat
     assert row["status"] == "received" and row["revision_number"] == 1
     assert row["file_type"] == "asterisk_csv"  # the carrier's default
     assert (row["mail_message"], row["mail_from"], row["mail_to"], row["mail_subject"]) == (
-        "<m1@example>", "noc@acme.example", "cdr@us.example", "CDRs 1 Nov")
+        "<m1@example>",
+        "noc@acme.example",
+        "cdr@us.example",
+        "CDRs 1 Nov",
+    )
     assert f"sha1={sha1}" in row["processing_log"]
     with store.open(row["stored_file_id"]) as blob:
         assert blob.read() == PAYLOAD  # byte-exact
@@ -51,17 +62,21 @@ def test_a_new_file_is_stored_whole_and_recorded(engine, store, carrier, tmp_pat
 
 
 def test_the_same_bytes_again_by_another_source_are_a_duplicate(engine, store, carrier, tmp_path):
-    first = register_file(engine, store, io.BytesIO(PAYLOAD), file_name="a.csv", carrier=carrier,
-                          file_source="sftp")
-    again = register_file(engine, store, io.BytesIO(PAYLOAD), file_name="a-resent.csv",
-                          carrier=carrier, file_source="email")
-    other = register_file(engine, store, io.BytesIO(PAYLOAD + b"x"), file_name="b.csv",
-                          carrier=carrier, file_source="sftp")
+    first = register_file(engine, store, io.BytesIO(PAYLOAD), file_name="a.csv", carrier=carrier, file_source="sftp")
+    again = register_file(
+        engine, store, io.BytesIO(PAYLOAD), file_name="a-resent.csv", carrier=carrier, file_source="email"
+    )
+    other = register_file(
+        engine, store, io.BytesIO(PAYLOAD + b"x"), file_name="b.csv", carrier=carrier, file_source="sftp"
+    )
     assert again.is_duplicate and again.duplicate_of == first.file_id
     assert not other.is_duplicate
     rows = _rows(engine)
     assert [(r["file_name"], r["status"], r["duplicate_of"]) for r in rows] == [
-        ("a.csv", "received", None), ("a-resent.csv", "duplicate", first.file_id), ("b.csv", "received", None)]
+        ("a.csv", "received", None),
+        ("a-resent.csv", "duplicate", first.file_id),
+        ("b.csv", "received", None),
+    ]
     assert f"duplicate of file {first.file_id}" in rows[1]["processing_log"]
     assert len(_blobs(tmp_path / "raw")) == 2  # the duplicate's bytes are stored once
 
@@ -69,8 +84,9 @@ def test_the_same_bytes_again_by_another_source_are_a_duplicate(engine, store, c
 def _register_in_process(url, store_url, payload, barrier, results):
     engine = create_engine(url)
     barrier.wait()
-    reg = register_file(engine, RawStore(store_url), io.BytesIO(payload), file_name="race.csv",
-                        carrier="acme", file_source="ftp")
+    reg = register_file(
+        engine, RawStore(store_url), io.BytesIO(payload), file_name="race.csv", carrier="acme", file_source="ftp"
+    )
     results.put(str(reg.status))
 
 
@@ -79,24 +95,27 @@ def test_two_processes_registering_the_same_bytes_make_one_original(engine, stor
     for round_no in range(2):
         payload = PAYLOAD + f"round {round_no}\n".encode()
         barrier, results = ctx.Barrier(2), ctx.Queue()
-        procs = [ctx.Process(target=_register_in_process,
-                             args=(warehouse_url, store.base_url, payload, barrier, results))
-                 for _ in range(2)]
+        procs = [
+            ctx.Process(target=_register_in_process, args=(warehouse_url, store.base_url, payload, barrier, results))
+            for _ in range(2)
+        ]
         for p in procs:
             p.start()
         for p in procs:
             p.join(60)
             assert p.exitcode == 0
         assert sorted([results.get(timeout=5), results.get(timeout=5)]) == ["duplicate", "received"]
-        rows = _rows(engine, "SELECT status FROM cdr_files WHERE original_hash = :h",
-                     h=hashlib.sha1(payload).hexdigest())
+        rows = _rows(
+            engine, "SELECT status FROM cdr_files WHERE original_hash = :h", h=hashlib.sha1(payload).hexdigest()
+        )
         assert sorted(r["status"] for r in rows) == ["duplicate", "received"]
 
 
 def test_an_unreadable_source_leaves_no_row_and_no_blob(engine, store, carrier, tmp_path):
     with pytest.raises(SourceUnreadable, match="cannot read 'missing.csv'"):
-        register_file(engine, store, tmp_path / "missing.csv", file_name="missing.csv",
-                      carrier=carrier, file_source="upload")
+        register_file(
+            engine, store, tmp_path / "missing.csv", file_name="missing.csv", carrier=carrier, file_source="upload"
+        )
 
     class BrokenStream(io.RawIOBase):
         """Hands out one chunk, then fails like a dropped connection."""
@@ -114,24 +133,20 @@ def test_an_unreadable_source_leaves_no_row_and_no_blob(engine, store, carrier, 
             return b"x" * 1000
 
     with pytest.raises(SourceUnreadable, match="Connection reset by peer"):
-        register_file(engine, store, BrokenStream(), file_name="cut.csv", carrier=carrier,
-                      file_source="sftp")
+        register_file(engine, store, BrokenStream(), file_name="cut.csv", carrier=carrier, file_source="sftp")
     assert _rows(engine) == []
     assert _blobs(tmp_path / "raw") == []  # not even a partial temporary object
 
 
 def test_an_unknown_carrier_is_refused_before_anything_is_stored(engine, store, carrier, tmp_path):
     with pytest.raises(UnknownCarrier, match="unknown carrier 'nope'; known carriers: acme"):
-        register_file(engine, store, io.BytesIO(PAYLOAD), file_name="x.csv", carrier="nope",
-                      file_source="upload")
+        register_file(engine, store, io.BytesIO(PAYLOAD), file_name="x.csv", carrier="nope", file_source="upload")
     assert _rows(engine) == [] and _blobs(tmp_path / "raw") == []
 
 
 def test_status_moves_follow_the_state_machine(engine, store, carrier):
-    reg = register_file(engine, store, io.BytesIO(PAYLOAD), file_name="a.csv", carrier=carrier,
-                        file_source="upload")
-    dup = register_file(engine, store, io.BytesIO(PAYLOAD), file_name="b.csv", carrier=carrier,
-                        file_source="upload")
+    reg = register_file(engine, store, io.BytesIO(PAYLOAD), file_name="a.csv", carrier=carrier, file_source="upload")
+    dup = register_file(engine, store, io.BytesIO(PAYLOAD), file_name="b.csv", carrier=carrier, file_source="upload")
     with engine.begin() as conn:
         with pytest.raises(IllegalTransition, match="a received file cannot become loaded"):
             set_status(conn, reg.file_id, "loaded", "skipping processing")
@@ -145,19 +160,19 @@ def test_status_moves_follow_the_state_machine(engine, store, carrier):
     assert row["status"] == "loaded" and row["lines"] == 100 and row["file_processed_stamp"] is not None
     log_lines = row["processing_log"].splitlines()
     assert [line.split(" ", 1)[1] for line in log_lines[1:]] == [
-        "status processing: claimed by worker 1", "status loaded: 100 calls"]
+        "status processing: claimed by worker 1",
+        "status loaded: 100 calls",
+    ]
     with engine.begin() as conn:
         with pytest.raises(IllegalTransition, match="a loaded file cannot become failed"):
             set_status(conn, reg.file_id, "failed", "too late")
 
 
 def test_the_processing_log_cannot_be_overwritten(engine, store, carrier):
-    reg = register_file(engine, store, io.BytesIO(PAYLOAD), file_name="a.csv", carrier=carrier,
-                        file_source="upload")
+    reg = register_file(engine, store, io.BytesIO(PAYLOAD), file_name="a.csv", carrier=carrier, file_source="upload")
     with pytest.raises(IntegrityError, match="append-only"):
         with engine.begin() as conn:
-            conn.execute(text("UPDATE cdr_files SET processing_log = 'rewritten' WHERE id = :i"),
-                         {"i": reg.file_id})
+            conn.execute(text("UPDATE cdr_files SET processing_log = 'rewritten' WHERE id = :i"), {"i": reg.file_id})
     with engine.begin() as conn:
         registry.append_log(conn, reg.file_id, "operator note: re-sent by carrier")
     (row,) = _rows(engine)
@@ -166,8 +181,7 @@ def test_the_processing_log_cannot_be_overwritten(engine, store, carrier):
 
 
 def test_two_workers_claiming_the_same_file_one_wins(engine, store, carrier):
-    reg = register_file(engine, store, io.BytesIO(PAYLOAD), file_name="a.csv", carrier=carrier,
-                        file_source="upload")
+    reg = register_file(engine, store, io.BytesIO(PAYLOAD), file_name="a.csv", carrier=carrier, file_source="upload")
     outcome: dict[str, object] = {}
     first = engine.connect()
     first.begin()
@@ -188,5 +202,7 @@ def test_two_workers_claiming_the_same_file_one_wins(engine, store, carrier):
     first.commit()
     first.close()
     thread.join(10)
-    assert outcome["second"] == "a processing file cannot become processing; allowed from processing: " \
-                                "failed, loaded, received, rejected"
+    assert (
+        outcome["second"] == "a processing file cannot become processing; allowed from processing: "
+        "failed, loaded, received, rejected"
+    )

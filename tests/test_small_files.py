@@ -5,19 +5,24 @@ from __future__ import annotations
 
 import io
 from datetime import datetime, timedelta
+from functools import partial
 
 import pandas as pd
 from sqlalchemy import text
 
-from cdrflow import carriers, generate, small_files
+from cdrflow.dev import generate
 from cdrflow.formats.base import FormatError, ParseOptions
-from cdrflow.loader import validated_chunks
-from cdrflow.processing import process_batch
-from cdrflow.registry import register_file
+from cdrflow.intake.registry import register_file
+from cdrflow.loading import small_files
+from cdrflow.loading.batches import process_batch
+from cdrflow.loading.chunks import validated_chunks
+from cdrflow.warehouse import carriers
 
-ROW = ('"acct1","+15551230001","+442071230001","from-trunk","""Alice"" <+15551230001>","SIP/a-1",'
-       '"SIP/b-1","Dial","SIP/b,60","{start}","{answer}","{end}",'
-       '"{duration}","60","ANSWERED","DOCUMENTATION","{uid}",""\n')
+ROW = (
+    '"acct1","+15551230001","+442071230001","from-trunk","""Alice"" <+15551230001>","SIP/a-1",'
+    '"SIP/b-1","Dial","SIP/b,60","{start}","{answer}","{end}",'
+    '"{duration}","60","ANSWERED","DOCUMENTATION","{uid}",""\n'
+)
 OPTIONS = ParseOptions(timezone="America/New_York")
 
 
@@ -39,9 +44,20 @@ FILES = [
     ("generated", generate.asterisk_bytes(300, seed=7)),
     ("no last line end", (lines("a", 3) + row("a3")[:-1]).encode()),
     ("BOM and CRLF", b"\xef\xbb\xbf" + lines("b", 4).replace("\n", "\r\n").encode()),
-    ("16 columns", "".join(row(f"c{i}", start=f"2026-11-01 09:0{i}:00").rsplit(",", 2)[0] + "\n" for i in range(3)).encode()),  # no uniqueid
-    ("bad rows", (lines("d", 30) + '"acct1","+1555"\n' + row("d-date", start="2026-02-31 10:00:00")
-                  + row("d-neg", duration="-5") + row("d-neg2", duration="-7")).encode()),
+    (
+        "16 columns",
+        "".join(row(f"c{i}", start=f"2026-11-01 09:0{i}:00").rsplit(",", 2)[0] + "\n" for i in range(3)).encode(),
+    ),  # no uniqueid
+    (
+        "bad rows",
+        (
+            lines("d", 30)
+            + '"acct1","+1555"\n'
+            + row("d-date", start="2026-02-31 10:00:00")
+            + row("d-neg", duration="-5")
+            + row("d-neg2", duration="-7")
+        ).encode(),
+    ),
     ("a call twice in the file", (lines("e", 3) + row("e1") + row("e2")).encode()),
     ("the calls of 'generated' again", generate.asterisk_bytes(300, seed=7)[:2000].rsplit(b"\n", 1)[0] + b"\n"),
     ("empty", b""),
@@ -75,10 +91,15 @@ def _comparable(chunks) -> dict:
     for c in chunks:
         for s in c.summary:
             summary[s.expectation] = summary.get(s.expectation, 0) + s.unexpected_count
-    return {"calls": calls, "lines": sum(c.lines for c in chunks), "repeats": sum(c.repeats for c in chunks),
-            "rejected": sorted((p.line_number, p.raw_text, tuple(p.reasons), p.raw_bytes)
-                               for c in chunks for p in c.rejected),
-            "summary": summary}
+    return {
+        "calls": calls,
+        "lines": sum(c.lines for c in chunks),
+        "repeats": sum(c.repeats for c in chunks),
+        "rejected": sorted(
+            (p.line_number, p.raw_text, tuple(p.reasons), p.raw_bytes) for c in chunks for p in c.rejected
+        ),
+        "summary": summary,
+    }
 
 
 def assert_same(got: dict, want: dict, name: str) -> None:
@@ -95,26 +116,44 @@ def assert_same(got: dict, want: dict, name: str) -> None:
 def test_files_of_carriers_in_other_time_zones_are_each_parsed_with_their_own():
     utc = ParseOptions(timezone="UTC")
     cases = [(name, data, "acme" if k % 2 else "other") for k, (name, data) in enumerate(FILES)]
-    prepared = small_files.prepare([d for _, d, _ in cases], [c for _, _, c in cases], list(range(1, len(cases) + 1)),
-                                   "asterisk_csv", {"acme": OPTIONS, "other": utc}, None)
+    prepared = small_files.prepare(
+        [d for _, d, _ in cases],
+        [c for _, _, c in cases],
+        list(range(1, len(cases) + 1)),
+        "asterisk_csv",
+        {"acme": OPTIONS, "other": utc},
+        None,
+    )
     for (name, data, carrier), p in zip(cases, prepared):
         got = {"error": str(p.error)} if p.error else _comparable(p.chunks)
         try:
-            want = _comparable(list(validated_chunks(io.BufferedReader(io.BytesIO(data)), "asterisk_csv",
-                                                     OPTIONS if carrier == "acme" else utc)))
+            want = _comparable(
+                list(
+                    validated_chunks(
+                        io.BufferedReader(io.BytesIO(data)), "asterisk_csv", OPTIONS if carrier == "acme" else utc
+                    )
+                )
+            )
         except FormatError as exc:
             want = {"error": str(exc)}
         assert_same(got, want, f"{name} ({carrier})")
     # and the same file under both carriers in one group: 09:00 is 14:00 UTC in New York
-    both = small_files.prepare([FILES[1][1]] * 2, ["acme", "other"], [1, 2], "asterisk_csv",
-                               {"acme": OPTIONS, "other": utc}, None)
+    both = small_files.prepare(
+        [FILES[1][1]] * 2, ["acme", "other"], [1, 2], "asterisk_csv", {"acme": OPTIONS, "other": utc}, None
+    )
     starts = [p.chunks[0].calls["start_time"].iloc[0] for p in both]
     assert [t.strftime("%H:%M") for t in starts] == ["14:00", "09:00"]
 
 
 def together(files: list[tuple[str, bytes]], kinds=None) -> list[dict]:
-    prepared = small_files.prepare([d for _, d in files], ["acme"] * len(files), list(range(1, len(files) + 1)),
-                                   "asterisk_csv", {"acme": OPTIONS}, kinds)
+    prepared = small_files.prepare(
+        [d for _, d in files],
+        ["acme"] * len(files),
+        list(range(1, len(files) + 1)),
+        "asterisk_csv",
+        {"acme": OPTIONS},
+        kinds,
+    )
     return [{"error": str(p.error)} if p.error else _comparable(p.chunks) for p in prepared]
 
 
@@ -150,13 +189,14 @@ def test_files_in_another_order_give_the_same_per_file_results():
 
 
 def test_copy_payloads_of_a_group_hold_each_files_rows_in_key_order(engine):
-    from cdrflow.loader import column_kinds
+    from cdrflow.loading.payloads import column_kinds
 
     with engine.connect() as conn:
         kinds = column_kinds(conn.connection.driver_connection)
     files = [FILES[0], FILES[1], FILES[12], FILES[4]]
-    prepared = small_files.prepare([d for _, d in files], ["acme"] * 4, [11, 12, 13, 14], "asterisk_csv",
-                                   {"acme": OPTIONS}, kinds)
+    prepared = small_files.prepare(
+        [d for _, d in files], ["acme"] * 4, [11, 12, 13, 14], "asterisk_csv", {"acme": OPTIONS}, kinds
+    )
     for (name, _), p, file_id in zip(files, prepared, [11, 12, 13, 14]):
         (chunk,) = p.chunks
         batch = chunk.batch
@@ -164,9 +204,9 @@ def test_copy_payloads_of_a_group_hold_each_files_rows_in_key_order(engine):
         months = [m for m, _, _, _ in batch.payloads]
         assert months == sorted(set(months)), name
         assert sum(batch.per_day.values()) == len(chunk.calls)
-        for month, rows, fmt, payload in batch.payloads:
+        for _month, rows, fmt, payload in batch.payloads:
             assert fmt == "binary"
-            data = b"".join(iter(lambda: payload.read(1 << 16), b""))
+            data = b"".join(iter(partial(payload.read, 1 << 16), b""))
             ids = _binary_ids(data, file_id)
             assert len(ids) == rows and ids == sorted(ids), name
     # 19:00 on 30 September and 23:59 on 31 October in New York are September and November in UTC
@@ -177,7 +217,7 @@ def _binary_ids(data: bytes, file_id: int) -> list[str]:
     """carrier_call_id of each row of a binary COPY payload; checks the file id of each."""
     import struct
 
-    from cdrflow.loader import CALL_COLUMNS
+    from cdrflow.loading.payloads import CALL_COLUMNS
 
     assert data.startswith(b"PGCOPY\n\xff\r\n\x00")
     pos, ids = 19, []
@@ -191,7 +231,7 @@ def _binary_ids(data: bytes, file_id: int) -> list[str]:
             (length,) = struct.unpack_from(">i", data, pos)
             pos += 4
             if length >= 0:
-                values[name] = data[pos:pos + length]
+                values[name] = data[pos : pos + length]
                 pos += length
         assert struct.unpack(">q", values["file_id"])[0] == file_id
         ids.append(values["carrier_call_id"].decode())
@@ -200,14 +240,26 @@ def _binary_ids(data: bytes, file_id: int) -> list[str]:
 def test_without_binary_copy_the_loader_builds_each_files_payload(engine, store):
     """kinds None (a calls column of a type binary COPY does not cover): no payloads are built
     in the group, and each file loads through the loader's own (CSV) payload."""
-    from cdrflow.loader import load_file
+    from cdrflow.loading.transaction import load_file
 
     with engine.begin() as conn:
-        carriers.upsert(conn, carriers.Carrier(code="acme", name="ACME", file_type="asterisk_csv", reject_threshold=0.5,
-                                               config={"timezone": "America/New_York"}))
+        carriers.upsert(
+            conn,
+            carriers.Carrier(
+                code="acme",
+                name="ACME",
+                file_type="asterisk_csv",
+                reject_threshold=0.5,
+                config={"timezone": "America/New_York"},
+            ),
+        )
     files = [FILES[0], FILES[4]]
-    ids = [register_file(engine, store, io.BytesIO(data), file_name=f"{name}.csv", carrier="acme",
-                         file_source="upload").file_id for name, data in files]
+    ids = [
+        register_file(
+            engine, store, io.BytesIO(data), file_name=f"{name}.csv", carrier="acme", file_source="upload"
+        ).file_id
+        for name, data in files
+    ]
     prepared = small_files.prepare([d for _, d in files], ["acme"] * 2, ids, "asterisk_csv", {"acme": OPTIONS}, None)
     assert all(p.chunks[0].batch is None for p in prepared)
     results = [load_file(engine, store, i, prepared=iter(p.chunks), kinds=None) for i, p in zip(ids, prepared)]
@@ -219,15 +271,34 @@ def test_without_binary_copy_the_loader_builds_each_files_payload(engine, store)
 def test_a_batch_of_small_files_loads_what_loading_each_alone_loads(engine, store):
     """Through the warehouse: the files loaded one by one, then again by one processing batch
     (prepared together), give the same calls, quarantine and counts."""
-    from cdrflow.loader import load_file
+    from cdrflow.loading.transaction import load_file
 
     with engine.begin() as conn:
-        carriers.upsert(conn, carriers.Carrier(code="acme", name="ACME", file_type="asterisk_csv", reject_threshold=0.5,
-                                               config={"timezone": "America/New_York"}))
-        carriers.upsert(conn, carriers.Carrier(code="other", name="Other", file_type="asterisk_csv", reject_threshold=0.5))
+        carriers.upsert(
+            conn,
+            carriers.Carrier(
+                code="acme",
+                name="ACME",
+                file_type="asterisk_csv",
+                reject_threshold=0.5,
+                config={"timezone": "America/New_York"},
+            ),
+        )
+        carriers.upsert(
+            conn, carriers.Carrier(code="other", name="Other", file_type="asterisk_csv", reject_threshold=0.5)
+        )
     files = [(name, data) for name, data in FILES if not name.startswith("the calls of")]  # (load order matters)
-    ids = [register_file(engine, store, io.BytesIO(data), file_name=f"{name}.csv", carrier="acme" if k % 3 else "other",
-                         file_source="upload").file_id for k, (name, data) in enumerate(files)]  # a group of both
+    ids = [
+        register_file(
+            engine,
+            store,
+            io.BytesIO(data),
+            file_name=f"{name}.csv",
+            carrier="acme" if k % 3 else "other",
+            file_source="upload",
+        ).file_id
+        for k, (name, data) in enumerate(files)
+    ]  # a group of both
     for file_id in ids:
         load_file(engine, store, file_id)
     alone = _warehouse(engine)
@@ -246,12 +317,16 @@ def test_a_batch_of_small_files_loads_what_loading_each_alone_loads(engine, stor
 
 def _warehouse(engine) -> dict:
     with engine.connect() as conn:
-        return {key: conn.execute(text(sql)).all() for key, sql in {
-            "files": "SELECT file_name, status, calls_loaded, calls_rejected, calls_duplicate FROM cdr_files "
-                     "ORDER BY file_name",
-            "calls": "SELECT f.file_name, c.line_number, c.carrier, c.carrier_call_id, c.start_time, "
-                     "c.duration_seconds, c.extras::text FROM calls c JOIN cdr_files f ON f.id = c.file_id "
-                     "ORDER BY 1, 2",
-            "quarantine": "SELECT f.file_name, r.line_number, r.raw_text, r.reasons FROM rejected_rows r "
-                          "JOIN cdr_files f ON f.id = r.file_id ORDER BY 1, 2",
-            "days": "SELECT carrier, day, calls FROM call_days WHERE calls > 0 ORDER BY 1, 2"}.items()}
+        return {
+            key: conn.execute(text(sql)).all()
+            for key, sql in {
+                "files": "SELECT file_name, status, calls_loaded, calls_rejected, calls_duplicate FROM cdr_files "
+                "ORDER BY file_name",
+                "calls": "SELECT f.file_name, c.line_number, c.carrier, c.carrier_call_id, c.start_time, "
+                "c.duration_seconds, c.extras::text FROM calls c JOIN cdr_files f ON f.id = c.file_id "
+                "ORDER BY 1, 2",
+                "quarantine": "SELECT f.file_name, r.line_number, r.raw_text, r.reasons FROM rejected_rows r "
+                "JOIN cdr_files f ON f.id = r.file_id ORDER BY 1, 2",
+                "days": "SELECT carrier, day, calls FROM call_days WHERE calls > 0 ORDER BY 1, 2",
+            }.items()
+        }

@@ -11,13 +11,13 @@ import socket
 from pathlib import Path
 
 import pytest
-from registry_rows import rows, stored
-from servers.s3 import s3_server  # noqa: F401
 
-from cdrflow.carrier_config import BucketSource
-from cdrflow.errors import ConfigurationError, SourceUnavailable
-from cdrflow.generate import asterisk_bytes
+from cdrflow.config.carrier_file import BucketSource
+from cdrflow.config.errors import ConfigurationError, SourceUnavailable
+from cdrflow.dev.generate import asterisk_bytes
 from cdrflow.sources import bucket
+from registry_rows import rows, stored
+from servers.s3 import s3_server
 
 pytestmark = pytest.mark.integration
 
@@ -25,12 +25,12 @@ CONN_ID = "cdrflow_test_s3"
 
 
 @pytest.fixture
-def conn_id(s3_server, monkeypatch) -> str:  # noqa: F811
+def conn_id(s3_server, monkeypatch) -> str:
     monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", s3_server.airflow_conn_json())
     return CONN_ID
 
 
-def test_s3_objects_are_registered_then_moved(engine, store, carrier, s3_server, conn_id):  # noqa: F811
+def test_s3_objects_are_registered_then_moved(engine, store, carrier, s3_server, conn_id):
     b = s3_server.create_bucket()
     a_bytes, b_bytes = asterisk_bytes(3, seed=1), asterisk_bytes(4, seed=2)
     s3_server.put(b, "incoming/a.csv", a_bytes)
@@ -57,10 +57,19 @@ def test_s3_objects_are_registered_then_moved(engine, store, carrier, s3_server,
     ]
     assert stored(store, registered[0]) == b_bytes
     assert stored(store, registered[1]) == a_bytes
-    assert s3_server.keys(b) == sorted([
-        "incoming/", "incoming/.hidden.csv", "incoming/c.csv.part", "incoming/d.csv.crdownload",
-        "incoming/processed/B.CSV", "incoming/processed/a.csv", "incoming/readme.txt",
-        "incoming/sub/e.csv", "other/f.csv"])
+    assert s3_server.keys(b) == sorted(
+        [
+            "incoming/",
+            "incoming/.hidden.csv",
+            "incoming/c.csv.part",
+            "incoming/d.csv.crdownload",
+            "incoming/processed/B.CSV",
+            "incoming/processed/a.csv",
+            "incoming/readme.txt",
+            "incoming/sub/e.csv",
+            "other/f.csv",
+        ]
+    )
     assert s3_server.get(b, "incoming/processed/a.csv") == a_bytes
 
     # A second run finds nothing new and changes nothing.
@@ -68,7 +77,7 @@ def test_s3_objects_are_registered_then_moved(engine, store, carrier, s3_server,
     assert len(rows(engine)) == 2
 
 
-def test_a_later_run_sees_objects_added_since(engine, store, carrier, s3_server, conn_id):  # noqa: F811
+def test_a_later_run_sees_objects_added_since(engine, store, carrier, s3_server, conn_id):
     # The first run lists the prefix and moves nothing, so an s3fs listing cache would still hold
     # that listing: the second run must ask the server again.
     b = s3_server.create_bucket()
@@ -83,7 +92,7 @@ def test_a_later_run_sees_objects_added_since(engine, store, carrier, s3_server,
     assert s3_server.keys(b, "in/") == ["in/processed/new.csv", "in/readme.txt"]
 
 
-def test_same_bytes_under_a_new_name_is_a_duplicate(engine, store, carrier, s3_server, conn_id):  # noqa: F811
+def test_same_bytes_under_a_new_name_is_a_duplicate(engine, store, carrier, s3_server, conn_id):
     b = s3_server.create_bucket()
     data = asterisk_bytes(3, seed=11)
     source = BucketSource(url=f"s3://{b}/up/", conn_id=conn_id)
@@ -95,13 +104,14 @@ def test_same_bytes_under_a_new_name_is_a_duplicate(engine, store, carrier, s3_s
 
     assert (first.outcome, again.outcome) == ("received", "duplicate")
     assert again.duplicate_of == first.file_id and again.sha1 == first.sha1
-    assert [(r["file_name"], r["status"]) for r in rows(engine)] == [("first.csv", "received"),
-                                                                     ("again.csv", "duplicate")]
+    assert [(r["file_name"], r["status"]) for r in rows(engine)] == [
+        ("first.csv", "received"),
+        ("again.csv", "duplicate"),
+    ]
     assert s3_server.keys(b) == ["up/processed/again.csv", "up/processed/first.csv"]
 
 
-def test_same_name_new_bytes_is_registered_and_replaces_the_processed_copy(
-        engine, store, carrier, s3_server, conn_id):  # noqa: F811
+def test_same_name_new_bytes_is_registered_and_replaces_the_processed_copy(engine, store, carrier, s3_server, conn_id):
     b = s3_server.create_bucket()
     old, new = asterisk_bytes(2, seed=21), asterisk_bytes(2, seed=22)
     source = BucketSource(url=f"s3://{b}/up/", conn_id=conn_id, processed_prefix="done")  # no slash
@@ -118,19 +128,20 @@ def test_same_name_new_bytes_is_registered_and_replaces_the_processed_copy(
     assert s3_server.get(b, "up/done/cdr.csv") == new
 
 
-def test_an_empty_prefix_is_not_an_error(engine, store, carrier, s3_server, conn_id):  # noqa: F811
+def test_an_empty_prefix_is_not_an_error(engine, store, carrier, s3_server, conn_id):
     b = s3_server.create_bucket()
     assert bucket.collect(engine, store, carrier, BucketSource(url=f"s3://{b}/nothing-yet/", conn_id=conn_id)) == []
     assert bucket.collect(engine, store, carrier, BucketSource(url=f"s3://{b}", conn_id=conn_id)) == []
 
 
-def test_an_object_that_vanishes_is_skipped(engine, store, carrier, s3_server, conn_id, monkeypatch):  # noqa: F811
+def test_an_object_that_vanishes_is_skipped(engine, store, carrier, s3_server, conn_id, monkeypatch):
     # Another run took gone.csv between our listing and our read: list it, but it is not there.
     b = s3_server.create_bucket()
     s3_server.put(b, "in/here.csv", asterisk_bytes(2, seed=31))
     real_list = bucket._list
-    monkeypatch.setattr(bucket, "_list", lambda base: [*real_list(base),
-                                                       {"name": f"{b}/in/gone.csv", "type": "file", "size": 5}])
+    monkeypatch.setattr(
+        bucket, "_list", lambda base: [*real_list(base), {"name": f"{b}/in/gone.csv", "type": "file", "size": 5}]
+    )
 
     done = bucket.collect(engine, store, carrier, BucketSource(url=f"s3://{b}/in/", conn_id=conn_id))
 
@@ -146,10 +157,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_an_unreachable_endpoint_is_source_unavailable(engine, store, carrier, s3_server, monkeypatch):  # noqa: F811
+def test_an_unreachable_endpoint_is_source_unavailable(engine, store, carrier, s3_server, monkeypatch):
     dead = f"http://127.0.0.1:{_free_port()}"  # nothing listens there any more
-    monkeypatch.setenv("AIRFLOW_CONN_CDRFLOW_TEST_S3_DEAD",
-                       s3_server.airflow_conn_json(endpoint_url=dead, max_attempts=1))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CDRFLOW_TEST_S3_DEAD", s3_server.airflow_conn_json(endpoint_url=dead, max_attempts=1)
+    )
     source = BucketSource(url="s3://uploads/acme/", conn_id="cdrflow_test_s3_dead")
 
     with pytest.raises(SourceUnavailable) as caught:
@@ -163,14 +175,14 @@ def test_an_unreachable_endpoint_is_source_unavailable(engine, store, carrier, s
     assert rows(engine) == []
 
 
-def test_a_missing_bucket_is_source_unavailable(engine, store, carrier, s3_server, conn_id):  # noqa: F811
+def test_a_missing_bucket_is_source_unavailable(engine, store, carrier, s3_server, conn_id):
     source = BucketSource(url="s3://no-such-bucket-cdrflow/in/", conn_id=conn_id)
     with pytest.raises(SourceUnavailable, match=r"s3://no-such-bucket-cdrflow/in .*cdrflow_test_s3.*no such bucket"):
         bucket.collect(engine, store, carrier, source)
     assert rows(engine) == []
 
 
-def test_an_undefined_connection_is_refused_before_any_request(engine, store, carrier, s3_server):  # noqa: F811
+def test_an_undefined_connection_is_refused_before_any_request(engine, store, carrier, s3_server):
     # The amazon provider would fall back to default credentials and real AWS endpoints.
     source = BucketSource(url="s3://uploads/acme/", conn_id="cdrflow_test_no_such_conn")
     with pytest.raises(ConfigurationError, match="cdrflow_test_no_such_conn.*is not defined"):
@@ -204,15 +216,25 @@ def test_a_local_directory_behaves_the_same(engine, store, carrier, tmp_path, mo
 
     done = bucket.collect(engine, store, carrier, source)
 
-    assert [(c.name, c.outcome) for c in done] == [("dup.csv", "received"), ("one.csv", "duplicate"),
-                                                  ("two.csv", "received")]
+    assert [(c.name, c.outcome) for c in done] == [
+        ("dup.csv", "received"),
+        ("one.csv", "duplicate"),
+        ("two.csv", "received"),
+    ]
     assert done[0].source_uri == (folder / "dup.csv").as_uri()
     assert [(r["file_source"], r["source_uri"]) for r in rows(engine)] == [
-        ("bucket", (folder / name).as_uri()) for name in ("dup.csv", "one.csv", "two.csv")]
+        ("bucket", (folder / name).as_uri()) for name in ("dup.csv", "one.csv", "two.csv")
+    ]
     assert stored(store, rows(engine)[0]) == data
     assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()) == [
-        ".four.csv", "notes.txt", "processed/dup.csv", "processed/one.csv", "processed/two.csv",
-        "sub/five.csv", "three.csv.part"]
+        ".four.csv",
+        "notes.txt",
+        "processed/dup.csv",
+        "processed/one.csv",
+        "processed/two.csv",
+        "sub/five.csv",
+        "three.csv.part",
+    ]
 
     assert bucket.collect(engine, store, carrier, source) == []
     assert len(rows(engine)) == 3

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import pytest
 
-from cdrflow.errors import SourceUnavailable
+from cdrflow.config.errors import SourceUnavailable
 from cdrflow.sources import ftp
 from registry_rows import rows
-from servers.ftpd import ftp_server, ftps_server  # noqa: F401
+from servers.ftpd import ftp_server, ftps_server
 from servers.remote import FTP, FTPS, remote_on
 
 ftp_remote, ftps_remote = remote_on(FTP), remote_on(FTPS)
@@ -43,14 +43,16 @@ def test_ftps_refuses_a_certificate_it_cannot_verify(ftps_remote, engine, store,
 
 def test_ftps_as_an_ftp_connection_with_the_tls_extra(ftps_remote, engine, store, carrier, monkeypatch):
     """The Airflow UI has no ftps connection type: ftp + {"tls": true} is FTPS too."""
-    ftps_remote.set_connection(monkeypatch, conn_type="ftp",
-                               extra={"tls": True, "ca_file": str(ftps_remote.server.ca_file)})
+    ftps_remote.set_connection(
+        monkeypatch, conn_type="ftp", extra={"tls": True, "ca_file": str(ftps_remote.server.ca_file)}
+    )
     ftps_remote.put("a.csv", 1, directory=".")
 
     found = ftps_remote.run(engine, store, carrier, directories=(".",))
 
     assert [(c.outcome, c.source_uri) for c in found] == [
-        ("received", f"ftps://127.0.0.1:{ftps_remote.server.port}/a.csv")]
+        ("received", f"ftps://127.0.0.1:{ftps_remote.server.port}/a.csv")
+    ]
 
 
 def test_plain_ftp_against_a_tls_only_server_is_refused(ftps_remote, engine, store, carrier, monkeypatch):

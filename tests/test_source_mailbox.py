@@ -13,12 +13,12 @@ from email.message import EmailMessage
 
 import pytest
 
-from cdrflow.carrier_config import MailboxSource
-from cdrflow.errors import ConfigurationError, SourceUnavailable
-from cdrflow.generate import asterisk_bytes, demo_day, kazoo_records
+from cdrflow.config.carrier_file import MailboxSource
+from cdrflow.config.errors import ConfigurationError, SourceUnavailable
+from cdrflow.dev.generate import asterisk_bytes, demo_day, kazoo_records
 from cdrflow.sources import mailbox
 from registry_rows import rows, stored
-from servers.dovecot import free_port, imap_server  # noqa: F401
+from servers.dovecot import free_port, imap_server
 
 pytestmark = pytest.mark.integration
 
@@ -32,15 +32,20 @@ PDF = b"%PDF-1.4\n% not a CDR\n%%EOF\n"
 
 
 @pytest.fixture
-def server(imap_server, monkeypatch):  # noqa: F811
+def server(imap_server, monkeypatch):
     """The session's Dovecot with empty folders, and the Airflow connection CONN_ID pointing at it."""
     imap_server.reset()
     monkeypatch.setenv(imap_server.env_name(CONN_ID), imap_server.airflow_conn_json())
     return imap_server
 
 
-def mail(subject: str, attachments: list[tuple[str, bytes]] = (), *, sender: str = "CDR Robot <cdr@acme.example>",
-         to: str = "billing@us.example") -> EmailMessage:
+def mail(
+    subject: str,
+    attachments: list[tuple[str, bytes]] = (),
+    *,
+    sender: str = "CDR Robot <cdr@acme.example>",
+    to: str = "billing@us.example",
+) -> EmailMessage:
     m = EmailMessage()
     m["From"], m["To"], m["Subject"] = sender, to, subject
     m["Message-ID"] = f"<{abs(hash(subject))}@acme.example>"
@@ -51,8 +56,9 @@ def mail(subject: str, attachments: list[tuple[str, bytes]] = (), *, sender: str
 
 
 def test_two_cdr_attachments_registered_and_message_moved(server, engine, store, carrier):
-    server.append("INBOX", mail("CDRs 2026-11-01", [("Master.csv", MASTER_CSV), ("calls.json", KAZOO_JSON),
-                                                    ("invoice.pdf", PDF)]))
+    server.append(
+        "INBOX", mail("CDRs 2026-11-01", [("Master.csv", MASTER_CSV), ("calls.json", KAZOO_JSON), ("invoice.pdf", PDF)])
+    )
 
     result = mailbox.run(engine, store, carrier, SOURCE)
 
@@ -97,7 +103,11 @@ def test_a_message_left_behind_by_a_crash_is_collected_again_as_duplicates(serve
 
     assert [c.outcome for c in result] == ["duplicate", "duplicate"]
     assert [(f["status"], f["duplicate_of"]) for f in rows(engine)] == [
-        ("received", None), ("received", None), ("duplicate", 1), ("duplicate", 2)]
+        ("received", None),
+        ("received", None),
+        ("duplicate", 1),
+        ("duplicate", 2),
+    ]
     assert server.subjects("INBOX") == [] and server.subjects(PROCESSED) == ["crash", "crash"]
 
 
@@ -221,8 +231,9 @@ def test_server_that_never_answers_times_out(server, engine, store, carrier, mon
         silent.bind(("127.0.0.1", 0))
         silent.listen(1)
         port = silent.getsockname()[1]
-        monkeypatch.setenv(server.env_name(CONN_ID), server.airflow_conn_json(
-            port=port, extra={"use_ssl": False, "timeout": 0.3}))
+        monkeypatch.setenv(
+            server.env_name(CONN_ID), server.airflow_conn_json(port=port, extra={"use_ssl": False, "timeout": 0.3})
+        )
 
         with pytest.raises(SourceUnavailable, match=rf"\(127\.0\.0\.1:{port}\): timed out after 0\.3s"):
             mailbox.run(engine, store, carrier, SOURCE)

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from cdrflow.carrier_config import RemoteDirSource
-from cdrflow.errors import ConfigurationError, SourceUnavailable
-from cdrflow.generate import asterisk_bytes
+from cdrflow.config.carrier_file import RemoteDirSource
+from cdrflow.config.errors import ConfigurationError, SourceUnavailable
+from cdrflow.dev.generate import asterisk_bytes
 from registry_rows import rows, stored
-from servers.ftpd import ftp_server, ftps_server  # noqa: F401
+from servers.ftpd import ftp_server, ftps_server
 from servers.remote import FTP, FTPS, SFTP, Protocol, Remote
-from servers.sshd import free_port, sftp_server  # noqa: F401
+from servers.sshd import free_port, sftp_server
 
 
 @pytest.fixture(params=[SFTP, FTP, FTPS], ids=lambda p: p.scheme)
@@ -44,7 +44,9 @@ def test_two_files_are_registered_with_their_bytes_and_uri(remote, engine, store
     registered = rows(engine)
     kind = remote.protocol.kind
     assert [(r["file_name"], r["file_source"], r["status"]) for r in registered] == [
-        ("a.csv", kind, "received"), ("b.csv", kind, "received")]
+        ("a.csv", kind, "received"),
+        ("b.csv", kind, "received"),
+    ]
     assert registered[0]["source_uri"] == remote.uri("out/a.csv")
     assert remote.server.password not in registered[0]["source_uri"]
     assert stored(store, registered[0]) == a
@@ -127,7 +129,9 @@ def test_a_file_still_being_written_waits_for_the_next_run(remote, engine, store
 
     assert sleeps == [0.3]  # one settle sleep for the whole run
     assert {c.name: (c.outcome, c.reason) for c in first} == {
-        "growing.csv": ("skipped", "still being written"), "stable.csv": ("received", "")}
+        "growing.csv": ("skipped", "still being written"),
+        "stable.csv": ("received", ""),
+    }
     assert [r["file_name"] for r in rows(engine)] == ["stable.csv"]
 
     second = remote.run(engine, store, carrier, settle_seconds=0.3)
@@ -146,7 +150,9 @@ def test_done_marker_convention(remote, engine, store, carrier, after):
     found = remote.run(engine, store, carrier, done_marker=".done", after=after, move_to="archive")
 
     assert {c.name: (c.outcome, c.reason) for c in found} == {
-        "a.csv": ("received", ""), "b.csv": ("skipped", "no done marker yet")}
+        "a.csv": ("received", ""),
+        "b.csv": ("skipped", "no done marker yet"),
+    }
     assert [r["file_name"] for r in rows(engine)] == ["a.csv"]  # the marker itself is never a file
     assert remote.names("out") == ["b.csv"]  # the marker follows its file
     if after == "move":
@@ -156,8 +162,9 @@ def test_done_marker_convention(remote, engine, store, carrier, after):
 def test_a_missing_directory_fails_the_run_after_the_others(remote, engine, store, carrier):
     remote.put("a.csv", 1)
 
-    with pytest.raises(SourceUnavailable,
-                       match=rf"cannot list missing \(cannot list missing: {remote.protocol.not_found}"):
+    with pytest.raises(
+        SourceUnavailable, match=rf"cannot list missing \(cannot list missing: {remote.protocol.not_found}"
+    ):
         remote.run(engine, store, carrier, directories=("out", "missing"))
 
     assert [r["file_name"] for r in rows(engine)] == ["a.csv"]

@@ -6,8 +6,8 @@ The remote-directory behaviour it shares with FTP and FTPS is tested, on SFTP to
 from __future__ import annotations
 
 from registry_rows import rows
-from servers.sshd import sftp_server  # noqa: F401
 from servers.remote import SFTP, remote_on
+from servers.sshd import sftp_server
 
 remote = remote_on(SFTP)
 
@@ -26,8 +26,9 @@ def test_one_unreadable_file_does_not_stop_the_others(remote, engine, store, car
 
 
 def test_key_authentication(remote, engine, store, carrier, monkeypatch):
-    remote.set_connection(monkeypatch, password=None,
-                          extra={"key_file": str(remote.server.key_file), "no_host_key_check": True})
+    remote.set_connection(
+        monkeypatch, password=None, extra={"key_file": str(remote.server.key_file), "no_host_key_check": True}
+    )
     remote.put("a.csv", 1)
 
     assert [c.outcome for c in remote.run(engine, store, carrier)] == ["received"]

@@ -7,22 +7,30 @@ from datetime import UTC, datetime
 import pandas as pd
 
 from cdrflow.formats.base import conform
-from cdrflow.validation import format_summary, merge_summaries, validate_chunk
+from cdrflow.validation.suites import format_summary, merge_summaries, validate_chunk
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 
 def frame(**overrides) -> pd.DataFrame:
     """Six good calls on lines 1..6, with per-line overrides {column: {line: value}}."""
-    base = pd.DataFrame({
-        "carrier_call_id": [f"c{i}" for i in range(1, 7)],
-        "start_time": pd.to_datetime(["2026-11-01 10:00:00"] * 6, utc=True),
-        "duration_seconds": [60] * 6, "billing_seconds": [50] * 6, "ringing_seconds": [10] * 6,
-        "caller_number": ["+15551230001"] * 6, "callee_number": ["442071230001"] * 6,
-        "direction": ["inbound", "outbound"] * 3, "record_type": ["complete"] * 6,
-        "disposition": ["ANSWERED"] * 6, "hangup_code": [200] * 6,
-        "line_number": range(1, 7), "raw_text": ["raw"] * 6,
-    })
+    base = pd.DataFrame(
+        {
+            "carrier_call_id": [f"c{i}" for i in range(1, 7)],
+            "start_time": pd.to_datetime(["2026-11-01 10:00:00"] * 6, utc=True),
+            "duration_seconds": [60] * 6,
+            "billing_seconds": [50] * 6,
+            "ringing_seconds": [10] * 6,
+            "caller_number": ["+15551230001"] * 6,
+            "callee_number": ["442071230001"] * 6,
+            "direction": ["inbound", "outbound"] * 3,
+            "record_type": ["complete"] * 6,
+            "disposition": ["ANSWERED"] * 6,
+            "hangup_code": [200] * 6,
+            "line_number": range(1, 7),
+            "raw_text": ["raw"] * 6,
+        }
+    )
     for column, values in overrides.items():
         for line, value in values.items():
             base.loc[base["line_number"] == line, column] = value
@@ -36,24 +44,28 @@ def test_good_calls_pass_every_expectation():
 
 
 def test_each_bad_row_is_named_with_what_it_failed():
-    result = validate_chunk(frame(
-        carrier_call_id={1: None, 6: "c5"},
-        duration_seconds={2: -5},
-        billing_seconds={3: 61},
-        caller_number={4: "DROP TABLE calls"},
-        direction={5: "sideways"},
-        start_time={6: pd.Timestamp("1990-01-01", tz="UTC")},
-    ), "asterisk_csv", now=NOW)
+    result = validate_chunk(
+        frame(
+            carrier_call_id={1: None, 6: "c5"},
+            duration_seconds={2: -5},
+            billing_seconds={3: 61},
+            caller_number={4: "DROP TABLE calls"},
+            direction={5: "sideways"},
+            start_time={6: pd.Timestamp("1990-01-01", tz="UTC")},
+        ),
+        "asterisk_csv",
+        now=NOW,
+    )
     assert result.bad_rows == {
         1: ["expect_column_values_to_not_be_null(carrier_call_id)"],
-        2: ["expect_column_values_to_be_between(duration_seconds)",
-            "expect_column_pair_values_a_to_be_greater_than_b(duration_seconds,billing_seconds)"],
+        2: [
+            "expect_column_values_to_be_between(duration_seconds)",
+            "expect_column_pair_values_a_to_be_greater_than_b(duration_seconds,billing_seconds)",
+        ],
         3: ["expect_column_pair_values_a_to_be_greater_than_b(duration_seconds,billing_seconds)"],
         4: ["expect_column_values_to_match_regex(caller_number)"],
-        5: ["expect_column_values_to_be_unique(carrier_call_id)",
-            "expect_column_values_to_be_in_set(direction)"],
-        6: ["expect_column_values_to_be_unique(carrier_call_id)",
-            "expect_column_values_to_be_between(start_time)"],
+        5: ["expect_column_values_to_be_unique(carrier_call_id)", "expect_column_values_to_be_in_set(direction)"],
+        6: ["expect_column_values_to_be_unique(carrier_call_id)", "expect_column_values_to_be_between(start_time)"],
     }
     failed = {s.expectation: s.unexpected_count for s in result.summary if not s.success}
     assert failed["expect_column_values_to_match_regex(caller_number)"] == 1
@@ -73,7 +85,8 @@ def test_a_call_starting_far_in_the_future_fails_the_time_window():
 def test_format_additions_apply_to_their_format_only():
     odd = frame(disposition={3: "MAYBE"})
     assert validate_chunk(odd, "asterisk_csv", now=NOW).bad_rows == {
-        3: ["expect_column_values_to_be_in_set(disposition)"]}
+        3: ["expect_column_values_to_be_in_set(disposition)"]
+    }
     assert validate_chunk(odd, "telnyx_csv", now=NOW).bad_rows == {}
 
 

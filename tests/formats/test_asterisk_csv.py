@@ -11,9 +11,11 @@ from hypothesis import strategies as st
 from cdrflow.formats import get_parser
 from cdrflow.formats.base import FormatError, ParseOptions
 
-BASE16 = ('"1001","+15551230001","+442071230001","from-trunk","""Alice"" <+15551230001>","SIP/a-1","SIP/b-1",'
-          '"Dial","SIP/b,60","2026-03-29 00:30:00","2026-03-29 00:30:05","2026-03-29 02:31:05","3665","3660",'
-          '"ANSWERED","DOCUMENTATION"')
+BASE16 = (
+    '"1001","+15551230001","+442071230001","from-trunk","""Alice"" <+15551230001>","SIP/a-1","SIP/b-1",'
+    '"Dial","SIP/b,60","2026-03-29 00:30:00","2026-03-29 00:30:05","2026-03-29 02:31:05","3665","3660",'
+    '"ANSWERED","DOCUMENTATION"'
+)
 
 
 def parse(data: bytes, **options) -> tuple[pd.DataFrame, list]:
@@ -44,7 +46,11 @@ def test_the_trailing_columns_of_newer_versions_are_kept():
 
     extras = json.loads(call["extras"])
     assert {k: extras[k] for k in ("userfield", "peeraccount", "linkedid", "sequence")} == {
-        "userfield": "vip", "peeraccount": "peer-acct", "linkedid": "1774744200.40", "sequence": "7"}
+        "userfield": "vip",
+        "peeraccount": "peer-acct",
+        "linkedid": "1774744200.40",
+        "sequence": "7",
+    }
 
 
 def test_line_numbers_count_physical_lines_including_blank_ones():
@@ -54,7 +60,7 @@ def test_line_numbers_count_physical_lines_including_blank_ones():
 
 
 @settings(max_examples=200, deadline=None)
-@example(b'\r!')  # once crashed: a lone CR
+@example(b"\r!")  # once crashed: a lone CR
 @given(st.binary(max_size=2000))
 def test_arbitrary_bytes_parse_or_raise_format_error(data):
     try:

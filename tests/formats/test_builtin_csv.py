@@ -25,27 +25,37 @@ FREESWITCH = (
     '"2026-07-01 10:05:07","307","300","NORMAL_CLEARING","a-uuid-1","b-uuid-1","acct9","PCMU","PCMU"\n'
     '"Bob","1002","15551230003","default","2026-07-01 11:00:00","","2026-07-01 11:00:20","20","0",'
     '"NO_ANSWER","a-uuid-2","","acct9","PCMU","PCMU"\n'
-    '"Broken","1003"\n')
+    '"Broken","1003"\n'
+)
 
 
 def test_freeswitch_default_template_with_local_times():
     calls, problems = parse("freeswitch_csv", FREESWITCH, timezone="America/Chicago")
     first, second = calls.to_dict("records")
-    assert (first["carrier_call_id"], first["other_leg_call_id"], first["caller_name"]) == ("a-uuid-1", "b-uuid-1", "Alice")
+    assert (first["carrier_call_id"], first["other_leg_call_id"], first["caller_name"]) == (
+        "a-uuid-1",
+        "b-uuid-1",
+        "Alice",
+    )
     assert first["start_time"] == pd.Timestamp("2026-07-01 15:00:00", tz="UTC")  # CDT is UTC-5
     assert (first["duration_seconds"], first["billing_seconds"], first["ringing_seconds"]) == (307, 300, 7)
     assert first["record_type"] == "complete" and second["record_type"] == "incomplete"
     assert pd.isna(second["answer_time"]) and json.loads(first["extras"]) == {
-        "context": "default", "read_codec": "PCMU", "write_codec": "PCMU"}
+        "context": "default",
+        "read_codec": "PCMU",
+        "write_codec": "PCMU",
+    }
     assert [(p.line_number, p.reasons) for p in problems] == [(3, ["parse:column_count:expected 15, got 2"])]
 
 
-TELNYX = ("Call Leg ID,Start Time,Answer Time,End Time,Duration,Billed Sec,Direction,Record Type,"
-          "Connection ID,CLI,CLD,Tags,Cost,Currency\n"
-          "leg-1,2026-07-01T10:00:00+00:00,2026-07-01T10:00:05+00:00,2026-07-01T10:01:05+00:00,65,60,"
-          "2,1,conn-7,+15551230001,+442071230001,\"sales, vip\",0.012,USD\n"
-          "leg-2,2026-07-01T12:00:00+02:00,,2026-07-01T12:00:09+02:00,9,0,Inbound,Incomplete,conn-7,"
-          "+442071230001,+15551230001,,0,USD\n")
+TELNYX = (
+    "Call Leg ID,Start Time,Answer Time,End Time,Duration,Billed Sec,Direction,Record Type,"
+    "Connection ID,CLI,CLD,Tags,Cost,Currency\n"
+    "leg-1,2026-07-01T10:00:00+00:00,2026-07-01T10:00:05+00:00,2026-07-01T10:01:05+00:00,65,60,"
+    '2,1,conn-7,+15551230001,+442071230001,"sales, vip",0.012,USD\n'
+    "leg-2,2026-07-01T12:00:00+02:00,,2026-07-01T12:00:09+02:00,9,0,Inbound,Incomplete,conn-7,"
+    "+442071230001,+15551230001,,0,USD\n"
+)
 
 
 def test_telnyx_report_with_seed_vocabulary_and_synonym_headers():
@@ -53,7 +63,11 @@ def test_telnyx_report_with_seed_vocabulary_and_synonym_headers():
     first, second = calls.to_dict("records")
     assert problems == []
     assert (first["carrier_call_id"], first["direction"], first["record_type"], first["connection"]) == (
-        "leg-1", "outbound", "complete", "conn-7")
+        "leg-1",
+        "outbound",
+        "complete",
+        "conn-7",
+    )
     assert first["tags"] == '{"sales","vip"}'
     assert json.loads(first["extras"]) == {"cost": "0.012", "currency": "USD"}
     assert second["start_time"] == pd.Timestamp("2026-07-01 10:00:00", tz="UTC")
@@ -65,10 +79,12 @@ def test_telnyx_report_without_a_call_id_column_is_refused_by_name():
         parse("telnyx_csv", "Start Time,CLI\n2026-07-01T10:00:00Z,+1555\n")
 
 
-FEED = ("id,datetime,from,to,seconds,type,sub_type,billing_group,billing_period,cost\n"
-        "1001,2026-07-01 10:00:00,61290001111,61412000222,125,M,MG,grpA,2026-07,0.31\n"
-        "1002,2026-07-01 10:05:00,61412000333,61290001111,30,IB,IB,grpA,2026-07,0.00\n"
-        "1003,2026-07-01 10:06:00,61290001111,61290004444,10,M,XX,grpA,2026-07,0.01\n")
+FEED = (
+    "id,datetime,from,to,seconds,type,sub_type,billing_group,billing_period,cost\n"
+    "1001,2026-07-01 10:00:00,61290001111,61412000222,125,M,MG,grpA,2026-07,0.31\n"
+    "1002,2026-07-01 10:05:00,61412000333,61290001111,30,IB,IB,grpA,2026-07,0.00\n"
+    "1003,2026-07-01 10:06:00,61290001111,61290004444,10,M,XX,grpA,2026-07,0.01\n"
+)
 
 
 def test_billing_feed_call_types_come_from_the_seed_table():

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cdrflow import generate
+from cdrflow.dev import generate
 from cdrflow.formats import get_parser
 from cdrflow.formats.base import FormatError, ParseOptions
 
@@ -19,8 +19,9 @@ SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "samples" / "k
 
 
 def parse(data: bytes, chunk_rows: int = 100_000):
-    chunks = list(get_parser("kazoo_json").parse(io.BufferedReader(io.BytesIO(data)),
-                                                 ParseOptions(chunk_rows=chunk_rows)))
+    chunks = list(
+        get_parser("kazoo_json").parse(io.BufferedReader(io.BytesIO(data)), ParseOptions(chunk_rows=chunk_rows))
+    )
     calls = pd.concat([c.calls for c in chunks]) if chunks else None
     return calls, [p for c in chunks for p in c.problems]
 
@@ -32,8 +33,11 @@ def test_the_stored_couchdb_cdr_document():
     assert call["carrier_call_id"] == "ZjM1ODg3NTNhNTI4NmM5ZTA3MmFjZWYzMWJmZGNkZjc"
     assert call["start_time"] == pd.Timestamp("2013-07-29 21:52:39", tz="UTC")  # pvt_created 63542353959
     assert (call["account_id"], call["user_id"], call["realm"], call["authorizing_id"]) == (
-        "7f89565344e3e6302df60168420e9265", "c119a4487f26920476ad6dec74471768", "account_realm",
-        "81d406796c370b29a3cdc3713720ed61")
+        "7f89565344e3e6302df60168420e9265",
+        "c119a4487f26920476ad6dec74471768",
+        "account_realm",
+        "81d406796c370b29a3cdc3713720ed61",
+    )
     extras = json.loads(call["extras"])
     assert extras["custom_channel_vars"] == {"authorizing_type": "device"}
     assert extras["request"] == "*97@accountrealm.com" and extras["pvt_type"] == "cdr"
@@ -52,9 +56,11 @@ def test_the_channel_destroy_webhook_payload():
 @pytest.mark.parametrize("shape", ["array", "envelope", "lines"])
 def test_array_envelope_and_json_lines_give_the_same_calls(shape):
     records = generate.kazoo_records(25, seed=4, day=generate.demo_day())
-    data = {"array": json.dumps(records, indent=2),
-            "envelope": json.dumps({"page_size": 25, "data": records, "status": "success"}),
-            "lines": "\n".join(json.dumps(r) for r in records) + "\n"}[shape].encode()
+    data = {
+        "array": json.dumps(records, indent=2),
+        "envelope": json.dumps({"page_size": 25, "data": records, "status": "success"}),
+        "lines": "\n".join(json.dumps(r) for r in records) + "\n",
+    }[shape].encode()
     calls, problems = parse(data, chunk_rows=10)
     assert problems == [] and len(calls) == 25
     first = records[0]
@@ -71,7 +77,10 @@ def test_a_record_without_a_usable_time_is_reported_not_raised():
     assert list(calls["carrier_call_id"]) == ["a"]
     assert calls.iloc[0]["end_time"] == pd.Timestamp("2024-11-28 08:00:00", tz="UTC")
     assert [(p.line_number, p.reasons[0].split(":")[1]) for p in problems] == [
-        (2, "timestamp"), (3, "number"), (4, "json")]
+        (2, "timestamp"),
+        (3, "number"),
+        (4, "json"),
+    ]
 
 
 def test_a_cut_array_and_non_json_are_format_errors():

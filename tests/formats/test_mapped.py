@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import io
-import re
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -31,40 +31,140 @@ def parse(data: bytes, mapping: dict | str):
 
 # sample, mapping, records, (row index, {canonical field: value})
 CASES = [
-    ("cgrates/ers_default_template.csv", "cgrates_ers_default.yaml", 2,
-     (0, {"carrier_call_id": "dsafdsaf", "start_time": pd.Timestamp("2013-11-07 08:42:25", tz="UTC"),
-          "duration_seconds": 10, "callee_number": "+4986517174963", "direction": "outbound"})),
-    ("cgrates/ers_semicolon_reader2.csv", "cgrates_ers_semicolon.yaml", 3,
-     (2, {"carrier_call_id": "accid23", "duration_seconds": 26, "line_number": 4})),
-    ("cgrates/ers_with_header.csv", "cgrates_ers_with_header.yaml", 1,
-     (0, {"carrier_call_id": "SessionFromCsv", "duration_seconds": 300, "line_number": 2,
-          "answer_time": pd.Timestamp("2018-01-07 17:00:10", tz="UTC")})),
-    ("cgrates/partial_csv_1.csv", "cgrates_partial_csv.yaml", 2,
-     (0, {"record_type": "incomplete", "duration_seconds": 65,
-          "start_time": pd.Timestamp("2016-07-04 18:58:55", tz="UTC")})),
+    (
+        "cgrates/ers_default_template.csv",
+        "cgrates_ers_default.yaml",
+        2,
+        (
+            0,
+            {
+                "carrier_call_id": "dsafdsaf",
+                "start_time": pd.Timestamp("2013-11-07 08:42:25", tz="UTC"),
+                "duration_seconds": 10,
+                "callee_number": "+4986517174963",
+                "direction": "outbound",
+            },
+        ),
+    ),
+    (
+        "cgrates/ers_semicolon_reader2.csv",
+        "cgrates_ers_semicolon.yaml",
+        3,
+        (2, {"carrier_call_id": "accid23", "duration_seconds": 26, "line_number": 4}),
+    ),
+    (
+        "cgrates/ers_with_header.csv",
+        "cgrates_ers_with_header.yaml",
+        1,
+        (
+            0,
+            {
+                "carrier_call_id": "SessionFromCsv",
+                "duration_seconds": 300,
+                "line_number": 2,
+                "answer_time": pd.Timestamp("2018-01-07 17:00:10", tz="UTC"),
+            },
+        ),
+    ),
+    (
+        "cgrates/partial_csv_1.csv",
+        "cgrates_partial_csv.yaml",
+        2,
+        (
+            0,
+            {
+                "record_type": "incomplete",
+                "duration_seconds": 65,
+                "start_time": pd.Timestamp("2016-07-04 18:58:55", tz="UTC"),
+            },
+        ),
+    ),
     ("cgrates/partial_csv_2.csv", "cgrates_partial_csv.yaml", 1, (0, {"record_type": "incomplete"})),
     ("cgrates/partial_csv_3.csv", "cgrates_partial_csv.yaml", 1, (0, {"record_type": "incomplete"})),
-    ("cgrates/opensips_flatstore_acc_success.log", "opensips_flatstore.yaml", 4,
-     (0, {"hangup_code": 200, "start_time": pd.Timestamp(1436454408, unit="s", tz="UTC"),
-          "carrier_call_id": "dd0c4c617a9919d29a6175cdff223a9e@0:0:0:0:0:0:0:0;2daec40c;548625ac"})),
+    (
+        "cgrates/opensips_flatstore_acc_success.log",
+        "opensips_flatstore.yaml",
+        4,
+        (
+            0,
+            {
+                "hangup_code": 200,
+                "start_time": pd.Timestamp(1436454408, unit="s", tz="UTC"),
+                "carrier_call_id": "dd0c4c617a9919d29a6175cdff223a9e@0:0:0:0:0:0:0:0;2daec40c;548625ac",
+            },
+        ),
+    ),
     ("cgrates/opensips_flatstore_missed_calls.log", "opensips_flatstore.yaml", None, (0, {})),
-    ("cgrates/opensips_acc_csv_quoted.csv", "opensips_acc_csv.yaml", None,
-     (0, {"start_time": pd.Timestamp("2021-06-01 00:00:09", tz="UTC"), "callee_number": "1002"})),
-    ("cgrates/ddb_carrier_cdr.fwv", "ddb_carrier_fwv.yaml", 33,
-     (0, {"carrier_call_id": "CDR0000010", "start_time": pd.Timestamp("2012-07-08 18:15:06", tz="UTC"),
-          "duration_seconds": 18, "account_id": "0123451234"})),
-    ("cgrates/broadworks_cdr_r19.xml", "broadworks_r19_xml.yaml", 2,
-     (0, {"carrier_call_id": "25160047719:0", "callee_number": "+4915117174963", "line_number": 2,
-          "start_time": pd.Timestamp("2016-04-19 19:00:05.247", tz="UTC"),  # 21:00:05.247 at +02:00
-          "duration_seconds": 15, "billing_seconds": 13})),
-    ("cdr-stats/CDRImport-2015-10-26.csv", "cdrstats_cdr_import.yaml", 5,
-     (0, {"carrier_call_id": "96aa82fe-7bd1-11e5-a230-5c514f6a0f72", "duration_seconds": 55,
-          "billing_seconds": 50, "direction": "inbound", "hangup_cause": "NORMAL_CLEARING"})),
-    ("cdr-stats/import_cdr.txt", "cdrstats_import_cdr.yaml", 5,
-     (0, {"carrier_call_id": "3e308846-9036-11e1-964f-000c296bd875", "caller_name": "John Bench",
-          "start_time": pd.Timestamp(1327521966, unit="s", tz="UTC")})),
-    ("cdr-stats/import_voipcall_report.txt", "cdrstats_voipcall_report.yaml", 9,
-     (0, {"disposition": "ANSWER", "duration_seconds": 25})),
+    (
+        "cgrates/opensips_acc_csv_quoted.csv",
+        "opensips_acc_csv.yaml",
+        None,
+        (0, {"start_time": pd.Timestamp("2021-06-01 00:00:09", tz="UTC"), "callee_number": "1002"}),
+    ),
+    (
+        "cgrates/ddb_carrier_cdr.fwv",
+        "ddb_carrier_fwv.yaml",
+        33,
+        (
+            0,
+            {
+                "carrier_call_id": "CDR0000010",
+                "start_time": pd.Timestamp("2012-07-08 18:15:06", tz="UTC"),
+                "duration_seconds": 18,
+                "account_id": "0123451234",
+            },
+        ),
+    ),
+    (
+        "cgrates/broadworks_cdr_r19.xml",
+        "broadworks_r19_xml.yaml",
+        2,
+        (
+            0,
+            {
+                "carrier_call_id": "25160047719:0",
+                "callee_number": "+4915117174963",
+                "line_number": 2,
+                "start_time": pd.Timestamp("2016-04-19 19:00:05.247", tz="UTC"),  # 21:00:05.247 at +02:00
+                "duration_seconds": 15,
+                "billing_seconds": 13,
+            },
+        ),
+    ),
+    (
+        "cdr-stats/CDRImport-2015-10-26.csv",
+        "cdrstats_cdr_import.yaml",
+        5,
+        (
+            0,
+            {
+                "carrier_call_id": "96aa82fe-7bd1-11e5-a230-5c514f6a0f72",
+                "duration_seconds": 55,
+                "billing_seconds": 50,
+                "direction": "inbound",
+                "hangup_cause": "NORMAL_CLEARING",
+            },
+        ),
+    ),
+    (
+        "cdr-stats/import_cdr.txt",
+        "cdrstats_import_cdr.yaml",
+        5,
+        (
+            0,
+            {
+                "carrier_call_id": "3e308846-9036-11e1-964f-000c296bd875",
+                "caller_name": "John Bench",
+                "start_time": pd.Timestamp(1327521966, unit="s", tz="UTC"),
+            },
+        ),
+    ),
+    (
+        "cdr-stats/import_voipcall_report.txt",
+        "cdrstats_voipcall_report.yaml",
+        9,
+        (0, {"disposition": "ANSWER", "duration_seconds": 25}),
+    ),
 ]
 
 
@@ -84,7 +184,9 @@ def test_every_sample_cdr_file_parses_with_its_mapping(sample, mapping, count, e
 
 
 def test_the_short_last_line_of_the_voipcall_report_is_a_problem_not_a_crash():
-    _, problems = parse((SAMPLES / "cdr-stats/import_voipcall_report.txt").read_bytes(), "cdrstats_voipcall_report.yaml")
+    _, problems = parse(
+        (SAMPLES / "cdr-stats/import_voipcall_report.txt").read_bytes(), "cdrstats_voipcall_report.yaml"
+    )
     assert [(p.line_number, p.reasons) for p in problems] == [(10, ["parse:column_count:expected 7, got 6"])]
 
 
@@ -103,39 +205,61 @@ def test_unmapped_columns_land_in_extras_under_their_header_names():
 
 
 def test_latin1_quotes_delimiters_crlf_and_bad_rows():
-    mapping = check_mapping({"delimiter": ";", "header": True, "encoding": "latin-1", "timezone": "Europe/Paris",
-                             "columns": {"carrier_call_id": "id", "start_time": "start", "caller_name": "name",
-                                         "duration_seconds": "secs"},
-                             "timestamp_format": "%d/%m/%Y %H:%M"})
-    data = ("id;start;name;secs\r\n"
-            "1;01/07/2026 10:00;\"Zoé; \"\"the boss\"\"\";60\r\n"
-            "2;31/02/2026 10:00;Bad date;60\r\n"
-            "3;01/07/2026 11:00;Too few\r\n").encode("latin-1")
+    mapping = check_mapping(
+        {
+            "delimiter": ";",
+            "header": True,
+            "encoding": "latin-1",
+            "timezone": "Europe/Paris",
+            "columns": {
+                "carrier_call_id": "id",
+                "start_time": "start",
+                "caller_name": "name",
+                "duration_seconds": "secs",
+            },
+            "timestamp_format": "%d/%m/%Y %H:%M",
+        }
+    )
+    data = (
+        "id;start;name;secs\r\n"
+        '1;01/07/2026 10:00;"Zoé; ""the boss""";60\r\n'
+        "2;31/02/2026 10:00;Bad date;60\r\n"
+        "3;01/07/2026 11:00;Too few\r\n"
+    ).encode("latin-1")
     calls, problems = parse(data, mapping)
     (call,) = calls.to_dict("records")
     assert call["caller_name"] == 'Zoé; "the boss"'
     assert call["start_time"] == pd.Timestamp("2026-07-01 08:00", tz="UTC")  # CEST
     assert [(p.line_number, p.reasons) for p in problems] == [
-        (4, ["parse:column_count:expected 4, got 3"]), (3, ["parse:start_time:unparseable '31/02/2026 10:00'"])]
+        (4, ["parse:column_count:expected 4, got 3"]),
+        (3, ["parse:start_time:unparseable '31/02/2026 10:00'"]),
+    ]
 
 
-@pytest.mark.parametrize("bad, message", [
-    ({"columns": {"carrier_call_id": 0, "start_time": 1}, "delimter": ";"}, "unknown key(s) ['delimter']"),
-    ({"columns": {"carrier_call_id": 0, "start": 1}}, "unknown canonical field(s) ['start']"),
-    ({"columns": {"start_time": 1}}, "must name the source of carrier_call_id"),
-    ({"columns": {"carrier_call_id": 0, "start_time": 1}, "duration_unit": "minutes"}, "duration_unit"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"columns": {"carrier_call_id": 0, "start_time": 1}, "delimter": ";"}, "unknown key(s) ['delimter']"),
+        ({"columns": {"carrier_call_id": 0, "start": 1}}, "unknown canonical field(s) ['start']"),
+        ({"columns": {"start_time": 1}}, "must name the source of carrier_call_id"),
+        ({"columns": {"carrier_call_id": 0, "start_time": 1}, "duration_unit": "minutes"}, "duration_unit"),
+    ],
+)
 def test_a_broken_mapping_is_refused_with_the_key_named(bad, message):
     with pytest.raises(MappingError, match=re.escape(message)):
         check_mapping(bad)
 
 
 @settings(max_examples=150, deadline=None)
-@example(b' \r!')  # once crashed: a lone CR
+@example(b" \r!")  # once crashed: a lone CR
 @given(st.binary(max_size=1500))
 def test_arbitrary_bytes_through_delimited_and_fixed_width_mappings(data):
-    for mapping in ("cgrates_ers_with_header.yaml", "ddb_carrier_fwv.yaml", "opensips_flatstore.yaml",
-                    "broadworks_r19_xml.yaml"):
+    for mapping in (
+        "cgrates_ers_with_header.yaml",
+        "ddb_carrier_fwv.yaml",
+        "opensips_flatstore.yaml",
+        "broadworks_r19_xml.yaml",
+    ):
         try:
             parse(data, mapping)
         except FormatError:

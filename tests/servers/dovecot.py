@@ -107,8 +107,14 @@ class DovecotServer:
     def airflow_conn_json(self, **overrides) -> str:
         """JSON for an ``AIRFLOW_CONN_<ID>`` variable (conn_type imap, plain IMAP). Keyword
         arguments replace fields, e.g. ``password="wrong"`` or ``port=1``."""
-        conn = {"conn_type": "imap", "host": self.host, "port": self.port, "login": self.user,
-                "password": self.password, "extra": {"use_ssl": False}}
+        conn = {
+            "conn_type": "imap",
+            "host": self.host,
+            "port": self.port,
+            "login": self.user,
+            "password": self.password,
+            "extra": {"use_ssl": False},
+        }
         conn.update(overrides)
         return json.dumps(conn)
 
@@ -200,15 +206,26 @@ def _identity() -> dict[str, object]:
             gid = grp.getgrnam("mail").gr_gid
         except KeyError:
             pytest.fail("the imap_server fixture needs the system user and group 'mail'")
-        return {"uid": mail.pw_uid, "gid": gid, "internal_user": "dovecot", "internal_group": "dovecot",
-                "login_user": "dovenull", "login_extra": ""}
+        return {
+            "uid": mail.pw_uid,
+            "gid": gid,
+            "internal_user": "dovecot",
+            "internal_group": "dovecot",
+            "login_user": "dovenull",
+            "login_extra": "",
+        }
+    import grp
     import pwd
 
-    import grp
-
     me, group = pwd.getpwuid(os.getuid()).pw_name, grp.getgrgid(os.getgid()).gr_name
-    return {"uid": os.getuid(), "gid": os.getgid(), "internal_user": me, "internal_group": group,
-            "login_user": me, "login_extra": "  chroot =\n"}
+    return {
+        "uid": os.getuid(),
+        "gid": os.getgid(),
+        "internal_user": me,
+        "internal_group": group,
+        "login_user": me,
+        "login_extra": "  chroot =\n",
+    }
 
 
 def _wait_ready(host: str, port: int, proc: subprocess.Popen, deadline: float) -> str | None:
@@ -249,8 +266,17 @@ def imap_server() -> Iterator[DovecotServer]:
     config = workdir / "dovecot.conf"
     log_path = workdir / "dovecot.log"
     (workdir / "state").mkdir()
-    config.write_text(CONFIG.format(base_dir=workdir / "run", state_dir=workdir / "state", log_path=log_path,
-                                    passwd=passwd, mail_root=mail_root, port=port, **ident))
+    config.write_text(
+        CONFIG.format(
+            base_dir=workdir / "run",
+            state_dir=workdir / "state",
+            log_path=log_path,
+            passwd=passwd,
+            mail_root=mail_root,
+            port=port,
+            **ident,
+        )
+    )
     stderr = open(workdir / "stderr.log", "wb")
     # -F: stay in the foreground, so that this process is the one we stop.
     proc = subprocess.Popen([binary, "-F", "-c", str(config)], stdout=stderr, stderr=stderr)
@@ -259,7 +285,9 @@ def imap_server() -> Iterator[DovecotServer]:
         proc.terminate()
         proc.wait(10)
         stderr.close()
-        logs = "\n".join(p.read_text(errors="replace")[-2000:] for p in (workdir / "stderr.log", log_path) if p.exists())
+        logs = "\n".join(
+            p.read_text(errors="replace")[-2000:] for p in (workdir / "stderr.log", log_path) if p.exists()
+        )
         shutil.rmtree(workdir, ignore_errors=True)
         pytest.fail(f"Dovecot did not start ({problem}); config {config}:\n{logs}", pytrace=False)
     server = DovecotServer("127.0.0.1", port, user, password, workdir)

@@ -40,9 +40,14 @@ class FtpServer:
     def airflow_conn_json(self, **overrides: Any) -> str:
         """JSON for ``AIRFLOW_CONN_<ID>`` (conn_type ftp, or ftps with ``ca_file`` in the extra).
         Keyword arguments replace fields, e.g. ``password="wrong"``, ``extra={}``."""
-        conn: dict[str, Any] = {"conn_type": "ftps" if self.tls else "ftp", "host": self.host,
-                                "port": self.port, "login": self.user, "password": self.password,
-                                "extra": {"timeout": 10}}
+        conn: dict[str, Any] = {
+            "conn_type": "ftps" if self.tls else "ftp",
+            "host": self.host,
+            "port": self.port,
+            "login": self.user,
+            "password": self.password,
+            "extra": {"timeout": 10},
+        }
         if self.tls:
             conn["extra"]["ca_file"] = str(self.ca_file)
         conn.update(overrides)
@@ -59,31 +64,55 @@ def _certificates(directory: Path) -> tuple[Path, Path]:
     now = datetime.datetime.now(datetime.UTC)
     ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "cdrflow test CA")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
-          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-          .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=2))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-          .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False,
-                                       key_encipherment=False, data_encipherment=False, key_agreement=False,
-                                       key_cert_sign=True, crl_sign=True, encipher_only=False,
-                                       decipher_only=False), critical=True)
-          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-          .sign(ca_key, hashes.SHA256()))
-    server = (x509.CertificateBuilder()
-              .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-              .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
-              .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=2))
-              .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-              .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                                                          x509.DNSName("localhost")]), critical=False)
-              .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-              .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-                             critical=False)
-              .sign(ca_key, hashes.SHA256()))
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    server = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
+            critical=False,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
     ca_file, server_file = directory / "ca.pem", directory / "server.pem"
     ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    server_file.write_bytes(server.public_bytes(serialization.Encoding.PEM) + key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    server_file.write_bytes(
+        server.public_bytes(serialization.Encoding.PEM)
+        + key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return ca_file, server_file
 
 
@@ -99,14 +128,15 @@ def _serve(root: Path, certificate: Path | None) -> Iterator[int]:
     authorizer.add_user(USER, PASSWORD, str(root), perm="elradfmwMT")
     attributes: dict[str, Any] = {"authorizer": authorizer, "auth_failed_timeout": 0.1}  # 3 s by default
     if certificate is not None:
-        attributes.update(certfile=str(certificate), keyfile=None, ssl_context=None,
-                          tls_control_required=True, tls_data_required=True)
+        attributes.update(
+            certfile=str(certificate), keyfile=None, ssl_context=None, tls_control_required=True, tls_data_required=True
+        )
     handler = type("TestHandler", (TLS_FTPHandler if certificate else FTPHandler,), attributes)
     try:
         if certificate is not None:
             handler.get_ssl_context()  # a bad certificate fails here, not at the first client
         server = FTPServer(("127.0.0.1", 0), handler)
-    except Exception as exc:  # noqa: BLE001 - whatever it is, the test cannot run
+    except Exception as exc:
         pytest.fail(f"cannot start the {'FTPS' if certificate else 'FTP'} test server: {exc!r}")
     stop = threading.Event()
 
@@ -140,5 +170,4 @@ def ftps_server(tmp_path: Path) -> Iterator[FtpServer]:
     root = tmp_path / "ftps-root"
     root.mkdir()
     with _serve(root, certificate) as port:
-        yield FtpServer(host="127.0.0.1", port=port, user=USER, password=PASSWORD, root=root, tls=True,
-                        ca_file=ca_file)
+        yield FtpServer(host="127.0.0.1", port=port, user=USER, password=PASSWORD, root=root, tls=True, ca_file=ca_file)

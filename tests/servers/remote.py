@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from cdrflow.carrier_config import RemoteDirSource
-from cdrflow.generate import asterisk_bytes
+from cdrflow.config.carrier_file import RemoteDirSource
+from cdrflow.dev.generate import asterisk_bytes
 from cdrflow.sources import ftp, sftp
 from cdrflow.sources.base import Collected
 from servers.ftpd import FtpServer
@@ -44,13 +44,30 @@ class Protocol:
         return f"AIRFLOW_CONN_{self.conn_id.upper()}"
 
 
-SFTP = Protocol(scheme="sftp", collector=sftp, kind="sftp", server_fixture="sftp_server",
-                home_is_served_dir=True, not_found="No such file", refused="Unable to connect to port",
-                bad_login="cannot connect: Authentication failed", timed_out="",
-                silent_extra={"no_host_key_check": True, "look_for_keys": False, "conn_timeout": 1})
-FTP = Protocol(scheme="ftp", collector=ftp, kind="ftp", server_fixture="ftp_server",
-               home_is_served_dir=False, not_found="550", refused="Connection refused",
-               bad_login="cannot connect: 530", timed_out="timed out", silent_extra={"timeout": 1})
+SFTP = Protocol(
+    scheme="sftp",
+    collector=sftp,
+    kind="sftp",
+    server_fixture="sftp_server",
+    home_is_served_dir=True,
+    not_found="No such file",
+    refused="Unable to connect to port",
+    bad_login="cannot connect: Authentication failed",
+    timed_out="",
+    silent_extra={"no_host_key_check": True, "look_for_keys": False, "conn_timeout": 1},
+)
+FTP = Protocol(
+    scheme="ftp",
+    collector=ftp,
+    kind="ftp",
+    server_fixture="ftp_server",
+    home_is_served_dir=False,
+    not_found="550",
+    refused="Connection refused",
+    bad_login="cannot connect: 530",
+    timed_out="timed out",
+    silent_extra={"timeout": 1},
+)
 FTPS = replace(FTP, scheme="ftps", server_fixture="ftps_server")  # explicit TLS on control and data connections
 
 
@@ -81,8 +98,15 @@ class Remote:
         return str(self.server.root) if self.protocol.home_is_served_dir else ""
 
     def source(self, **overrides: Any) -> RemoteDirSource:
-        return RemoteDirSource(**{"kind": self.protocol.kind, "conn_id": self.protocol.conn_id,
-                                  "directories": ("out",), "settle_seconds": 0, **overrides})
+        return RemoteDirSource(
+            **{
+                "kind": self.protocol.kind,
+                "conn_id": self.protocol.conn_id,
+                "directories": ("out",),
+                "settle_seconds": 0,
+                **overrides,
+            }
+        )
 
     def run(self, engine, store, carrier: str, sleep=time.sleep, **overrides: Any) -> list[Collected]:
         return self.protocol.collector.run(engine, store, carrier, self.source(**overrides), sleep=sleep)

@@ -46,9 +46,14 @@ class S3Server:
         import boto3
         from botocore.config import Config
 
-        return boto3.client("s3", endpoint_url=self.endpoint_url, region_name=self.region,
-                            aws_access_key_id=self.access_key, aws_secret_access_key=self.secret_key,
-                            config=Config(signature_version="s3v4", s3={"addressing_style": "path"}))
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            region_name=self.region,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
+        )
 
     @cached_property
     def client(self):
@@ -81,13 +86,18 @@ class S3Server:
         config: dict = {"signature_version": "s3v4", "s3": {"addressing_style": "path"}}
         if max_attempts is not None:
             config["retries"] = {"total_max_attempts": max_attempts, "mode": "standard"}
-        return json.dumps({
-            "conn_type": "aws",
-            "login": self.access_key,
-            "password": self.secret_key,
-            "extra": {"endpoint_url": endpoint_url or self.endpoint_url, "region_name": self.region,
-                      "config_kwargs": config},
-        })
+        return json.dumps(
+            {
+                "conn_type": "aws",
+                "login": self.access_key,
+                "password": self.secret_key,
+                "extra": {
+                    "endpoint_url": endpoint_url or self.endpoint_url,
+                    "region_name": self.region,
+                    "config_kwargs": config,
+                },
+            }
+        )
 
 
 def start_server(port: int = 0) -> tuple[object, str]:
@@ -95,8 +105,7 @@ def start_server(port: int = 0) -> tuple[object, str]:
     try:
         from moto.server import ThreadedMotoServer
     except ImportError as exc:
-        pytest.fail(f"moto's standalone server is not installed ({exc}); pip install 'moto[server]'",
-                    pytrace=False)
+        pytest.fail(f"moto's standalone server is not installed ({exc}); pip install 'moto[server]'", pytrace=False)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     # ThreadedMotoServer.start() waits without a timeout for its thread to bind the socket, and
     # waits forever when binding raises in that thread: start it from a thread we can time out.
@@ -108,8 +117,11 @@ def start_server(port: int = 0) -> tuple[object, str]:
     except AssertionError:
         host = port = None
     if starter.is_alive() or port is None:
-        pytest.fail(f"moto's S3 server did not start on 127.0.0.1 within {START_TIMEOUT:.0f}s "
-                    "(see the thread's traceback above)", pytrace=False)
+        pytest.fail(
+            f"moto's S3 server did not start on 127.0.0.1 within {START_TIMEOUT:.0f}s "
+            "(see the thread's traceback above)",
+            pytrace=False,
+        )
     return server, f"http://{host}:{port}"
 
 
@@ -120,9 +132,16 @@ def s3_server() -> Iterator[S3Server]:
     old_level = werkzeug_log.level
     werkzeug_log.setLevel(logging.WARNING)
     with pytest.MonkeyPatch.context() as env:
-        for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
-                     "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ROLE_ARN",
-                     "AWS_WEB_IDENTITY_TOKEN_FILE"):
+        for name in (
+            "AWS_PROFILE",
+            "AWS_DEFAULT_PROFILE",
+            "AWS_SESSION_TOKEN",
+            "AWS_SECURITY_TOKEN",
+            "AWS_ENDPOINT_URL",
+            "AWS_ENDPOINT_URL_S3",
+            "AWS_ROLE_ARN",
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+        ):
             env.delenv(name, raising=False)
         env.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
         env.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
@@ -135,7 +154,7 @@ def s3_server() -> Iterator[S3Server]:
             s3 = S3Server(endpoint_url=endpoint)
             try:
                 s3.client.list_buckets()
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 pytest.fail(f"moto's S3 server at {endpoint} does not answer: {exc}", pytrace=False)
             yield s3
         finally:

@@ -36,8 +36,9 @@ import pytest
 SSHD = "/usr/sbin/sshd"
 USER = "cdrflowtest"
 PASSWORD = "sftp-test-secret-1"
-INSTALL_HINT = ("install it with: apt-get install openssh-server openssh-sftp-server "
-                "(scripts/install-test-services.sh does)")
+INSTALL_HINT = (
+    "install it with: apt-get install openssh-server openssh-sftp-server (scripts/install-test-services.sh does)"
+)
 
 CONFIG = """\
 Port {port}
@@ -71,10 +72,15 @@ class SftpServer:
     def airflow_conn_json(self, **overrides: Any) -> str:
         """JSON for ``AIRFLOW_CONN_<ID>`` (conn_type sftp). Keyword arguments replace fields,
         e.g. ``password="wrong"``, ``port=closed_port``, ``extra={...}``."""
-        conn = {"conn_type": "sftp", "host": self.host, "port": self.port, "login": self.user,
-                "password": self.password,
-                # loopback test server: skip host key checking, do not try the runner's own keys
-                "extra": {"no_host_key_check": True, "look_for_keys": False, "conn_timeout": 10}}
+        conn = {
+            "conn_type": "sftp",
+            "host": self.host,
+            "port": self.port,
+            "login": self.user,
+            "password": self.password,
+            # loopback test server: skip host key checking, do not try the runner's own keys
+            "extra": {"no_host_key_check": True, "look_for_keys": False, "conn_timeout": 10},
+        }
         conn.update(overrides)
         return json.dumps(conn)
 
@@ -95,8 +101,16 @@ def _ensure_user() -> int:
     try:
         uid = pwd.getpwnam(USER).pw_uid
     except KeyError:
-        done = _run("useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
-                    "--shell", "/usr/sbin/nologin", USER)
+        done = _run(
+            "useradd",
+            "--system",
+            "--no-create-home",
+            "--home-dir",
+            "/nonexistent",
+            "--shell",
+            "/usr/sbin/nologin",
+            USER,
+        )
         if done.returncode != 0 and "already exists" not in done.stderr:
             pytest.fail(f"cannot create the test user {USER}: {done.stderr.strip()}")
         uid = pwd.getpwnam(USER).pw_uid
@@ -110,15 +124,22 @@ def _grant(directory: Path, uid: int) -> None:
     """Give ``uid`` rwx on ``directory`` and, by default ACL, on everything created below it.
     (The kernel's POSIX ACL xattr format: version 2, then (tag, perm, id) entries by tag.)"""
     undefined = 0xFFFFFFFF
-    entries = [(0x01, 7, undefined), (0x02, 7, uid), (0x04, 7, undefined), (0x10, 7, undefined),
-               (0x20, 5, undefined)]  # user::rwx user:uid:rwx group::rwx mask::rwx other::r-x
+    entries = [
+        (0x01, 7, undefined),
+        (0x02, 7, uid),
+        (0x04, 7, undefined),
+        (0x10, 7, undefined),
+        (0x20, 5, undefined),
+    ]  # user::rwx user:uid:rwx group::rwx mask::rwx other::r-x
     acl = struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries)
     try:
         os.setxattr(directory, "system.posix_acl_access", acl)
         os.setxattr(directory, "system.posix_acl_default", acl)
     except OSError as exc:
-        pytest.fail(f"cannot set a POSIX ACL on {directory} for {USER}: {exc.strerror} "
-                    "(the temp directory's file system must support ACLs)")
+        pytest.fail(
+            f"cannot set a POSIX ACL on {directory} for {USER}: {exc.strerror} "
+            "(the temp directory's file system must support ACLs)"
+        )
 
 
 def _wait_ready(proc: subprocess.Popen, port: int, log: Path, timeout: float = 10.0) -> None:
@@ -161,11 +182,16 @@ def sftp_server() -> Iterator[SftpServer]:
         config.write_text(CONFIG.format(port=port, etc=etc, root=root, user=USER))
         log = etc / "sshd.log"
         with open(log, "wb") as log_file:
-            proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdout=log_file,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            proc = subprocess.Popen(
+                [SSHD, "-D", "-e", "-f", str(config)],
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
         _wait_ready(proc, port, log)
-        yield SftpServer(host="127.0.0.1", port=port, user=USER, password=PASSWORD, root=root,
-                         key_file=etc / "client_ed25519_key")
+        yield SftpServer(
+            host="127.0.0.1", port=port, user=USER, password=PASSWORD, root=root, key_file=etc / "client_ed25519_key"
+        )
     finally:
         if proc is not None:
             proc.terminate()

@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from cdrflow.formats.base import FRAME_COLUMNS, ParseOptions, TS
+from cdrflow.formats.base import FRAME_COLUMNS, TS, ParseOptions
 
 BLOCK_BYTES = 8 << 20  # 8 MB: as fast as 16 MB here, a third less memory in flight
 _STR = pd.StringDtype("pyarrow", na_value=np.nan)
@@ -31,8 +31,9 @@ class Block:
     lines: pa.Array  # every physical line of ``data`` (binary), for line numbers and raw text
 
 
-def iter_blocks(stream: BinaryIO, options: ParseOptions, block_bytes: int | None = None
-                ) -> Iterator[Block | list[tuple[int, bytes]]]:
+def iter_blocks(
+    stream: BinaryIO, options: ParseOptions, block_bytes: int | None = None
+) -> Iterator[Block | list[tuple[int, bytes]]]:
     """Blocks of whole lines (about ``BLOCK_BYTES`` each). A block that is not valid in ``options.encoding`` is handed out
     as a list of ``(line_number, raw_line)`` instead, for the caller's careful path."""
     block_bytes = block_bytes or BLOCK_BYTES
@@ -52,7 +53,7 @@ def iter_blocks(stream: BinaryIO, options: ParseOptions, block_bytes: int | None
             if cut < 0:  # no whole line yet: read on
                 carry = data
                 continue
-            data, carry = data[: cut + 1], data[cut + 1:]
+            data, carry = data[: cut + 1], data[cut + 1 :]
         if first and data.startswith(b"\xef\xbb\xbf"):
             data = data[3:]
         first = False
@@ -60,8 +61,7 @@ def iter_blocks(stream: BinaryIO, options: ParseOptions, block_bytes: int | None
         try:
             text = data.decode(options.encoding)
         except UnicodeDecodeError:
-            yield [(line_no + i, raw.rstrip(b"\r")) for i, raw in enumerate(data.split(b"\n"))
-                   if raw.strip()]
+            yield [(line_no + i, raw.rstrip(b"\r")) for i, raw in enumerate(data.split(b"\n")) if raw.strip()]
         else:
             if options.encoding.replace("_", "-").lower() not in ("utf-8", "utf8", "ascii"):
                 data = text.encode("utf-8")
@@ -100,8 +100,7 @@ def json_objects(columns: dict[str, pa.Array], length: int, *, printable: bool =
         if pc.any(pc.match_substring(col, '"')).as_py():
             escaped = pc.replace_substring(escaped, '"', '\\"')
         if not printable and not pc.all(pc.fill_null(pc.utf8_is_printable(col), True)).as_py():
-            escaped = pa.array([json.dumps(v)[1:-1] if v is not None else None
-                                for v in col.to_pylist()], pa.string())
+            escaped = pa.array([json.dumps(v)[1:-1] if v is not None else None for v in col.to_pylist()], pa.string())
         key = "," + json.dumps(name) + ':"'
         present = pc.and_(pc.is_valid(col), pc.not_equal(pc.fill_null(col, ""), ""))
         if pc.all(present).as_py():  # the usual case: a value in every row, joined as it is
@@ -151,13 +150,22 @@ def to_frame(columns: dict[str, pa.Array], length: int) -> pd.DataFrame:
     for name in FRAME_COLUMNS:
         col = columns.get(name)
         if col is None:
-            col = pa.nulls(length, pa.int64() if name in _INT_COLUMNS else
-                           pa.timestamp("us", tz="UTC") if name in _TS_COLUMNS else pa.string())
+            col = pa.nulls(
+                length,
+                pa.int64()
+                if name in _INT_COLUMNS
+                else pa.timestamp("us", tz="UTC")
+                if name in _TS_COLUMNS
+                else pa.string(),
+            )
         if isinstance(col, pa.ChunkedArray):
             col = col.combine_chunks()
         if name in _INT_COLUMNS:
-            out[name] = pd.array(col.to_numpy(zero_copy_only=False), dtype="Int64") \
-                if col.null_count == 0 else pd.Series(col.to_pandas(types_mapper=pd.ArrowDtype)).astype("Int64").array
+            out[name] = (
+                pd.array(col.to_numpy(zero_copy_only=False), dtype="Int64")
+                if col.null_count == 0
+                else pd.Series(col.to_pandas(types_mapper=pd.ArrowDtype)).astype("Int64").array
+            )
         elif name in _TS_COLUMNS:
             out[name] = pd.Series(col.to_pandas()).astype(TS).array
         else:
@@ -182,7 +190,7 @@ def _day_offset(fmt: str) -> int | None:
         if fmt.startswith("%d", i):
             return offset
         if fmt[i] == "%":
-            width = _FIXED_WIDTH.get(fmt[i:i + 2])
+            width = _FIXED_WIDTH.get(fmt[i : i + 2])
             if width is None:
                 return None
             offset, i = offset + width, i + 2

@@ -36,13 +36,39 @@ from cdrflow.formats.base import Chunk, FormatError, ParseOptions, RowProblem
 from cdrflow.formats.delimited import DelimitedText
 from cdrflow.formats.joined import Joined, parse_joined
 
-BASE_COLUMNS = ["accountcode", "src", "dst", "dcontext", "clid", "channel", "dstchannel",
-                "lastapp", "lastdata", "start", "answer", "end", "duration", "billsec",
-                "disposition", "amaflags"]
+BASE_COLUMNS = [
+    "accountcode",
+    "src",
+    "dst",
+    "dcontext",
+    "clid",
+    "channel",
+    "dstchannel",
+    "lastapp",
+    "lastdata",
+    "start",
+    "answer",
+    "end",
+    "duration",
+    "billsec",
+    "disposition",
+    "amaflags",
+]
 OPTIONAL_COLUMNS = ["uniqueid", "userfield", "peeraccount", "linkedid", "sequence"]
 ALL_COLUMNS = BASE_COLUMNS + OPTIONAL_COLUMNS
-EXTRA_COLUMNS = ["dcontext", "clid", "channel", "dstchannel", "lastapp", "lastdata", "amaflags",
-                 "userfield", "peeraccount", "linkedid", "sequence"]
+EXTRA_COLUMNS = [
+    "dcontext",
+    "clid",
+    "channel",
+    "dstchannel",
+    "lastapp",
+    "lastdata",
+    "amaflags",
+    "userfield",
+    "peeraccount",
+    "linkedid",
+    "sequence",
+]
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 _MIN, _MAX = len(BASE_COLUMNS), len(ALL_COLUMNS)
 
@@ -52,8 +78,11 @@ class AsteriskCsvParser:
 
     def parse(self, stream: BinaryIO, options: ParseOptions, *, width: int | None = None) -> Iterator[Chunk]:
         """``width``: the column count, when the caller knows it (joined files, see parse_many)."""
-        reader = DelimitedText(what="an Asterisk Master.csv", width_check=_width if width is None else
-                               (lambda _: width), fast_only=width is not None)
+        reader = DelimitedText(
+            what="an Asterisk Master.csv",
+            width_check=_width if width is None else (lambda _: width),
+            fast_only=width is not None,
+        )
         _, blocks = reader.read(stream, options)
         for rows in blocks:
             width = len(rows.columns) - 2
@@ -63,12 +92,15 @@ class AsteriskCsvParser:
             calls, more = _canonical(columns, options, rows.invalid_bytes, rows.printable)
             yield Chunk(calls=calls, problems=rows.problems + more)
 
-
     def parse_many(self, datas: list[bytes], options: ParseOptions) -> Joined:
         """Many small files parsed as one stream (:mod:`cdrflow.formats.joined`): every line
         is a record of its own; files are joined by column count, each checked alone first."""
-        return parse_joined(datas, options, lambda data: _file_width(data, options),
-                            lambda width, stream: self.parse(stream, options, width=width))
+        return parse_joined(
+            datas,
+            options,
+            lambda data: _file_width(data, options),
+            lambda width, stream: self.parse(stream, options, width=width),
+        )
 
 
 def _file_width(data: bytes, options: ParseOptions) -> int:
@@ -87,8 +119,10 @@ def _width(widths: list[int]) -> int:
     """The file's column count (16 to 21), from its first lines."""
     fitting = [w for w in widths if _MIN <= w <= _MAX]
     if not fitting:
-        raise FormatError(f"not an Asterisk Master.csv: the first lines have {sorted(set(widths))} "
-                          f"columns, a Master.csv line has {_MIN} to {_MAX}")
+        raise FormatError(
+            f"not an Asterisk Master.csv: the first lines have {sorted(set(widths))} "
+            f"columns, a Master.csv line has {_MIN} to {_MAX}"
+        )
     return max(set(fitting), key=fitting.count)
 
 
@@ -99,8 +133,9 @@ def _clid_name(clid: pa.Array) -> pa.Array:
     return empty_to_null(pc.if_else(pc.match_substring(clid, "<"), name, None))
 
 
-def _canonical(cols: dict[str, pa.Array], options: ParseOptions, markers: dict[int, str] | None,
-               printable: bool = False):
+def _canonical(
+    cols: dict[str, pa.Array], options: ParseOptions, markers: dict[int, str] | None, printable: bool = False
+):
     n = len(cols["line_number"])
     tz = options.timezone
 
@@ -109,9 +144,13 @@ def _canonical(cols: dict[str, pa.Array], options: ParseOptions, markers: dict[i
 
     start, answer, end = timestamp("start"), timestamp("answer"), timestamp("end")
     duration, billsec = integers(cols["duration"]), integers(cols["billsec"])
-    checks = [("start_time", start, "start", True), ("answer_time", answer, "answer", False),
-              ("end_time", end, "end", True), ("duration_seconds", duration, "duration", True),
-              ("billing_seconds", billsec, "billsec", True)]
+    checks = [
+        ("start_time", start, "start", True),
+        ("answer_time", answer, "answer", False),
+        ("end_time", end, "end", True),
+        ("duration_seconds", duration, "duration", True),
+        ("billing_seconds", billsec, "billsec", True),
+    ]
     failed = pa.array(np.zeros(n, dtype=bool))
     for _, parsed, source, required in checks:
         bad = pc.is_null(parsed) if required else pc.and_(pc.is_null(parsed), pc.not_equal(cols[source], ""))
@@ -119,9 +158,11 @@ def _canonical(cols: dict[str, pa.Array], options: ParseOptions, markers: dict[i
     problems: list[RowProblem] = []
     if pc.any(failed).as_py():
         for i in np.flatnonzero(failed.to_numpy(zero_copy_only=False)):
-            reasons = [f"parse:{name}:unparseable {cols[source][i].as_py()!r}"
-                       for name, parsed, source, required in checks
-                       if not parsed[i].is_valid and (required or cols[source][i].as_py() != "")]
+            reasons = [
+                f"parse:{name}:unparseable {cols[source][i].as_py()!r}"
+                for name, parsed, source, required in checks
+                if not parsed[i].is_valid and (required or cols[source][i].as_py() != "")
+            ]
             problems.append(RowProblem(cols["line_number"][i].as_py(), cols["raw_text"][i].as_py(), reasons))
 
     unique = cols.get("uniqueid")

@@ -28,7 +28,7 @@ from typing import BinaryIO, Protocol
 import numpy as np
 import pandas as pd
 
-from cdrflow.errors import CdrflowError
+from cdrflow.config.errors import CdrflowError
 
 GREGORIAN_OFFSET = 62167219200  # Gregorian seconds - Unix seconds
 TS = "datetime64[us, UTC]"
@@ -163,8 +163,9 @@ def local_to_utc(text: pd.Series, fmt: str | None, timezone: str) -> pd.Series:
     """
     parsed = pd.to_datetime(text, format=fmt, errors="coerce")
     if getattr(parsed.dt, "tz", None) is None:
-        parsed = parsed.dt.tz_localize(timezone, ambiguous=np.ones(len(parsed), dtype=bool),
-                                       nonexistent="shift_forward")
+        parsed = parsed.dt.tz_localize(
+            timezone, ambiguous=np.ones(len(parsed), dtype=bool), nonexistent="shift_forward"
+        )
     return parsed.dt.tz_convert("UTC").astype(TS)
 
 
@@ -173,8 +174,9 @@ def invalid_bytes_marker(raw: bytes) -> str:
     return base64.b64encode(raw).decode("ascii")
 
 
-def read_lines(stream: BinaryIO, options: ParseOptions, batch: int | None = None
-               ) -> Iterator[list[tuple[int, bytes, str, bool]]]:
+def read_lines(
+    stream: BinaryIO, options: ParseOptions, batch: int | None = None
+) -> Iterator[list[tuple[int, bytes, str, bool]]]:
     """Batches of ``(line_number, raw_bytes, text, valid)`` from ``stream``.
 
     Strips a UTF-8 BOM and line ends (LF or CRLF); decodes with ``options.encoding``; a

@@ -16,13 +16,26 @@ from cdrflow.formats.mapped import BuiltinMappingParser
 
 # (type, sub type) -> description, from the seed's table
 CALL_TYPES: dict[tuple[str, str], str] = {
-    ("IB", "IB"): "Inbound Calls", ("2T", "2T"): "On-net calls", ("L", "LO"): "Local Overage",
-    ("IM", "INM"): "TollFree Inbound Mobile", ("0", "0"): "Pin Blocked Calls",
-    ("A3", "A3"): "AU 6113 Inbound Nat", ("A8", "A8"): "Inbound AU 6118", ("U0", "U0"): "Inbound UK 4480",
-    ("U1", "U1"): "Inbound US 18xx", ("3M", "3M"): "AU 6113 Inbound Mob", ("9", "9"): "0900 Calls",
-    ("I", "I"): "International Calls", ("IS", "IN8"): "TollFree Inbound", ("M", "M"): "Calls to Mobile",
-    ("L", "L"): "Local Calls", ("S", "S"): "National Calls", ("8", "8"): "Toll free calls",
-    ("O", "O"): "Operator Calls", ("M", "MG"): "Calls to Mobile GSM", ("M", "M3"): "Calls to Mobile 3G",
+    ("IB", "IB"): "Inbound Calls",
+    ("2T", "2T"): "On-net calls",
+    ("L", "LO"): "Local Overage",
+    ("IM", "INM"): "TollFree Inbound Mobile",
+    ("0", "0"): "Pin Blocked Calls",
+    ("A3", "A3"): "AU 6113 Inbound Nat",
+    ("A8", "A8"): "Inbound AU 6118",
+    ("U0", "U0"): "Inbound UK 4480",
+    ("U1", "U1"): "Inbound US 18xx",
+    ("3M", "3M"): "AU 6113 Inbound Mob",
+    ("9", "9"): "0900 Calls",
+    ("I", "I"): "International Calls",
+    ("IS", "IN8"): "TollFree Inbound",
+    ("M", "M"): "Calls to Mobile",
+    ("L", "L"): "Local Calls",
+    ("S", "S"): "National Calls",
+    ("8", "8"): "Toll free calls",
+    ("O", "O"): "Operator Calls",
+    ("M", "MG"): "Calls to Mobile GSM",
+    ("M", "M3"): "Calls to Mobile 3G",
     ("IF", "IF"): "Inbound Forwarded",
 }
 INBOUND_TYPES = {"IB", "IM", "IS", "A3", "A8", "U0", "U1", "3M", "IF"}
@@ -35,9 +48,14 @@ class BillingFeedCsvParser(BuiltinMappingParser):
         "header": True,
         "normalise_header": True,
         "columns": {
-            "carrier_call_id": "id", "start_time": "datetime", "caller_number": "from",
-            "callee_number": "to", "duration_seconds": "seconds", "billing_seconds": "seconds",
-            "call_type": "type", "call_sub_type": "sub_type",
+            "carrier_call_id": "id",
+            "start_time": "datetime",
+            "caller_number": "from",
+            "callee_number": "to",
+            "duration_seconds": "seconds",
+            "billing_seconds": "seconds",
+            "call_type": "type",
+            "call_sub_type": "sub_type",
         },
         "timestamp_format": "%Y-%m-%d %H:%M:%S",
         "constants": {"record_type": "complete"},
@@ -47,8 +65,11 @@ class BillingFeedCsvParser(BuiltinMappingParser):
         calls = chunk.calls
         pairs = list(zip(calls["call_type"].fillna(""), calls["call_sub_type"].fillna("")))
         known = [pair in CALL_TYPES for pair in pairs]
-        problems = [RowProblem(int(n), text, [f"parse:call_type:unknown '{t}/{s}'"])
-                    for (t, s), ok, n, text in zip(pairs, known, calls["line_number"], calls["raw_text"]) if not ok]
+        problems = [
+            RowProblem(int(n), text, [f"parse:call_type:unknown '{t}/{s}'"])
+            for (t, s), ok, n, text in zip(pairs, known, calls["line_number"], calls["raw_text"])
+            if not ok
+        ]
         calls = calls[known]
         direction = calls["call_type"].isin(list(INBOUND_TYPES)).map({True: "inbound", False: "outbound"})
         return Chunk(calls.assign(direction=direction.astype(calls["direction"].dtype)), chunk.problems + problems)

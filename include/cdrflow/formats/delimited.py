@@ -59,8 +59,15 @@ class DelimitedText:
     def fields(self, line: str) -> list[str]:
         """One line split with this dialect; a line the csv module cannot read has no fields."""
         try:
-            return next(csv.reader([line], delimiter=self.delimiter, quotechar=self.quotechar or "\x00",
-                                   quoting=csv.QUOTE_MINIMAL if self.quotechar else csv.QUOTE_NONE), [])
+            return next(
+                csv.reader(
+                    [line],
+                    delimiter=self.delimiter,
+                    quotechar=self.quotechar or "\x00",
+                    quoting=csv.QUOTE_MINIMAL if self.quotechar else csv.QUOTE_NONE,
+                ),
+                [],
+            )
         except csv.Error:
             return []
 
@@ -84,21 +91,26 @@ class DelimitedText:
         return [(block.first_line + i, t) for i, t in enumerate(texts)]
 
     def _ignored(self, number: int, text: str, state: dict) -> bool:
-        return (number <= self.skip_lines or (state["first"] is not None and number < state["first"])
-                or not text.strip()
-                or bool(self.comment_prefix and text.startswith(self.comment_prefix)))
+        return (
+            number <= self.skip_lines
+            or (state["first"] is not None and number < state["first"])
+            or not text.strip()
+            or bool(self.comment_prefix and text.startswith(self.comment_prefix))
+        )
 
     def _start(self, block, options: ParseOptions, state: dict) -> None:
-        lines = [(n, t) for n, t in self._lines_of(block)
-                 if n > self.skip_lines and t.strip()
-                 and not (self.comment_prefix and t.startswith(self.comment_prefix))]
+        lines = [
+            (n, t)
+            for n, t in self._lines_of(block)
+            if n > self.skip_lines and t.strip() and not (self.comment_prefix and t.startswith(self.comment_prefix))
+        ]
         if not lines:
             raise FormatError("no records in the file" if self.header is False else "no header line")
         if lines[0][1].lstrip().startswith(("{", "[")):
             raise FormatError(f"this is JSON, not {self.what} (wrong type for the file?)")
         if self.header:
             number, text = lines[0]
-            names = self.fields(text[len(self.header_prefix):] if text.startswith(self.header_prefix) else text)
+            names = self.fields(text[len(self.header_prefix) :] if text.startswith(self.header_prefix) else text)
             state["header"] = [n.strip() for n in names]
             state["width"] = len(names)
             state["first"] = number + 1
@@ -116,8 +128,11 @@ class DelimitedText:
             if rows is None:
                 if self.fast_only:
                     raise NotFast(f"a block of {self.what} needs the careful line-by-line path")
-                lines = block if isinstance(block, list) else \
-                    [(block.first_line + i, v) for i, v in enumerate(block.lines.to_pylist())]
+                lines = (
+                    block
+                    if isinstance(block, list)
+                    else [(block.first_line + i, v) for i, v in enumerate(block.lines.to_pylist())]
+                )
                 rows = self._careful(lines, options, state)
             yield rows
             block = next(blocks, None)
@@ -131,10 +146,15 @@ class DelimitedText:
         return pacsv.read_csv(
             pa.py_buffer(data),
             read_options=pacsv.ReadOptions(column_names=names, use_threads=threads),
-            parse_options=pacsv.ParseOptions(delimiter=self.delimiter, quote_char=self.quotechar or False,
-                                             invalid_row_handler=handler),
-            convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
-                                                 strings_can_be_null=False, quoted_strings_can_be_null=False))
+            parse_options=pacsv.ParseOptions(
+                delimiter=self.delimiter, quote_char=self.quotechar or False, invalid_row_handler=handler
+            ),
+            convert_options=pacsv.ConvertOptions(
+                column_types={n: pa.string() for n in names},
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
 
     def _fast(self, block: Block, state: dict) -> Rows | None:
         width = state["width"]
@@ -155,14 +175,16 @@ class DelimitedText:
         numbers = parsed + block.first_line
         ignore = numbers < state["first"]
         if self.comment_prefix:
-            comment = pc.starts_with(pc.cast(block.lines.take(pa.array(parsed)), pa.string()),
-                                     self.comment_prefix).to_numpy(zero_copy_only=False)
+            comment = pc.starts_with(
+                pc.cast(block.lines.take(pa.array(parsed)), pa.string()), self.comment_prefix
+            ).to_numpy(zero_copy_only=False)
             ignore |= comment
         keep = ~ignore
-        problems = [RowProblem(block.first_line + n - 1, text,
-                               [f"parse:column_count:expected {width}, got {count}"])
-                    for n, (count, text) in sorted(bad.items())
-                    if not self._ignored(block.first_line + n - 1, text, state)]
+        problems = [
+            RowProblem(block.first_line + n - 1, text, [f"parse:column_count:expected {width}, got {count}"])
+            for n, (count, text) in sorted(bad.items())
+            if not self._ignored(block.first_line + n - 1, text, state)
+        ]
         columns = {name: table[name].combine_chunks() for name in table.column_names}
         if not keep.all():  # (filtering copies every column)
             mask = pa.array(keep)
@@ -184,8 +206,14 @@ class DelimitedText:
                 continue
             values = self.fields(text)
             if len(values) != width:
-                problems.append(RowProblem(number, text, [f"parse:column_count:expected {width}, got {len(values)}"],
-                                           None if valid else raw))
+                problems.append(
+                    RowProblem(
+                        number,
+                        text,
+                        [f"parse:column_count:expected {width}, got {len(values)}"],
+                        None if valid else raw,
+                    )
+                )
                 continue
             if not valid:
                 markers[len(rows)] = invalid_bytes_marker(raw)

@@ -12,9 +12,23 @@ from __future__ import annotations
 from cdrflow.formats.base import Chunk
 from cdrflow.formats.mapped import BuiltinMappingParser, answered_legs
 
-NAMES = ["caller_id_name", "caller_id_number", "destination_number", "context", "start_stamp",
-         "answer_stamp", "end_stamp", "duration", "billsec", "hangup_cause", "uuid", "bleg_uuid",
-         "accountcode", "read_codec", "write_codec"]
+NAMES = [
+    "caller_id_name",
+    "caller_id_number",
+    "destination_number",
+    "context",
+    "start_stamp",
+    "answer_stamp",
+    "end_stamp",
+    "duration",
+    "billsec",
+    "hangup_cause",
+    "uuid",
+    "bleg_uuid",
+    "accountcode",
+    "read_codec",
+    "write_codec",
+]
 
 
 class FreeswitchCsvParser(BuiltinMappingParser):
@@ -23,11 +37,18 @@ class FreeswitchCsvParser(BuiltinMappingParser):
         "description": "FreeSWITCH mod_cdr_csv default template",
         "names": NAMES,
         "columns": {
-            "carrier_call_id": "uuid", "other_leg_call_id": "bleg_uuid",
-            "caller_name": "caller_id_name", "caller_number": "caller_id_number",
-            "callee_number": "destination_number", "start_time": "start_stamp",
-            "answer_time": "answer_stamp", "end_time": "end_stamp", "duration_seconds": "duration",
-            "billing_seconds": "billsec", "hangup_cause": "hangup_cause", "account_id": "accountcode",
+            "carrier_call_id": "uuid",
+            "other_leg_call_id": "bleg_uuid",
+            "caller_name": "caller_id_name",
+            "caller_number": "caller_id_number",
+            "callee_number": "destination_number",
+            "start_time": "start_stamp",
+            "answer_time": "answer_stamp",
+            "end_time": "end_stamp",
+            "duration_seconds": "duration",
+            "billing_seconds": "billsec",
+            "hangup_cause": "hangup_cause",
+            "account_id": "accountcode",
         },
         "timestamp_format": "%Y-%m-%d %H:%M:%S",
     }

@@ -49,9 +49,12 @@ class Joined:
     chunks: list[JoinedChunk]
 
 
-def parse_joined(datas: list[bytes], options: ParseOptions,
-                 key_of: Callable[[bytes], Hashable],
-                 parse: Callable[[Hashable, io.BufferedReader], Iterator[Chunk]]) -> Joined:
+def parse_joined(
+    datas: list[bytes],
+    options: ParseOptions,
+    key_of: Callable[[bytes], Hashable],
+    parse: Callable[[Hashable, io.BufferedReader], Iterator[Chunk]],
+) -> Joined:
     """Parse ``datas`` (whole small files) joined, per group of files with the same key.
 
     ``key_of(data)`` runs a file's whole-file checks and returns what the parse of the joined
@@ -93,7 +96,7 @@ def _joinable(data: bytes, encoding: str) -> bool:
 def _parse_group(datas, members: list[int], key, parse) -> list[JoinedChunk]:
     parts, offsets = [], [0]  # offsets[k]: lines of the joined stream before file k
     for i in members:
-        data = datas[i][len(BOM):] if datas[i].startswith(BOM) else datas[i]
+        data = datas[i][len(BOM) :] if datas[i].startswith(BOM) else datas[i]
         if not data.endswith(b"\n"):
             data += b"\n"
         parts.append(data)
@@ -109,7 +112,8 @@ def _parse_group(datas, members: list[int], key, parse) -> list[JoinedChunk]:
         problems = []
         for p in chunk.problems:
             k = int(np.searchsorted(bounds, p.line_number, side="left")) - 1
-            problems.append((int(positions[k]), RowProblem(p.line_number - int(bounds[k]), p.raw_text,
-                                                           p.reasons, p.raw_bytes)))
+            problems.append(
+                (int(positions[k]), RowProblem(p.line_number - int(bounds[k]), p.raw_text, p.reasons, p.raw_bytes))
+            )
         out.append(JoinedChunk(calls, positions[member], problems))
     return out

@@ -44,9 +44,24 @@ from cdrflow.formats.base import (
 )
 
 _CCV = "custom_channel_vars"
-_TOP = {"call_id", "other_leg_call_id", "call_direction", "duration_seconds", "billing_seconds",
-        "ringing_seconds", "caller_id_number", "caller_id_name", "callee_id_number", "callee_id_name",
-        "from_uri", "to_uri", "hangup_cause", "hangup_code", "disposition", "timestamp"}
+_TOP = {
+    "call_id",
+    "other_leg_call_id",
+    "call_direction",
+    "duration_seconds",
+    "billing_seconds",
+    "ringing_seconds",
+    "caller_id_number",
+    "caller_id_name",
+    "callee_id_number",
+    "callee_id_name",
+    "from_uri",
+    "to_uri",
+    "hangup_cause",
+    "hangup_code",
+    "disposition",
+    "timestamp",
+}
 _CCV_MAPPED = {"account_id", "owner_id", "username", "realm", "authorizing_id"}
 _READ = 1 << 20
 
@@ -86,12 +101,12 @@ def _records(text: io.TextIOBase) -> Iterator[tuple[int, str, Any]]:
         return
     first = buffer[start]
     if first == "[":
-        yield from _array(text, buffer[start + 1:])
+        yield from _array(text, buffer[start + 1 :])
         return
     if first != "{":
-        raise FormatError(f"not Kazoo CDR JSON: the file starts with {buffer[start:start + 20]!r}")
+        raise FormatError(f"not Kazoo CDR JSON: the file starts with {buffer[start : start + 20]!r}")
     line_end = buffer.find("\n", start)
-    first_line = buffer[start: line_end if line_end >= 0 else len(buffer)].strip()
+    first_line = buffer[start : line_end if line_end >= 0 else len(buffer)].strip()
     try:
         first_value = json.loads(first_line)
         # a one-line API envelope is a document, not JSON lines

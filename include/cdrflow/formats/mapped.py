@@ -35,20 +35,27 @@ class MappedParser:
         if not options.mapping:
             raise FormatError("type 'mapped' needs a mapping file (the carrier's 'mapping')")
         mapping = check_mapping(options.mapping)
-        options = ParseOptions(timezone=mapping.get("timezone", options.timezone),
-                               encoding=mapping.get("encoding", options.encoding),
-                               chunk_rows=options.chunk_rows, mapping=mapping)
+        options = ParseOptions(
+            timezone=mapping.get("timezone", options.timezone),
+            encoding=mapping.get("encoding", options.encoding),
+            chunk_rows=options.chunk_rows,
+            mapping=mapping,
+        )
         if mapping.get("layout") == "fixed_width":
             yield from _fixed_width(stream, mapping, options)
             return
         if mapping.get("layout") == "xml":
             yield from _xml(stream, mapping, options)
             return
-        reader = DelimitedText(delimiter=mapping.get("delimiter", ","), quotechar=mapping.get("quotechar", '"'),
-                               header=bool(mapping.get("header")), header_prefix=mapping.get("header_prefix", ""),
-                               skip_lines=int(mapping.get("skip_lines", 0)),
-                               comment_prefix=mapping.get("comment_prefix"),
-                               what=f"a file of this mapping ({mapping.get('description', 'mapped')})")
+        reader = DelimitedText(
+            delimiter=mapping.get("delimiter", ","),
+            quotechar=mapping.get("quotechar", '"'),
+            header=bool(mapping.get("header")),
+            header_prefix=mapping.get("header_prefix", ""),
+            skip_lines=int(mapping.get("skip_lines", 0)),
+            comment_prefix=mapping.get("comment_prefix"),
+            what=f"a file of this mapping ({mapping.get('description', 'mapped')})",
+        )
         header, blocks = reader.read(stream, options)
         for rows in blocks:
             width = len(rows.columns) - 2
@@ -65,9 +72,16 @@ class MappedParser:
                 source = {k: pc.filter(v, keep) for k, v in source.items()}
                 line_number, raw_text = pc.filter(line_number, keep), pc.filter(raw_text, keep)
                 rows.invalid_bytes = {}  # positions moved; the lines stay in raw_text
-            calls, problems = convert(source, line_number, raw_text,
-                                      mapping, options, positional=[f"c{i}" for i in range(width)],
-                                      invalid_bytes=rows.invalid_bytes, printable=rows.printable)
+            calls, problems = convert(
+                source,
+                line_number,
+                raw_text,
+                mapping,
+                options,
+                positional=[f"c{i}" for i in range(width)],
+                invalid_bytes=rows.invalid_bytes,
+                printable=rows.printable,
+            )
             yield Chunk(calls, rows.problems + problems)
 
 
@@ -90,15 +104,18 @@ def _fixed_width(stream: BinaryIO, mapping: dict, options: ParseOptions) -> Iter
             is_trailer = pc.match_substring_regex(lines, trailer["pattern"]).to_numpy(zero_copy_only=False)
             for i in np.flatnonzero(is_trailer):
                 text = lines[int(i)].as_py()
-                count = text[trailer["count"]["start"]:trailer["count"]["end"]].strip()
+                count = text[trailer["count"]["start"] : trailer["count"]["end"]].strip()
                 if not count.isdigit():
                     raise FormatError(f"trailer on line {numbers[i]} has no record count: {count!r}")
                 declared = int(count)
         keep = pc.match_substring_regex(lines, record) if record else pc.greater(pc.utf8_length(lines), 0)
         lines, numbers = lines.filter(keep), numbers[keep.to_numpy(zero_copy_only=False)]
         records += len(lines)
-        source = {name: pc.utf8_trim_whitespace(pc.utf8_slice_codeunits(lines, spec["start"], spec["end"]))
-                  for name, spec in mapping["columns"].items() if isinstance(spec, dict) and "start" in spec}
+        source = {
+            name: pc.utf8_trim_whitespace(pc.utf8_slice_codeunits(lines, spec["start"], spec["end"]))
+            for name, spec in mapping["columns"].items()
+            if isinstance(spec, dict) and "start" in spec
+        }
         calls, problems = convert(source, pa.array(numbers), lines, mapping, options, fixed=True)
         yield Chunk(calls, problems)
     if not seen:
@@ -134,11 +151,10 @@ def _xml(stream: BinaryIO, mapping: dict, options: ParseOptions) -> Iterator[Chu
         names = sorted({k for r in rows for k in r})
         source = {name: pa.array([r.get(name, "") for r in rows], pa.string()) for name in names}
         for name in mapping["columns"].values():
-            for part in (name if isinstance(name, list) else [name]):
+            for part in name if isinstance(name, list) else [name]:
                 if isinstance(part, str) and part not in source:
                     source[part] = pa.array([""] * len(rows), pa.string())
-        calls, problems = convert(source, pa.array(numbers, pa.int64()), pa.array(texts, pa.string()),
-                                  mapping, options)
+        calls, problems = convert(source, pa.array(numbers, pa.int64()), pa.array(texts, pa.string()), mapping, options)
         return Chunk(calls, problems)
 
     try:
@@ -180,8 +196,7 @@ def _source(spec, source: dict[str, pa.Array], positional: list[str] | None, n: 
             raise FormatError(f"mapping names column {spec} for {field}, but lines have {len(source)} columns")
         return source[name]
     if spec not in source:
-        raise FormatError(f"mapping names column {spec!r} for {field}, but the header has "
-                          f"{', '.join(source)}")
+        raise FormatError(f"mapping names column {spec!r} for {field}, but the header has {', '.join(source)}")
     return source[spec]
 
 
@@ -229,8 +244,10 @@ def _seconds(text: pa.Array, unit: str) -> pa.Array:
         def part(a: int, b: int) -> pa.Array:
             return pc.cast(pc.utf8_slice_codeunits(digits, a, b), pa.float64())
 
-        seconds = pc.add(pc.add(pc.multiply(part(0, 2), 3600.0), pc.multiply(part(2, 4), 60.0)),
-                         pc.add(part(4, 6), pc.divide(part(6, 8), 100.0)))
+        seconds = pc.add(
+            pc.add(pc.multiply(part(0, 2), 3600.0), pc.multiply(part(2, 4), 60.0)),
+            pc.add(part(4, 6), pc.divide(part(6, 8), 100.0)),
+        )
     else:
         ok = pc.match_substring_regex(text, r"^-?\d+(\.\d+)?$")
         seconds = pc.cast(pc.if_else(ok, text, None), pa.float64())
@@ -239,10 +256,18 @@ def _seconds(text: pa.Array, unit: str) -> pa.Array:
     return pc.cast(pc.round(seconds), pa.int64())
 
 
-def convert(source: dict[str, pa.Array], line_number: pa.Array, raw_text: pa.Array, mapping: dict,
-            options: ParseOptions, *, positional: list[str] | None = None, fixed: bool = False,
-            invalid_bytes: dict[int, str] | None = None, printable: bool = False
-            ) -> tuple[pd.DataFrame, list[RowProblem]]:
+def convert(
+    source: dict[str, pa.Array],
+    line_number: pa.Array,
+    raw_text: pa.Array,
+    mapping: dict,
+    options: ParseOptions,
+    *,
+    positional: list[str] | None = None,
+    fixed: bool = False,
+    invalid_bytes: dict[int, str] | None = None,
+    printable: bool = False,
+) -> tuple[pd.DataFrame, list[RowProblem]]:
     """Canonical frame and per-row problems from source columns, by ``mapping``."""
     n = len(line_number)
     columns_spec = mapping["columns"]
@@ -274,13 +299,16 @@ def convert(source: dict[str, pa.Array], line_number: pa.Array, raw_text: pa.Arr
         for i in np.flatnonzero(bad.to_numpy(zero_copy_only=False)):
             failed[i] = True
             reasons.setdefault(int(i), []).append(
-                f"parse:{field}:unparseable {text[int(i)].as_py()!r}" if text[int(i)].is_valid and
-                text[int(i)].as_py().strip() else f"parse:{field}:missing")
+                f"parse:{field}:unparseable {text[int(i)].as_py()!r}"
+                if text[int(i)].is_valid and text[int(i)].as_py().strip()
+                else f"parse:{field}:missing"
+            )
 
     for field, text in raw_values.items():
         if field in TIME_FIELDS:
-            out[field] = _timestamps(text, formats.get(field, mapping.get("timestamp_format", "iso8601")),
-                                     options.timezone)
+            out[field] = _timestamps(
+                text, formats.get(field, mapping.get("timestamp_format", "iso8601")), options.timezone
+            )
             check(field, out[field], text, field == "start_time")
         elif field in INT_FIELDS:
             out[field] = _seconds(text, unit if field in SECONDS_FIELDS else "seconds")
@@ -298,6 +326,7 @@ def convert(source: dict[str, pa.Array], line_number: pa.Array, raw_text: pa.Arr
         check("start_time", out["start_time"], raw_values.get("end_time", pa.nulls(n, pa.string())), True)
     if derive.get("end_time") == "start_plus_duration" and duration is not None:
         out["end_time"] = pc.add(out["start_time"], pc.cast(pc.multiply(duration, 1_000_000), pa.duration("us")))
+
     def seconds_between(later: str, earlier: str) -> pa.Array:
         span = pc.subtract(out[later], out[earlier])
         return pc.cast(pc.round(pc.divide(pc.cast(pc.cast(span, pa.duration("us")), pa.int64()), 1e6)), pa.int64())
@@ -343,8 +372,9 @@ class BuiltinMappingParser:
     mapping: dict = {}
 
     def parse(self, stream: BinaryIO, options: ParseOptions) -> Iterator[Chunk]:
-        own = ParseOptions(timezone=options.timezone, encoding=options.encoding,
-                           chunk_rows=options.chunk_rows, mapping=self.mapping)
+        own = ParseOptions(
+            timezone=options.timezone, encoding=options.encoding, chunk_rows=options.chunk_rows, mapping=self.mapping
+        )
         for chunk in MappedParser().parse(stream, own):
             yield self.finish(chunk)
 

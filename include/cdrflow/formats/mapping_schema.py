@@ -45,14 +45,40 @@ import yaml
 
 from cdrflow.formats.base import CANONICAL, FormatError
 
-KEYS = {"record", "optional", "names", "normalise_header", "layout", "delimiter", "quotechar", "header", "header_prefix", "skip_lines", "comment_prefix",
-        "encoding", "timezone", "timestamp_format", "timestamp_formats", "duration_unit", "columns",
-        "constants", "value_maps", "derive", "record_filter", "trailer", "description"}
+KEYS = {
+    "record",
+    "optional",
+    "names",
+    "normalise_header",
+    "layout",
+    "delimiter",
+    "quotechar",
+    "header",
+    "header_prefix",
+    "skip_lines",
+    "comment_prefix",
+    "encoding",
+    "timezone",
+    "timestamp_format",
+    "timestamp_formats",
+    "duration_unit",
+    "columns",
+    "constants",
+    "value_maps",
+    "derive",
+    "record_filter",
+    "trailer",
+    "description",
+}
 FIELDS = set(CANONICAL) - {"extras"}
 LAYOUTS = {"delimited", "fixed_width", "xml"}
 DURATION_UNITS = {"seconds", "ms", "go", "hhmmsscc"}
-DERIVATIONS = {"start_time": {"end_minus_duration"}, "end_time": {"start_plus_duration"},
-               "duration_seconds": {"end_minus_start"}, "billing_seconds": {"end_minus_answer"}}
+DERIVATIONS = {
+    "start_time": {"end_minus_duration"},
+    "end_time": {"start_plus_duration"},
+    "duration_seconds": {"end_minus_start"},
+    "billing_seconds": {"end_minus_answer"},
+}
 
 
 class MappingError(FormatError):
@@ -75,8 +101,9 @@ def _fields(where: str, value: dict, name: str) -> None:
         raise MappingError(f"{where}: '{name}' must be a mapping of canonical field -> value")
     unknown = sorted(set(value) - FIELDS)
     if unknown:
-        raise MappingError(f"{where}: '{name}' names unknown canonical field(s) {unknown}; "
-                           f"known: {', '.join(sorted(FIELDS))}")
+        raise MappingError(
+            f"{where}: '{name}' names unknown canonical field(s) {unknown}; known: {', '.join(sorted(FIELDS))}"
+        )
 
 
 def check_mapping(mapping: object, where: str = "mapping") -> dict:
@@ -100,8 +127,9 @@ def check_mapping(mapping: object, where: str = "mapping") -> dict:
         raise MappingError(f"{where}: duration_unit must be one of {sorted(DURATION_UNITS)}")
     for field_name, rule in mapping.get("derive", {}).items():
         if rule not in DERIVATIONS.get(field_name, set()):
-            raise MappingError(f"{where}: derive {field_name}: {rule!r} is not one of "
-                               f"{sorted(DERIVATIONS.get(field_name, set()))}")
+            raise MappingError(
+                f"{where}: derive {field_name}: {rule!r} is not one of {sorted(DERIVATIONS.get(field_name, set()))}"
+            )
     if mapping.get("layout") == "xml" and not mapping.get("record"):
         raise MappingError(f"{where}: layout xml needs 'record', the element that is one CDR")
     if mapping.get("layout") == "fixed_width":

@@ -1,6 +1,6 @@
 """The upload-bucket collector: an S3 prefix (or a local directory) where carriers drop files.
 
-A :class:`~cdrflow.carrier_config.BucketSource` names ``s3://bucket/prefix/`` with an Airflow
+A :class:`~cdrflow.config.carrier_file.BucketSource` names ``s3://bucket/prefix/`` with an Airflow
 ``aws`` connection (``conn_id``; its extra ``endpoint_url`` points at an S3-compatible server),
 a ``file://`` URL, or a local directory path (relative paths are under the state directory). All
 of them are reached through Airflow's ``ObjectStoragePath`` (fsspec underneath), so the code is
@@ -26,10 +26,10 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from cdrflow import settings
-from cdrflow.carrier_config import BucketSource
-from cdrflow.errors import ConfigurationError, SourceUnavailable, SourceUnreadable
-from cdrflow.rawstore import RawStore
+from cdrflow.config import settings
+from cdrflow.config.carrier_file import BucketSource
+from cdrflow.config.errors import ConfigurationError, SourceUnavailable, SourceUnreadable
+from cdrflow.intake.rawstore import RawStore
 from cdrflow.sources.base import Collected, collect_one, matches, plain_name, skipped
 
 log = logging.getLogger(__name__)
@@ -60,8 +60,9 @@ def _base_path(source: BucketSource):
         try:
             Path(base.path).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise SourceUnavailable(f"bucket source {base.path}: cannot create the directory: "
-                                    f"{_one_line(exc)}") from exc
+            raise SourceUnavailable(
+                f"bucket source {base.path}: cannot create the directory: {_one_line(exc)}"
+            ) from exc
     return base
 
 
@@ -94,9 +95,11 @@ def _check_connection(base) -> None:
     try:
         BaseHook.get_connection(base.conn_id)
     except AirflowNotFoundException:
-        raise ConfigurationError(f"bucket source {base.protocol}://{base.path}: the Airflow connection "
-                                 f"{base.conn_id!r} is not defined (AIRFLOW_CONN_{base.conn_id.upper()} "
-                                 f"or a secrets backend)") from None
+        raise ConfigurationError(
+            f"bucket source {base.protocol}://{base.path}: the Airflow connection "
+            f"{base.conn_id!r} is not defined (AIRFLOW_CONN_{base.conn_id.upper()} "
+            f"or a secrets backend)"
+        ) from None
 
 
 def _list(base) -> list[dict]:
@@ -117,11 +120,11 @@ def _list(base) -> list[dict]:
         # (HEAD bucket): if it is there, the prefix is simply empty.
         try:
             fs.info(base.bucket, refresh=True)
-        except Exception as probe:  # noqa: BLE001 - any failure here means we cannot read the bucket
+        except Exception as probe:
             reason = "no such bucket" if isinstance(probe, FileNotFoundError) else _one_line(probe)
             raise SourceUnavailable(f"bucket source {_where(base)} is unavailable: {reason}") from probe
         return []
-    except Exception as exc:  # noqa: BLE001 - refused, timed out, access denied, bad credentials...
+    except Exception as exc:
         # botocore raises its own exception types (EndpointConnectionError, NoCredentialsError)
         # besides s3fs's OSError translations; all of them mean the same thing to an operator.
         # The chained traceback keeps the details.
@@ -155,8 +158,10 @@ def collect(engine: Engine, store: RawStore, carrier: str, source: BucketSource)
     # processed_prefix is a sub-"directory" whatever its slashes: "processed" must not become a
     # sibling name like "processedfoo.csv", which the next listing would collect again.
     if not source.processed_prefix.strip("/"):
-        raise ConfigurationError(f"bucket source {_where(base)}: processed_prefix cannot be empty "
-                                 "(registered objects must be moved out of the prefix)")
+        raise ConfigurationError(
+            f"bucket source {_where(base)}: processed_prefix cannot be empty "
+            "(registered objects must be moved out of the prefix)"
+        )
     processed = base / source.processed_prefix.strip("/")
     entries = sorted(_list(base), key=lambda e: e["name"])
     todo = [(entry["name"], name) for entry in entries if (name := _wanted(entry, source.patterns))]
@@ -170,29 +175,36 @@ def collect(engine: Engine, store: RawStore, carrier: str, source: BucketSource)
         try:
             stream = obj.open("rb")
         except OSError as exc:  # vanished (taken by another run?), or this one object is denied
-            results.append(skipped(kind=KIND, carrier=carrier, name=registered_name, source_uri=uri,
-                                   reason=f"cannot open: {_one_line(exc)}"))
+            results.append(
+                skipped(
+                    kind=KIND,
+                    carrier=carrier,
+                    name=registered_name,
+                    source_uri=uri,
+                    reason=f"cannot open: {_one_line(exc)}",
+                )
+            )
             continue
         try:
             with stream:
-                done = collect_one(engine, store, stream, kind=KIND, carrier=carrier,
-                                   name=registered_name, source_uri=uri)
+                done = collect_one(
+                    engine, store, stream, kind=KIND, carrier=carrier, name=registered_name, source_uri=uri
+                )
         except SourceUnreadable as exc:  # failed mid-read: nothing was recorded
-            results.append(skipped(kind=KIND, carrier=carrier, name=registered_name, source_uri=uri,
-                                   reason=str(exc)))
+            results.append(skipped(kind=KIND, carrier=carrier, name=registered_name, source_uri=uri, reason=str(exc)))
             continue
         results.append(done)
         target = processed / name
         try:
             obj.move(target)  # fsspec: a rename on disk, copy + delete on S3; overwrites (see above)
         except FileNotFoundError:
-            log.warning("%s was registered as file %s but was gone before it could be moved",
-                        uri, done.file_id)
-        except Exception as exc:  # noqa: BLE001
+            log.warning("%s was registered as file %s but was gone before it could be moved", uri, done.file_id)
+        except Exception as exc:
             raise SourceUnavailable(
                 f"bucket source {_where(base)}: {name} was registered as file {done.file_id} but "
                 f"could not be moved to {processed.path}/ ({_one_line(exc)}); until it is moved, "
-                f"every run records it again as a duplicate") from exc
+                f"every run records it again as a duplicate"
+            ) from exc
     return results
 
 

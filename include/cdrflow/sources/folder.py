@@ -7,14 +7,15 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from cdrflow.rawstore import RawStore
-from cdrflow.registry import Registration, register_file
+from cdrflow.intake.rawstore import RawStore
+from cdrflow.intake.registry import Registration, register_file
 
 log = logging.getLogger(__name__)
 
 
-def register_folder(engine: Engine, store: RawStore, folder: Path, *, carrier: str,
-                    file_source: str = "upload", pattern: str = "*") -> list[Registration]:
+def register_folder(
+    engine: Engine, store: RawStore, folder: Path, *, carrier: str, file_source: str = "upload", pattern: str = "*"
+) -> list[Registration]:
     """Register the regular files of ``folder`` matching ``pattern``, in name order.
 
     Hidden files and files ending in ``.part`` or ``.tmp`` (still being written) are skipped.
@@ -26,6 +27,15 @@ def register_folder(engine: Engine, store: RawStore, folder: Path, *, carrier: s
     for path in sorted(folder.glob(pattern)):
         if not path.is_file() or path.name.startswith(".") or path.suffix in (".part", ".tmp"):
             continue
-        results.append(register_file(engine, store, path, file_name=path.name, carrier=carrier,
-                                     file_source=file_source, source_uri=path.resolve().as_uri()))
+        results.append(
+            register_file(
+                engine,
+                store,
+                path,
+                file_name=path.name,
+                carrier=carrier,
+                file_source=file_source,
+                source_uri=path.resolve().as_uri(),
+            )
+        )
     return results

@@ -34,9 +34,9 @@ from urllib.parse import quote
 
 from sqlalchemy import Engine
 
-from cdrflow.carrier_config import RemoteDirSource
-from cdrflow.errors import ConfigurationError
-from cdrflow.rawstore import RawStore
+from cdrflow.config.carrier_file import RemoteDirSource
+from cdrflow.config.errors import ConfigurationError
+from cdrflow.intake.rawstore import RawStore
 from cdrflow.sources import remote
 from cdrflow.sources.base import Collected
 
@@ -122,9 +122,11 @@ class FtpClient:
     def list_files(self, directory: str) -> dict[str, int]:
         with self._file_errors("list", directory):
             try:
-                return {posixpath.basename(name): int(facts["size"])
-                        for name, facts in self._ftp.mlsd(directory, facts=["type", "size"])
-                        if facts.get("type") == "file" and "size" in facts}
+                return {
+                    posixpath.basename(name): int(facts["size"])
+                    for name, facts in self._ftp.mlsd(directory, facts=["type", "size"])
+                    if facts.get("type") == "file" and "size" in facts
+                }
             except ftplib.error_perm as exc:
                 if str(exc)[:3] not in ("500", "501", "502"):
                     raise
@@ -235,8 +237,14 @@ def connect(source: RemoteDirSource) -> Iterator[FtpClient]:
             ftp.close()
 
 
-def run(engine: Engine, store: RawStore, carrier: str, source: RemoteDirSource, *,
-        sleep: Callable[[float], None] = time.sleep) -> list[Collected]:
+def run(
+    engine: Engine,
+    store: RawStore,
+    carrier: str,
+    source: RemoteDirSource,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[Collected]:
     """Collect ``carrier``'s files from its FTP or FTPS ``source``."""
     with connect(source) as client:
         return remote.collect(engine, store, carrier, source, client, sleep=sleep)

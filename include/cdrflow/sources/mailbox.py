@@ -31,10 +31,10 @@ from urllib.parse import quote
 
 from sqlalchemy import Engine
 
-from cdrflow.carrier_config import MailboxSource
-from cdrflow.errors import ConfigurationError, SourceUnavailable
-from cdrflow.rawstore import RawStore
-from cdrflow.registry import MailFields
+from cdrflow.config.carrier_file import MailboxSource
+from cdrflow.config.errors import ConfigurationError, SourceUnavailable
+from cdrflow.intake.rawstore import RawStore
+from cdrflow.intake.registry import MailFields
 from cdrflow.sources.base import Collected, collect_one, matches, plain_name, skipped
 
 log = logging.getLogger("cdrflow.sources")
@@ -89,8 +89,10 @@ def connect(source: MailboxSource) -> Iterator[imaplib.IMAP4]:
     try:
         conn = hook.get_connection(source.conn_id)
     except AirflowNotFoundException:
-        raise ConfigurationError(f"mailbox connection {source.conn_id!r} is not defined "
-                                 f"(AIRFLOW_CONN_{source.conn_id.upper()} or a secrets backend)") from None
+        raise ConfigurationError(
+            f"mailbox connection {source.conn_id!r} is not defined "
+            f"(AIRFLOW_CONN_{source.conn_id.upper()} or a secrets backend)"
+        ) from None
     use_ssl = conn.extra_dejson.get("use_ssl", True)  # the hook's own default
     where = f"mailbox {source.conn_id} ({conn.host}:{conn.port or (993 if use_ssl else 143)})"
     if not (conn.login and conn.password):
@@ -149,8 +151,12 @@ class _Imap:
 
     def capabilities(self) -> set[str]:
         # asked again after login: the greeting's list does not show MOVE or UIDPLUS
-        return {c.upper() for line in self("CAPABILITY", "capability") if isinstance(line, bytes)
-                for c in line.decode().split()}
+        return {
+            c.upper()
+            for line in self("CAPABILITY", "capability")
+            if isinstance(line, bytes)
+            for c in line.decode().split()
+        }
 
 
 def _senders(message: EmailMessage) -> list[str]:
@@ -200,8 +206,15 @@ def _done(imap: _Imap, uid: bytes, source: MailboxSource, caps: set[str]) -> str
     return f"moved to {source.processed_folder}"
 
 
-def collect(engine: Engine, store: RawStore, carrier: str, source: MailboxSource,
-            client: imaplib.IMAP4, *, caps: set[str] | None = None) -> list[Collected]:
+def collect(
+    engine: Engine,
+    store: RawStore,
+    carrier: str,
+    source: MailboxSource,
+    client: imaplib.IMAP4,
+    *,
+    caps: set[str] | None = None,
+) -> list[Collected]:
     """Register the matching attachments of every message in ``source.folder`` (see the module
     docstring). ``caps`` overrides the server's capabilities (tests of the MOVE fallback)."""
     imap = _Imap(client, source)
@@ -213,8 +226,12 @@ def collect(engine: Engine, store: RawStore, carrier: str, source: MailboxSource
     criteria = "ALL" if source.processed_folder else "UNFLAGGED"
     uids = imap("searching messages", "uid", "SEARCH", None, criteria)[0].split()
     if uids and source.processed_folder:
-        imap(f"creating folder {source.processed_folder!r}", "create",
-             _quote_mailbox(source.processed_folder), ok_codes=("[ALREADYEXISTS]",))
+        imap(
+            f"creating folder {source.processed_folder!r}",
+            "create",
+            _quote_mailbox(source.processed_folder),
+            ok_codes=("[ALREADYEXISTS]",),
+        )
 
     base_uri = f"imap://{client.host}:{client.port}/{quote(source.folder, safe='')};UIDVALIDITY={uidvalidity}"
     results: list[Collected] = []
@@ -225,33 +242,71 @@ def collect(engine: Engine, store: RawStore, carrier: str, source: MailboxSource
             continue  # expunged meanwhile by someone else
         senders = _senders(email.message_from_bytes(head, policy=email.policy.default))
         if not senders or not all(matches(s, source.senders) for s in senders):
-            log.info("mailbox %s %s: sender %s not allowed; message left in %s",
-                     carrier, uri, ", ".join(senders) or "(none)", source.folder)
-            results.append(skipped(kind="mailbox", carrier=carrier, name=f"message UID {uid.decode()}",
-                                   reason="sender not allowed", source_uri=uri))
+            log.info(
+                "mailbox %s %s: sender %s not allowed; message left in %s",
+                carrier,
+                uri,
+                ", ".join(senders) or "(none)",
+                source.folder,
+            )
+            results.append(
+                skipped(
+                    kind="mailbox",
+                    carrier=carrier,
+                    name=f"message UID {uid.decode()}",
+                    reason="sender not allowed",
+                    source_uri=uri,
+                )
+            )
             continue
         raw = imap.fetch(uid, "BODY.PEEK[]")
         if raw is None:
             continue
         message = email.message_from_bytes(raw, policy=email.policy.default)
-        mail = MailFields(message_id=_header(message, "Message-ID"), sender=_header(message, "From"),
-                          recipients=_header(message, "To"), subject=_header(message, "Subject"))
+        mail = MailFields(
+            message_id=_header(message, "Message-ID"),
+            sender=_header(message, "From"),
+            recipients=_header(message, "To"),
+            subject=_header(message, "Subject"),
+        )
         taken = 0
         for raw_name, payload in _attachments(message):
             name = plain_name(raw_name)
             if not matches(name, source.attachments):
-                log.info("mailbox %s %s: attachment %r does not match %s; not taken",
-                         carrier, uri, name, ", ".join(source.attachments))
+                log.info(
+                    "mailbox %s %s: attachment %r does not match %s; not taken",
+                    carrier,
+                    uri,
+                    name,
+                    ", ".join(source.attachments),
+                )
                 continue
-            results.append(collect_one(engine, store, io.BytesIO(payload), kind="mailbox", carrier=carrier,
-                                       name=name, source_uri=uri, mail=mail))
+            results.append(
+                collect_one(
+                    engine,
+                    store,
+                    io.BytesIO(payload),
+                    kind="mailbox",
+                    carrier=carrier,
+                    name=name,
+                    source_uri=uri,
+                    mail=mail,
+                )
+            )
             taken += 1
         done = _done(imap, uid, source, caps)
         if taken:
             log.info("mailbox %s %s: %d file(s) registered; message %s", carrier, uri, taken, done)
         else:
-            log.warning("mailbox %s %s (%s, %r): no attachment matches %s; message %s",
-                        carrier, uri, mail.sender, mail.subject, ", ".join(source.attachments), done)
+            log.warning(
+                "mailbox %s %s (%s, %r): no attachment matches %s; message %s",
+                carrier,
+                uri,
+                mail.sender,
+                mail.subject,
+                ", ".join(source.attachments),
+                done,
+            )
     return results
 
 

@@ -20,8 +20,8 @@ carriers who do not let us delete; it costs a download per file per run.
 Errors: a problem with one file (vanished between listing and download, permission denied,
 transfer failed) is logged and reported as a skipped file; the others go on. A directory that
 cannot be listed does not stop the other directories, but the run ends with
-:class:`~cdrflow.errors.SourceUnavailable` naming it. Connection-level failures are raised by the
-client as they happen and turned into :class:`~cdrflow.errors.SourceUnavailable` by its
+:class:`~cdrflow.config.errors.SourceUnavailable` naming it. Connection-level failures are raised by the
+client as they happen and turned into :class:`~cdrflow.config.errors.SourceUnavailable` by its
 ``connect()``, through :func:`unavailable_on`.
 """
 
@@ -37,9 +37,9 @@ from typing import BinaryIO, Protocol
 
 from sqlalchemy import Engine
 
-from cdrflow.carrier_config import RemoteDirSource
-from cdrflow.errors import CdrflowError, SourceUnavailable, SourceUnreadable
-from cdrflow.rawstore import RawStore
+from cdrflow.config.carrier_file import RemoteDirSource
+from cdrflow.config.errors import CdrflowError, SourceUnavailable, SourceUnreadable
+from cdrflow.intake.rawstore import RawStore
 from cdrflow.sources.base import Collected, collect_one, matches, plain_name, skipped
 
 log = logging.getLogger(__name__)
@@ -51,8 +51,9 @@ class RemoteFileError(CdrflowError):
 
 
 @contextmanager
-def unavailable_on(errors: type[BaseException] | tuple[type[BaseException], ...], where: str,
-                   what: str) -> Iterator[None]:
+def unavailable_on(
+    errors: type[BaseException] | tuple[type[BaseException], ...], where: str, what: str
+) -> Iterator[None]:
     """Raise the protocol's connection-level ``errors`` (refused, timed out, login refused,
     connection lost) as :class:`SourceUnavailable` ``"{where}: {what}: {reason}"``, the reason
     on one line and never empty."""
@@ -98,8 +99,7 @@ def _list(client: RemoteClient, directory: str, failures: dict[str, str]) -> dic
 
 def _candidates(listing: dict[str, int], source: RemoteDirSource) -> list[str]:
     marker = source.done_marker
-    return sorted(n for n in listing
-                  if not (marker and n.endswith(marker)) and matches(n, source.patterns))
+    return sorted(n for n in listing if not (marker and n.endswith(marker)) and matches(n, source.patterns))
 
 
 def _marked(name: str, listing: dict[str, int], source: RemoteDirSource) -> bool:
@@ -114,8 +114,7 @@ def _unused_name(client: RemoteClient, target: str) -> str:
     return f"{target}.{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%fZ')}"
 
 
-def _after(client: RemoteClient, source: RemoteDirSource, directory: str, name: str,
-           created: set[str]) -> None:
+def _after(client: RemoteClient, source: RemoteDirSource, directory: str, name: str, created: set[str]) -> None:
     path = posixpath.join(directory, name)
     paths = [path] + ([path + source.done_marker] if source.done_marker else [])
     if source.after == "delete":
@@ -129,14 +128,22 @@ def _after(client: RemoteClient, source: RemoteDirSource, directory: str, name: 
             client.rename(p, _unused_name(client, posixpath.join(source.move_to, posixpath.basename(p))))
 
 
-def collect(engine: Engine, store: RawStore, carrier: str, source: RemoteDirSource,
-            client: RemoteClient, *, sleep: Callable[[float], None] = time.sleep) -> list[Collected]:
+def collect(
+    engine: Engine,
+    store: RawStore,
+    carrier: str,
+    source: RemoteDirSource,
+    client: RemoteClient,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[Collected]:
     """Collect the files of ``source`` through ``client``; one :class:`Collected` per file seen."""
     failures: dict[str, str] = {}
     listings = {d: found for d in source.directories if (found := _list(client, d, failures)) is not None}
     settled: dict[str, dict[str, int] | None] = {}
-    if source.settle_seconds > 0 and any(_marked(n, found, source) for found in listings.values()
-                                         for n in _candidates(found, source)):
+    if source.settle_seconds > 0 and any(
+        _marked(n, found, source) for found in listings.values() for n in _candidates(found, source)
+    ):
         sleep(source.settle_seconds)  # once per run, for every directory
         settled = {d: _list(client, d, failures) for d in listings}
 
@@ -149,8 +156,13 @@ def collect(engine: Engine, store: RawStore, carrier: str, source: RemoteDirSour
         for name in _candidates(listing, source):
             path = posixpath.join(directory, name)
             uri = client.uri(path)
-            seen = {"kind": source.kind, "carrier": carrier, "name": plain_name(name),
-                    "size": listing[name], "source_uri": uri}
+            seen = {
+                "kind": source.kind,
+                "carrier": carrier,
+                "name": plain_name(name),
+                "size": listing[name],
+                "source_uri": uri,
+            }
             if not _marked(name, listing, source):
                 results.append(skipped(**seen, reason="no done marker yet"))
                 continue
@@ -159,8 +171,9 @@ def collect(engine: Engine, store: RawStore, carrier: str, source: RemoteDirSour
                 continue
             try:
                 with client.open_read(path) as stream:
-                    done = collect_one(engine, store, stream, kind=source.kind, carrier=carrier,
-                                       name=seen["name"], source_uri=uri)
+                    done = collect_one(
+                        engine, store, stream, kind=source.kind, carrier=carrier, name=seen["name"], source_uri=uri
+                    )
             except (RemoteFileError, SourceUnreadable) as exc:
                 log.warning("%s: cannot download: %s", uri, exc)
                 results.append(skipped(**seen, reason=f"cannot download: {exc}"))
@@ -172,6 +185,8 @@ def collect(engine: Engine, store: RawStore, carrier: str, source: RemoteDirSour
                 # Registered all the same: left on the server, it comes back as a duplicate.
                 log.warning("%s: registered, but could not %s it: %s", uri, source.after, exc)
     if failures:
-        raise SourceUnavailable(f"{source.kind} connection {source.conn_id!r}: cannot list "
-                                + "; ".join(f"{d} ({why})" for d, why in failures.items()))
+        raise SourceUnavailable(
+            f"{source.kind} connection {source.conn_id!r}: cannot list "
+            + "; ".join(f"{d} ({why})" for d, why in failures.items())
+        )
     return results

@@ -13,29 +13,35 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from cdrflow import carrier_config
-from cdrflow.carrier_config import Source
-from cdrflow.rawstore import RawStore
+from cdrflow.config import carrier_file
+from cdrflow.config.carrier_file import Source
+from cdrflow.intake.rawstore import RawStore
 from cdrflow.sources.base import Collected
 
 log = logging.getLogger("cdrflow.sources")
 
-_MODULES = {"mailbox": "cdrflow.sources.mailbox", "sftp": "cdrflow.sources.sftp",
-            "ftp": "cdrflow.sources.ftp", "bucket": "cdrflow.sources.bucket"}
+_MODULES = {
+    "mailbox": "cdrflow.sources.mailbox",
+    "sftp": "cdrflow.sources.sftp",
+    "ftp": "cdrflow.sources.ftp",
+    "bucket": "cdrflow.sources.bucket",
+}
 
 
-def planned(engine: Engine, kind: str, configs: list[carrier_config.CarrierConfig] | None = None) -> list[dict]:
+def planned(engine: Engine, kind: str, configs: list[carrier_file.CarrierConfig] | None = None) -> list[dict]:
     """Sync the carrier file into the warehouse and list the sources of ``kind`` as plain
     dicts (what a DAG hands from task to task): ``{"carrier": code, "source": {...}}``."""
-    configs = carrier_config.load() if configs is None else configs
+    configs = carrier_file.load() if configs is None else configs
     with engine.begin() as conn:
-        carrier_config.sync(conn, configs)
-    return [{"carrier": code, "source": dataclasses.asdict(source)}
-            for code, source in carrier_config.sources_of_kind(configs, kind)]
+        carrier_file.sync(conn, configs)
+    return [
+        {"carrier": code, "source": dataclasses.asdict(source)}
+        for code, source in carrier_file.sources_of_kind(configs, kind)
+    ]
 
 
 def source_from_dict(raw: dict[str, Any]) -> Source:
-    return carrier_config.parse_source(raw, "source")
+    return carrier_file.parse_source(raw, "source")
 
 
 def collect(engine: Engine, store: RawStore, carrier: str, source: Source) -> list[Collected]:
@@ -43,6 +49,13 @@ def collect(engine: Engine, store: RawStore, carrier: str, source: Source) -> li
     module = importlib.import_module(_MODULES[source.kind])
     found = module.run(engine, store, carrier, source)
     new = sum(c.is_new for c in found)
-    log.info("%s %s: %d file(s) seen, %d new, %d duplicate(s), %d skipped", source.kind, carrier, len(found),
-             new, sum(c.outcome == "duplicate" for c in found), sum(c.outcome == "skipped" for c in found))
+    log.info(
+        "%s %s: %d file(s) seen, %d new, %d duplicate(s), %d skipped",
+        source.kind,
+        carrier,
+        len(found),
+        new,
+        sum(c.outcome == "duplicate" for c in found),
+        sum(c.outcome == "skipped" for c in found),
+    )
     return found

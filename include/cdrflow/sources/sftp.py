@@ -19,9 +19,9 @@ from urllib.parse import quote
 from paramiko import SFTPClient, SSHException
 from sqlalchemy import Engine
 
-from cdrflow.carrier_config import RemoteDirSource
-from cdrflow.errors import ConfigurationError
-from cdrflow.rawstore import RawStore
+from cdrflow.config.carrier_file import RemoteDirSource
+from cdrflow.config.errors import ConfigurationError
+from cdrflow.intake.rawstore import RawStore
 from cdrflow.sources import remote
 from cdrflow.sources.base import Collected
 
@@ -52,8 +52,11 @@ class SftpClient:
 
     def list_files(self, directory: str) -> dict[str, int]:
         with self._file_errors("list", directory):
-            return {a.filename: a.st_size for a in self._sftp.listdir_attr(directory)
-                    if a.st_mode is not None and stat.S_ISREG(a.st_mode)}
+            return {
+                a.filename: a.st_size
+                for a in self._sftp.listdir_attr(directory)
+                if a.st_mode is not None and stat.S_ISREG(a.st_mode)
+            }
 
     @contextmanager
     def open_read(self, path: str) -> Iterator[BinaryIO]:
@@ -120,8 +123,14 @@ def connect(source: RemoteDirSource) -> Iterator[SftpClient]:
             yield SftpClient(sftp, hook.remote_host, hook.port)
 
 
-def run(engine: Engine, store: RawStore, carrier: str, source: RemoteDirSource, *,
-        sleep: Callable[[float], None] = time.sleep) -> list[Collected]:
+def run(
+    engine: Engine,
+    store: RawStore,
+    carrier: str,
+    source: RemoteDirSource,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[Collected]:
     """Collect ``carrier``'s files from its SFTP ``source``."""
     with connect(source) as client:
         return remote.collect(engine, store, carrier, source, client, sleep=sleep)

@@ -39,8 +39,7 @@ def ensure_server(state: Path, database: str = DATABASE) -> str:
     server = _server(pgdata)
     info = server.get_postmaster_info()
     url = f"postgresql+psycopg2://postgres@/{database}?host={info.socket_dir}&port={info.port}"
-    _create_database(f"postgresql+psycopg2://postgres@/postgres?host={info.socket_dir}&port={info.port}",
-                     database)
+    _create_database(f"postgresql+psycopg2://postgres@/postgres?host={info.socket_dir}&port={info.port}", database)
     return url
 
 
@@ -50,8 +49,7 @@ def _create_database(admin_url: str, database: str) -> None:
     engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as conn:
-            exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :d"),
-                                  {"d": database}).scalar()
+            exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": database}).scalar()
             if not exists:
                 # CREATE DATABASE takes no bind parameters; the name is our constant, quoted.
                 conn.exec_driver_sql(f'CREATE DATABASE "{database}"')

@@ -25,8 +25,8 @@ from pathlib import Path
 import pandas as pd
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")  # no phoning home (there is no internet)
-import great_expectations as gx  # noqa: E402  (takes seconds: paid once, when a worker imports this)
-import great_expectations.expectations as gxe  # noqa: E402
+import great_expectations as gx
+import great_expectations.expectations as gxe
 
 log = logging.getLogger(__name__)
 # GX's INFO/WARNING chatter on every context and run (one module sets its own level)
@@ -85,7 +85,7 @@ def _fill(value, today: date):
 
 
 @lru_cache(maxsize=16)
-def _columns(file_type: str) -> list[str]:
+def columns(file_type: str) -> list[str]:
     """The columns the suite looks at, plus line_number (GX hashes every column it is given)."""
     used = {"line_number"}
     for entry in suite_config(file_type):
@@ -94,12 +94,13 @@ def _columns(file_type: str) -> list[str]:
 
 
 def _view(frame: pd.DataFrame, file_type: str) -> pd.DataFrame:
-    view = frame[[c for c in _columns(file_type) if c in frame]]
+    view = frame[[c for c in columns(file_type) if c in frame]]
     epoch = pd.Timestamp(0, tz="UTC")
     changes = {c: (view[c] - epoch).dt.total_seconds() for c in TIME_COLUMNS if c in view}
     # nullable integers go through a per-value Python path in GX's range checks: floats don't
-    changes.update({c: view[c].astype("float64") for c in view.columns
-                    if str(view[c].dtype) == "Int64" and c != "line_number"})
+    changes.update(
+        {c: view[c].astype("float64") for c in view.columns if str(view[c].dtype) == "Int64" and c != "line_number"}
+    )
     return view.assign(**changes)
 
 
@@ -107,8 +108,11 @@ def _view(frame: pd.DataFrame, file_type: str) -> pd.DataFrame:
 def _validation_definition(file_type: str, today: date):
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = {"globally": False, "metric_calculations": False}
-    batch = context.data_sources.add_pandas(f"cdr_{file_type}").add_dataframe_asset("chunk") \
+    batch = (
+        context.data_sources.add_pandas(f"cdr_{file_type}")
+        .add_dataframe_asset("chunk")
         .add_batch_definition_whole_dataframe("whole")
+    )
     suite = context.suites.add(gx.ExpectationSuite(name=f"cdrflow_{file_type}"))
     names = []
     for entry in suite_config(file_type):
@@ -116,7 +120,8 @@ def _validation_definition(file_type: str, today: date):
         suite.add_expectation(getattr(gxe, _camel(entry["type"]))(**kwargs))
         names.append(expectation_name(entry))
     definition = context.validation_definitions.add(
-        gx.ValidationDefinition(name=f"cdrflow_{file_type}", data=batch, suite=suite))
+        gx.ValidationDefinition(name=f"cdrflow_{file_type}", data=batch, suite=suite)
+    )
     return definition, context.data_sources.get(f"cdr_{file_type}")
 
 
@@ -154,8 +159,12 @@ def validate_chunk(frame: pd.DataFrame, file_type: str, *, now: datetime | None 
         definition, datasource = _validation_definition(file_type, today)
         result = definition.run(
             batch_parameters={"dataframe": _view(frame, file_type)},
-            result_format={"result_format": "COMPLETE", "unexpected_index_column_names": ["line_number"],
-                           "return_unexpected_index_query": False})
+            result_format={
+                "result_format": "COMPLETE",
+                "unexpected_index_column_names": ["line_number"],
+                "return_unexpected_index_query": False,
+            },
+        )
         _forget_batches(datasource)
     bad: dict[int, list[str]] = {}
     summary = []
@@ -185,5 +194,6 @@ def merge_summaries(parts: list[list[ValidationSummary]]) -> list[ValidationSumm
 
 def format_summary(summary: list[ValidationSummary]) -> str:
     """Lines for the processing log, one per expectation."""
-    return "".join(f"  {s.expectation}: {'ok' if s.success else f'FAILED for {s.unexpected_count} row(s)'}\n"
-                   for s in summary)
+    return "".join(
+        f"  {s.expectation}: {'ok' if s.success else f'FAILED for {s.unexpected_count} row(s)'}\n" for s in summary
+    )

@@ -2,7 +2,7 @@
 
 ``process_file`` handles one file. ``process_batch`` handles the files of one processing task:
 big files one by one (streamed, chunk by chunk); small files in groups of one file type
-(:mod:`cdrflow.small_files`: parsed, validated and encoded for COPY together, since each of
+(:mod:`cdrflow.loading.small_files`: parsed, validated and encoded for COPY together, since each of
 those steps has a fixed cost that outweighs a file of a thousand calls), prepared in a thread
 while the previous group loads; then each file is loaded in its own transaction as usual.
 """
@@ -18,11 +18,15 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, text
 
-from cdrflow import archives, carriers, claims, small_files
-from cdrflow.errors import CdrflowError
+from cdrflow.config.errors import CdrflowError
 from cdrflow.formats.base import FormatError
-from cdrflow.loader import CheckedChunk, FileBusy, LoadResult, column_kinds, load_file, options_for
-from cdrflow.rawstore import RawStore
+from cdrflow.intake import archives, claims
+from cdrflow.intake.rawstore import RawStore
+from cdrflow.loading import small_files
+from cdrflow.loading.chunks import CheckedChunk, options_for
+from cdrflow.loading.payloads import column_kinds
+from cdrflow.loading.transaction import FileBusy, LoadResult, load_file
+from cdrflow.warehouse import carriers
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +36,9 @@ GROUP_BYTES = 16 << 20  # bytes of small files of one type prepared together (24
 LOADERS = 2  # small files loading at the same time
 
 
-def process_file(engine: Engine, store: RawStore, file_id: int, *,
-                 progress: Callable[[str], None] | None = None) -> LoadResult:
+def process_file(
+    engine: Engine, store: RawStore, file_id: int, *, progress: Callable[[str], None] | None = None
+) -> LoadResult:
     """Unpack (archives) or load (CDR files) ``file_id``; members of an archive are processed
     right after it. Returns the outcome of the file itself."""
     with engine.connect() as conn:
@@ -70,11 +75,15 @@ class BatchOutcome:
         by_status: dict[str, int] = {}
         for r in self.results:
             by_status[r.status] = by_status.get(r.status, 0) + 1
-        return {"files": len(self.results) + len(self.errors), "by_status": by_status,
-                "calls_loaded": sum(r.loaded for r in self.results),
-                "rows_rejected": sum(r.rejected for r in self.results),
-                "duplicates": sum(r.duplicates for r in self.results),
-                "errors": {str(k): v for k, v in self.errors.items()}, "seconds": round(self.seconds, 2)}
+        return {
+            "files": len(self.results) + len(self.errors),
+            "by_status": by_status,
+            "calls_loaded": sum(r.loaded for r in self.results),
+            "rows_rejected": sum(r.rejected for r in self.results),
+            "duplicates": sum(r.duplicates for r in self.results),
+            "errors": {str(k): v for k, v in self.errors.items()},
+            "seconds": round(self.seconds, 2),
+        }
 
 
 @dataclass
@@ -90,8 +99,9 @@ class _Small:
         yield from self.chunks or []
 
 
-def process_batch(engine: Engine, store: RawStore, file_ids: list[int], *,
-                  progress: Callable[[str], None] | None = None) -> BatchOutcome:
+def process_batch(
+    engine: Engine, store: RawStore, file_ids: list[int], *, progress: Callable[[str], None] | None = None
+) -> BatchOutcome:
     """Process ``file_ids``; one file's failure never stops the others. A file another worker
     holds, or that is no longer received, is skipped. Errors are collected per file (its
     transaction rolled back, so it stays received for the next run)."""
@@ -105,15 +115,18 @@ def process_batch(engine: Engine, store: RawStore, file_ids: list[int], *,
             results.append(fn())
         except FileBusy as exc:
             results.append(LoadResult(file_id, "skipped", message=str(exc)))
-        except Exception as exc:  # noqa: BLE001 - reported per file, the batch goes on
+        except Exception as exc:
             log.exception("file %s could not be processed", file_id)
             errors[file_id] = f"{type(exc).__name__}: {exc}"
 
     with engine.connect() as conn:
-        rows = conn.execute(text(
-            "SELECT f.id, f.file_type, f.file_size, f.stored_file_id, f.carrier FROM cdr_files f "
-            "WHERE f.id = ANY(:ids) AND f.status IN ('received', 'failed') ORDER BY f.id"),
-            {"ids": list(file_ids)}).all()
+        rows = conn.execute(
+            text(
+                "SELECT f.id, f.file_type, f.file_size, f.stored_file_id, f.carrier FROM cdr_files f "
+                "WHERE f.id = ANY(:ids) AND f.status IN ('received', 'failed') ORDER BY f.id"
+            ),
+            {"ids": list(file_ids)},
+        ).all()
         known = {c: carriers.get(conn, c) for c in {r.carrier for r in rows}}
         kinds = column_kinds(conn.connection.driver_connection)
     for missing in sorted(set(file_ids) - {r.id for r in rows}):
@@ -133,8 +146,12 @@ def process_batch(engine: Engine, store: RawStore, file_ids: list[int], *,
     # waits for PostgreSQL, the other prepares its next COPY.
     ready: queue.Queue[list[_Small] | None] = queue.Queue(maxsize=1)
     failures: list[BaseException] = []
-    parser = threading.Thread(target=_prepare_groups, args=(store, small, known, kinds, errors, ready, failures),
-                              name="cdrflow-parse-ahead", daemon=True)
+    parser = threading.Thread(
+        target=_prepare_groups,
+        args=(store, small, known, kinds, errors, ready, failures),
+        name="cdrflow-parse-ahead",
+        daemon=True,
+    )
     parser.start()
     files: queue.Queue[_Small | None] = queue.Queue(maxsize=LOADERS * 2)
 
@@ -142,14 +159,13 @@ def process_batch(engine: Engine, store: RawStore, file_ids: list[int], *,
         while (f := files.get()) is not None:
             run(f.id, lambda: load_file(engine, store, f.id, prepared=f.prepared(), progress=say, kinds=kinds))
 
-    loaders = [threading.Thread(target=load_prepared, name=f"cdrflow-load-{n}", daemon=True)
-               for n in range(LOADERS)]
+    loaders = [threading.Thread(target=load_prepared, name=f"cdrflow-load-{n}", daemon=True) for n in range(LOADERS)]
     for t in loaders:
         t.start()
     while (group := ready.get()) is not None:
         for f in group:
             files.put(f)
-    for t in loaders:
+    for _ in loaders:
         files.put(None)
     for t in loaders:
         t.join()
@@ -159,8 +175,10 @@ def process_batch(engine: Engine, store: RawStore, file_ids: list[int], *,
     claims.release(engine, file_ids)
     outcome = BatchOutcome(results, errors, time.perf_counter() - started)
     s = outcome.summary()
-    say(f"batch of {s['files']} file(s) in {s['seconds']}s: {s['by_status']}, {s['calls_loaded']:,} calls "
-        f"loaded, {s['rows_rejected']:,} rows rejected, {s['duplicates']:,} duplicates, {len(errors)} error(s)")
+    say(
+        f"batch of {s['files']} file(s) in {s['seconds']}s: {s['by_status']}, {s['calls_loaded']:,} calls "
+        f"loaded, {s['rows_rejected']:,} rows rejected, {s['duplicates']:,} duplicates, {len(errors)} error(s)"
+    )
     return outcome
 
 

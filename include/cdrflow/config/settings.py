@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parent.parent  # include/cdrflow
 # include/cdrflow -> repository root (the package is installed in editable mode from the repo)
 REPO_DIR = PACKAGE_DIR.parent.parent
 SQL_DIR = Path(os.environ.get("CDRFLOW_SQL_DIR", REPO_DIR / "sql"))

@@ -23,9 +23,9 @@ from typing import BinaryIO
 
 from sqlalchemy import Engine
 
-from cdrflow.errors import CdrflowError
-from cdrflow.rawstore import RawStore
-from cdrflow.registry import Registration, append_log, get_file, register_file, set_status
+from cdrflow.config.errors import CdrflowError
+from cdrflow.intake.rawstore import RawStore
+from cdrflow.intake.registry import Registration, append_log, get_file, register_file, set_status
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +63,7 @@ class _Bounded:
         data = self.inner.read(size)
         self.count += len(data)
         if self.count > self.limit:
-            raise ArchiveRejected(f"{self.what} expands beyond {self.limit:,} bytes: "
-                                  "refused as a decompression bomb")
+            raise ArchiveRejected(f"{self.what} expands beyond {self.limit:,} bytes: refused as a decompression bomb")
         return data
 
 
@@ -89,16 +88,25 @@ def unpack(engine: Engine, store: RawStore, file_id: int, limits: Limits = Limit
         for original, m in members:
             renamed = f" (member name {original!r} is not a plain file name)" if original != m.file_name else ""
             append_log(conn, file_id, f"member {m.file_name} -> file {m.file_id} {m.status}{renamed}")
-        set_status(conn, file_id, "loaded", f"archive unpacked: {len(members)} member(s)",
-                   lines=0, processed=True)
+        set_status(conn, file_id, "loaded", f"archive unpacked: {len(members)} member(s)", lines=0, processed=True)
     return [m for _, m in members]
 
 
 def _register_member(engine, store, record, stream, name) -> Registration:
-    return register_file(engine, store, stream, file_name=name, carrier=record["carrier"],
-                         file_source=record["file_source"], file_type=record["file_type"],
-                         billing=record["billing"], daily=record["daily"], billrun=record["billrun"],
-                         source_uri=record["source_uri"], parent_id=record["id"])
+    return register_file(
+        engine,
+        store,
+        stream,
+        file_name=name,
+        carrier=record["carrier"],
+        file_source=record["file_source"],
+        file_type=record["file_type"],
+        billing=record["billing"],
+        daily=record["daily"],
+        billrun=record["billrun"],
+        source_uri=record["source_uri"],
+        parent_id=record["id"],
+    )
 
 
 def _unpack(engine, store, record, limits: Limits) -> list[tuple[str, Registration]]:
@@ -112,8 +120,9 @@ def _unpack(engine, store, record, limits: Limits) -> list[tuple[str, Registrati
             limit = int(min(limits.max_bytes, max(record["file_size"], 1) * limits.max_ratio))
             with gzip.GzipFile(fileobj=raw) as gz:
                 clean = safe_name(member, "member")
-                out.append((clean, _register_member(engine, store, record,
-                                                    _Bounded(gz, limit, f"gzip {name!r}"), clean)))
+                out.append(
+                    (clean, _register_member(engine, store, record, _Bounded(gz, limit, f"gzip {name!r}"), clean))
+                )
             return out
         if kind != "zip":
             raise ArchiveRejected("not a zip or gzip archive")
@@ -122,18 +131,28 @@ def _unpack(engine, store, record, limits: Limits) -> list[tuple[str, Registrati
             if len(infos) > limits.max_members:
                 raise ArchiveRejected(f"{len(infos)} members, more than the limit of {limits.max_members}")
             for info in infos:  # declared sizes first: refuse before writing anything
-                if info.file_size > limits.max_bytes or \
-                        info.file_size > max(info.compress_size, 1) * limits.max_ratio:
+                if info.file_size > limits.max_bytes or info.file_size > max(info.compress_size, 1) * limits.max_ratio:
                     raise ArchiveRejected(
                         f"member {info.filename!r} declares {info.file_size:,} bytes from "
-                        f"{info.compress_size:,} compressed: refused as a decompression bomb")
+                        f"{info.compress_size:,} compressed: refused as a decompression bomb"
+                    )
             for n, info in enumerate(infos, start=1):
                 name = safe_name(info.filename, f"member-{n}")
                 if name != info.filename:
-                    log.warning("archive %s: member name %r is not a plain file name; registered as %r",
-                                record["id"], info.filename, name)
+                    log.warning(
+                        "archive %s: member name %r is not a plain file name; registered as %r",
+                        record["id"],
+                        info.filename,
+                        name,
+                    )
                 limit = int(min(limits.max_bytes, max(info.compress_size, 1) * limits.max_ratio))
                 with zf.open(info) as member:
-                    out.append((info.filename, _register_member(
-                        engine, store, record, _Bounded(member, limit, f"member {info.filename!r}"), name)))
+                    out.append(
+                        (
+                            info.filename,
+                            _register_member(
+                                engine, store, record, _Bounded(member, limit, f"member {info.filename!r}"), name
+                            ),
+                        )
+                    )
     return out

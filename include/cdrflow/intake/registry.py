@@ -1,14 +1,14 @@
 """The file registry (``cdr_files``): every file that arrived, fingerprinted by SHA1.
 
 ``register_file`` is the one door into the warehouse for bytes from any source. It stores the
-bytes first (see :mod:`cdrflow.rawstore`), then records the file. The first file with a given
+bytes first (see :mod:`cdrflow.intake.rawstore`), then records the file. The first file with a given
 SHA1 is the *original* (status ``received``); every later file with the same bytes, from any
 source, is recorded with status ``duplicate`` pointing at the original, and is never loaded.
 A partial unique index on ``original_hash`` makes that hold when two processes register the
 same bytes at the same moment: one insert wins, the other becomes the duplicate.
 
 Status changes go through :func:`set_status`, which applies the state machine of
-:mod:`cdrflow.status` in the UPDATE itself, so two workers cannot both make the same move.
+:mod:`cdrflow.intake.status` in the UPDATE itself, so two workers cannot both make the same move.
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ from typing import Any, BinaryIO
 
 from sqlalchemy import Connection, Engine, text
 
-from cdrflow import carriers, status
-from cdrflow.errors import CdrflowError, FileNotRegistered, IllegalTransition, SourceUnreadable
-from cdrflow.rawstore import RawStore, StoredBlob
-from cdrflow.status import FileStatus
+from cdrflow.config.errors import CdrflowError, FileNotRegistered, IllegalTransition, SourceUnreadable
+from cdrflow.intake import status
+from cdrflow.intake.rawstore import RawStore, StoredBlob
+from cdrflow.intake.status import FileStatus
+from cdrflow.warehouse import carriers
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,6 @@ RETURNING id
 """)
 
 
-
 def register_file(
     engine: Engine,
     store: RawStore,
@@ -156,31 +156,51 @@ def register_file(
         "file_size": blob.size,
         "source_uri": source_uri,
         "parent_id": parent_id,
-        "log": log_line(f"registered {file_name!r} from {file_source}"
-                        f"{' ' + source_uri if source_uri else ''}"
-                        f"{f' (member of file {parent_id})' if parent_id else ''}: "
-                        f"sha1={blob.sha1} size={blob.size}"),
+        "log": log_line(
+            f"registered {file_name!r} from {file_source}"
+            f"{' ' + source_uri if source_uri else ''}"
+            f"{f' (member of file {parent_id})' if parent_id else ''}: "
+            f"sha1={blob.sha1} size={blob.size}"
+        ),
     }
     with engine.begin() as conn:
         file_id = conn.execute(_INSERT_ORIGINAL, params).scalar()
         if file_id is not None:
-            result = Registration(file_id, file_name, carrier, file_source, FileStatus.RECEIVED,
-                                  blob.sha1, blob.size, blob.url)
+            result = Registration(
+                file_id, file_name, carrier, file_source, FileStatus.RECEIVED, blob.sha1, blob.size, blob.url
+            )
         else:
             # The insert above waited for any concurrent registration of these bytes to commit;
             # this new statement sees that winner.
             original = conn.execute(
-                text("SELECT id FROM cdr_files WHERE original_hash = :h AND duplicate_of IS NULL"),
-                {"h": blob.sha1}).scalar_one()
+                text("SELECT id FROM cdr_files WHERE original_hash = :h AND duplicate_of IS NULL"), {"h": blob.sha1}
+            ).scalar_one()
             params["duplicate_of"] = original
             params["log"] += log_line(f"duplicate of file {original}: same SHA1, not loaded")
             file_id = conn.execute(_INSERT_DUPLICATE, params).scalar_one()
-            result = Registration(file_id, file_name, carrier, file_source, FileStatus.DUPLICATE,
-                                  blob.sha1, blob.size, blob.url, duplicate_of=original)
+            result = Registration(
+                file_id,
+                file_name,
+                carrier,
+                file_source,
+                FileStatus.DUPLICATE,
+                blob.sha1,
+                blob.size,
+                blob.url,
+                duplicate_of=original,
+            )
     # the one log line per registered file, whichever collector or command brought it
-    log.info("%s %s %s size=%d sha1=%s -> file %d %s%s", file_source, carrier, file_name, blob.size,
-             blob.sha1, result.file_id, result.status,
-             f" (duplicate of {result.duplicate_of})" if result.duplicate_of else "")
+    log.info(
+        "%s %s %s size=%d sha1=%s -> file %d %s%s",
+        file_source,
+        carrier,
+        file_name,
+        blob.size,
+        blob.sha1,
+        result.file_id,
+        result.status,
+        f" (duplicate of {result.duplicate_of})" if result.duplicate_of else "",
+    )
     return result
 
 
@@ -195,18 +215,32 @@ RETURNING revision_number
 """)
 
 
-def set_status(conn: Connection, file_id: int, new: FileStatus | str, message: str, *,
-               lines: int | None = None, processed: bool = False) -> int:
+def set_status(
+    conn: Connection,
+    file_id: int,
+    new: FileStatus | str,
+    message: str,
+    *,
+    lines: int | None = None,
+    processed: bool = False,
+) -> int:
     """Move file ``file_id`` to ``new`` inside the caller's transaction; return its revision.
 
     The allowed previous statuses are part of the UPDATE, so the move is atomic: of two
     workers trying the same move, one succeeds and the other gets :class:`IllegalTransition`.
     """
     new = FileStatus(new)
-    revision = conn.execute(_SET_STATUS, {
-        "new": str(new), "line": log_line(f"status {new}: {message}"), "lines": lines,
-        "processed": processed, "id": file_id, "sources": status.allowed_sources(new),
-    }).scalar()
+    revision = conn.execute(
+        _SET_STATUS,
+        {
+            "new": str(new),
+            "line": log_line(f"status {new}: {message}"),
+            "lines": lines,
+            "processed": processed,
+            "id": file_id,
+            "sources": status.allowed_sources(new),
+        },
+    ).scalar()
     if revision is not None:
         return revision
     current = conn.execute(text("SELECT status FROM cdr_files WHERE id = :id"), {"id": file_id}).scalar()
@@ -220,7 +254,8 @@ def append_log(conn: Connection, file_id: int, message: str) -> None:
     """Add a line to the file's processing log (the log is append-only)."""
     updated = conn.execute(
         text("UPDATE cdr_files SET processing_log = processing_log || :line WHERE id = :id"),
-        {"line": log_line(message), "id": file_id}).rowcount
+        {"line": log_line(message), "id": file_id},
+    ).rowcount
     if not updated:
         raise FileNotRegistered(f"no registered file has id {file_id}")
 
@@ -234,7 +269,11 @@ def get_file(conn: Connection, file_id: int) -> dict[str, Any]:
 
 def list_files(conn: Connection, *, limit: int = 50, id_after: int = 0) -> list[dict[str, Any]]:
     rows = conn.execute(
-        text("SELECT id, file_name, file_source, carrier, file_type, original_hash, file_size, "
-             "status, duplicate_of, uploaded_date FROM cdr_files WHERE id > :after "
-             "ORDER BY id LIMIT :limit"), {"after": id_after, "limit": limit}).mappings()
+        text(
+            "SELECT id, file_name, file_source, carrier, file_type, original_hash, file_size, "
+            "status, duplicate_of, uploaded_date FROM cdr_files WHERE id > :after "
+            "ORDER BY id LIMIT :limit"
+        ),
+        {"after": id_after, "limit": limit},
+    ).mappings()
     return [dict(r) for r in rows]

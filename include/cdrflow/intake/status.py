@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from cdrflow.errors import IllegalTransition
+from cdrflow.config.errors import IllegalTransition
 
 
 class FileStatus(StrEnum):

@@ -18,8 +18,9 @@ from functools import lru_cache
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import URL, make_url
 
-from cdrflow import embedded, settings
-from cdrflow.errors import ConfigurationError
+from cdrflow.config import settings
+from cdrflow.config.errors import ConfigurationError
+from cdrflow.warehouse import embedded
 
 log = logging.getLogger(__name__)
 

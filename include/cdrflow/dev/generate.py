@@ -37,11 +37,24 @@ def asterisk_rows(n: int, *, seed: int, day: datetime):
         src, dst = _number(rng, "+1"), _number(rng, "+44")
         fmt = "%Y-%m-%d %H:%M:%S"
         yield [
-            f"acct{rng.randrange(100):03d}", src, dst, "from-trunk", f'"Caller {i}" <{src}>',
-            f"SIP/trunk-{i:08x}", f"SIP/peer-{i:08x}", "Dial", f"SIP/{dst},60",
-            start.strftime(fmt), answer.strftime(fmt) if answer else "", end.strftime(fmt),
-            str(ring + billsec), str(billsec), disposition, "DOCUMENTATION",
-            f"{int(start.timestamp())}.{seed}{i}", "",
+            f"acct{rng.randrange(100):03d}",
+            src,
+            dst,
+            "from-trunk",
+            f'"Caller {i}" <{src}>',
+            f"SIP/trunk-{i:08x}",
+            f"SIP/peer-{i:08x}",
+            "Dial",
+            f"SIP/{dst},60",
+            start.strftime(fmt),
+            answer.strftime(fmt) if answer else "",
+            end.strftime(fmt),
+            str(ring + billsec),
+            str(billsec),
+            disposition,
+            "DOCUMENTATION",
+            f"{int(start.timestamp())}.{seed}{i}",
+            "",
         ]
 
 
@@ -63,34 +76,36 @@ def kazoo_records(n: int, *, seed: int, day: datetime, account_id: str = "a1b2c3
         duration = billing + ringing
         caller, callee = _number(rng, "+1"), _number(rng, "+1")
         call_id = f"{rng.getrandbits(64):016x}@kazoo.example"
-        records.append({
-            "id": f"{start:%Y%m}-{call_id}",
-            "call_id": call_id,
-            "call_direction": rng.choice(["inbound", "outbound"]),
-            "timestamp": int((start + timedelta(seconds=duration)).timestamp()) + GREGORIAN_OFFSET,
-            "duration_seconds": duration,
-            "billing_seconds": billing,
-            "ringing_seconds": ringing,
-            "hangup_cause": "NORMAL_CLEARING" if billing else "NO_ANSWER",
-            "hangup_code": "sip:200" if billing else "sip:487",
-            "disposition": "SUCCESS" if billing else "ORIGINATOR_CANCEL",
-            "caller_id_number": caller,
-            "caller_id_name": f"Caller {i}",
-            "callee_id_number": callee,
-            "from_uri": f"{caller}@sip.example",
-            "to_uri": f"{callee}@sip.example",
-            "custom_channel_vars": {
-                "account_id": account_id,
-                "realm": "sip.example",
-                "username": f"user{i % 7}",
-                "authorizing_id": f"dev{i % 5:04d}",
-            },
-            "rate": "0.0120",
-            "rate_minimum": "60",
-            "rate_increment": "6",
-            "base_cost": "0",
-            "surcharge": "0",
-        })
+        records.append(
+            {
+                "id": f"{start:%Y%m}-{call_id}",
+                "call_id": call_id,
+                "call_direction": rng.choice(["inbound", "outbound"]),
+                "timestamp": int((start + timedelta(seconds=duration)).timestamp()) + GREGORIAN_OFFSET,
+                "duration_seconds": duration,
+                "billing_seconds": billing,
+                "ringing_seconds": ringing,
+                "hangup_cause": "NORMAL_CLEARING" if billing else "NO_ANSWER",
+                "hangup_code": "sip:200" if billing else "sip:487",
+                "disposition": "SUCCESS" if billing else "ORIGINATOR_CANCEL",
+                "caller_id_number": caller,
+                "caller_id_name": f"Caller {i}",
+                "callee_id_number": callee,
+                "from_uri": f"{caller}@sip.example",
+                "to_uri": f"{callee}@sip.example",
+                "custom_channel_vars": {
+                    "account_id": account_id,
+                    "realm": "sip.example",
+                    "username": f"user{i % 7}",
+                    "authorizing_id": f"dev{i % 5:04d}",
+                },
+                "rate": "0.0120",
+                "rate_minimum": "60",
+                "rate_increment": "6",
+                "base_cost": "0",
+                "surcharge": "0",
+            }
+        )
     return records
 
 
@@ -107,12 +122,14 @@ def demo_day() -> datetime:
 def asterisk_bytes(n: int, *, seed: int, day: datetime | None = None) -> bytes:
     out = io.StringIO()
     csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\n").writerows(
-        asterisk_rows(n, seed=seed, day=day or demo_day()))
+        asterisk_rows(n, seed=seed, day=day or demo_day())
+    )
     return out.getvalue().encode()
 
 
-def write_asterisk_csv_fast(path: Path, n: int, *, seed: int, day: datetime | None = None,
-                            first_index: int = 0) -> Path:
+def write_asterisk_csv_fast(
+    path: Path, n: int, *, seed: int, day: datetime | None = None, first_index: int = 0
+) -> Path:
     """The same layout as :func:`write_asterisk_csv`, vectorised (millions of rows in seconds)
     for benchmarks; the values are random but well-formed, one day of calls. Call ids count
     from ``first_index``: files written with disjoint ranges hold distinct calls."""
@@ -141,29 +158,50 @@ def write_asterisk_csv_fast(path: Path, n: int, *, seed: int, day: datetime | No
 
     idx = text(np.arange(first_index, first_index + n))
     src, dst = numbers("+1"), numbers("+44")
-    table = pa.table({
-        "accountcode": pc.binary_join_element_wise("acct", text(rng.integers(100, 999, n)), ""),
-        "src": src, "dst": dst, "dcontext": pa.array(["from-trunk"] * n),
-        "clid": pc.binary_join_element_wise('"Caller ', idx, '" <', src, ">", ""),
-        "channel": pc.binary_join_element_wise("SIP/trunk-", idx, ""),
-        "dstchannel": pc.binary_join_element_wise("SIP/peer-", idx, ""),
-        "lastapp": pa.array(["Dial"] * n), "lastdata": pc.binary_join_element_wise("SIP/", dst, ",60", ""),
-        "start": stamp(start),
-        "answer": pc.if_else(pa.array(answered), stamp(start + ring), ""),
-        "end": stamp(end), "duration": text(ring + billsec),
-        "billsec": text(billsec),
-        "disposition": pc.if_else(pa.array(answered), "ANSWERED", "NO ANSWER"),
-        "amaflags": pa.array(["DOCUMENTATION"] * n),
-        "uniqueid": pc.binary_join_element_wise(text(start), idx, "."),
-        "userfield": pa.array([""] * n),
-    })
+    table = pa.table(
+        {
+            "accountcode": pc.binary_join_element_wise("acct", text(rng.integers(100, 999, n)), ""),
+            "src": src,
+            "dst": dst,
+            "dcontext": pa.array(["from-trunk"] * n),
+            "clid": pc.binary_join_element_wise('"Caller ', idx, '" <', src, ">", ""),
+            "channel": pc.binary_join_element_wise("SIP/trunk-", idx, ""),
+            "dstchannel": pc.binary_join_element_wise("SIP/peer-", idx, ""),
+            "lastapp": pa.array(["Dial"] * n),
+            "lastdata": pc.binary_join_element_wise("SIP/", dst, ",60", ""),
+            "start": stamp(start),
+            "answer": pc.if_else(pa.array(answered), stamp(start + ring), ""),
+            "end": stamp(end),
+            "duration": text(ring + billsec),
+            "billsec": text(billsec),
+            "disposition": pc.if_else(pa.array(answered), "ANSWERED", "NO ANSWER"),
+            "amaflags": pa.array(["DOCUMENTATION"] * n),
+            "uniqueid": pc.binary_join_element_wise(text(start), idx, "."),
+            "userfield": pa.array([""] * n),
+        }
+    )
     pacsv.write_csv(table, path, pacsv.WriteOptions(include_header=False, quoting_style="all_valid"))
     return path
 
 
-TELNYX_HEADER = ["Call Leg ID", "Start Time", "Answer Time", "End Time", "Duration", "Billed Sec",
-                 "Direction", "Record Type", "Connection ID", "CLI", "CLD", "Tags", "Hangup Cause",
-                 "Rate", "Cost", "Currency"]
+TELNYX_HEADER = [
+    "Call Leg ID",
+    "Start Time",
+    "Answer Time",
+    "End Time",
+    "Duration",
+    "Billed Sec",
+    "Direction",
+    "Record Type",
+    "Connection ID",
+    "CLI",
+    "CLD",
+    "Tags",
+    "Hangup Cause",
+    "Rate",
+    "Cost",
+    "Currency",
+]
 
 
 def telnyx_rows(n: int, *, seed: int, day: datetime):
@@ -179,13 +217,24 @@ def telnyx_rows(n: int, *, seed: int, day: datetime):
         end = start + timedelta(seconds=ring + billed)
         iso = "%Y-%m-%dT%H:%M:%SZ"
         rate = rng.choice(["0.0045", "0.0090", "0.0120"])
-        yield [f"{rng.getrandbits(64):016x}-{seed}-{i}", start.strftime(iso),
-               answer.strftime(iso) if answer else "", end.strftime(iso), str(ring + billed), str(billed),
-               rng.choice(["inbound", "outbound"]), "complete" if answered else "incomplete",
-               f"conn-{rng.randrange(5)}", _number(rng, "+1"), _number(rng, "+33"),
-               rng.choice(["", "wholesale", "wholesale;priority"]),
-               "NORMAL_CLEARING" if answered else "NO_ANSWER", rate,
-               f"{float(rate) * billed / 60:.6f}", "USD"]
+        yield [
+            f"{rng.getrandbits(64):016x}-{seed}-{i}",
+            start.strftime(iso),
+            answer.strftime(iso) if answer else "",
+            end.strftime(iso),
+            str(ring + billed),
+            str(billed),
+            rng.choice(["inbound", "outbound"]),
+            "complete" if answered else "incomplete",
+            f"conn-{rng.randrange(5)}",
+            _number(rng, "+1"),
+            _number(rng, "+33"),
+            rng.choice(["", "wholesale", "wholesale;priority"]),
+            "NORMAL_CLEARING" if answered else "NO_ANSWER",
+            rate,
+            f"{float(rate) * billed / 60:.6f}",
+            "USD",
+        ]
 
 
 def write_telnyx_csv(path: Path, n: int, *, seed: int, day: datetime) -> Path:

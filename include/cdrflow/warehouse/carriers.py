@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
-from cdrflow.errors import UnknownCarrier
+from cdrflow.config.errors import UnknownCarrier
 
 
 @dataclass(frozen=True)
@@ -45,9 +45,17 @@ def upsert(conn: Connection, carrier: Carrier) -> None:
 
 
 def get(conn: Connection, code: str) -> Carrier:
-    row = conn.execute(
-        text("SELECT code, name, file_type, mapping, billable, delivery, reject_threshold, config "
-             "FROM carriers WHERE code = :code"), {"code": code}).mappings().first()
+    row = (
+        conn.execute(
+            text(
+                "SELECT code, name, file_type, mapping, billable, delivery, reject_threshold, config "
+                "FROM carriers WHERE code = :code"
+            ),
+            {"code": code},
+        )
+        .mappings()
+        .first()
+    )
     if row is None:
         known = conn.execute(text("SELECT string_agg(code, ', ' ORDER BY code) FROM carriers")).scalar()
         raise UnknownCarrier(f"unknown carrier {code!r}; known carriers: {known or 'none yet'}")

@@ -11,11 +11,11 @@ once:
   its own file: the same call in two files is a duplicate, caught by the primary key when
   the second file loads);
 - validated in one suite run, with each file's results as if it were validated alone
-  (:func:`cdrflow.loader.validate_owned`);
+  (:func:`cdrflow.validation.grouped.validate_owned`);
 - encoded for binary COPY in one pass, sorted by file, month and primary key.
 
 Each file then gets its own rows, rejected lines, counts, summary and COPY payloads, and still
-loads in a transaction of its own (:func:`cdrflow.loader.load_file` with ``prepared=``).
+loads in a transaction of its own (:func:`cdrflow.loading.transaction.load_file` with ``prepared=``).
 """
 
 from __future__ import annotations
@@ -31,8 +31,11 @@ import pyarrow.compute as pc
 from cdrflow.formats import get_parser
 from cdrflow.formats.base import FormatError, ParseOptions, RowProblem
 from cdrflow.formats.joined import Joined, JoinedChunk
-from cdrflow.loader import (Batch, BinaryCopy, CheckedChunk, _owned_hashes, _repeats, _utc_days, binary_rows,
-                            day_counts, parsed_chunks, validate_owned, validate_together)
+from cdrflow.loading.chunks import CheckedChunk, parsed_chunks, validate_together
+from cdrflow.loading.keys import day_counts, owned_hashes, repeats, utc_days
+from cdrflow.loading.payloads import Batch, call_rows
+from cdrflow.validation.grouped import validate_owned
+from cdrflow.warehouse.copy_binary import BinaryCopy
 
 
 @dataclass
@@ -43,12 +46,18 @@ class Prepared:
     error: FormatError | None = None
 
 
-def prepare(datas: list[bytes], carriers: list[str], file_ids: list[int], file_type: str,
-            options: dict[str, ParseOptions], kinds: dict[str, str] | None) -> list[Prepared]:
+def prepare(
+    datas: list[bytes],
+    carriers: list[str],
+    file_ids: list[int],
+    file_type: str,
+    options: dict[str, ParseOptions],
+    kinds: dict[str, str] | None,
+) -> list[Prepared]:
     """Parse and validate the files ``datas`` (whole contents; ``carriers`` and ``file_ids``
     theirs), all of ``file_type``; ``options``: each carrier's parse options. Files are parsed
     per carrier (time zone, encoding), validated all together. ``kinds``: the calls columns'
-    types (see :func:`cdrflow.loader.column_kinds`); None builds no COPY data here (the loader
+    types (see :func:`cdrflow.loading.payloads.column_kinds`); None builds no COPY data here (the loader
     then does, per file)."""
     out = [Prepared() for _ in datas]
     parser = get_parser(file_type)
@@ -57,12 +66,17 @@ def prepare(datas: list[bytes], carriers: list[str], file_ids: list[int], file_t
     for carrier in dict.fromkeys(carriers):  # in order of first appearance
         members = np.array([i for i, c in enumerate(carriers) if c == carrier], dtype=np.int64)
         mine = [datas[i] for i in members]
-        joined = parser.parse_many(mine, options[carrier]) if hasattr(parser, "parse_many") else \
-            Joined({}, list(range(len(mine))), [])
+        joined = (
+            parser.parse_many(mine, options[carrier])
+            if hasattr(parser, "parse_many")
+            else Joined({}, list(range(len(mine))), [])
+        )
         for k, exc in joined.errors.items():
             out[members[k]].error = exc
         for chunk in joined.chunks:  # positions among this carrier's files -> in ``datas``
-            chunks.append(JoinedChunk(chunk.calls, members[chunk.files], [(int(members[k]), p) for k, p in chunk.problems]))
+            chunks.append(
+                JoinedChunk(chunk.calls, members[chunk.files], [(int(members[k]), p) for k, p in chunk.problems])
+            )
         for k in joined.alone:
             i = int(members[k])
             try:
@@ -76,30 +90,40 @@ def prepare(datas: list[bytes], carriers: list[str], file_ids: list[int], file_t
             out[i].chunks = checked
     together.sort()
     if together:
-        files = _together(chunks, together, np.array(carriers, dtype=object), np.asarray(file_ids, dtype=np.int64),
-                          file_type, kinds)
+        files = _together(
+            chunks, together, np.array(carriers, dtype=object), np.asarray(file_ids, dtype=np.int64), file_type, kinds
+        )
         for i in together:
             out[i].chunks = [files[i]]
     return out
 
 
-def _together(chunks: list[JoinedChunk], members: list[int], carriers: np.ndarray, file_ids: np.ndarray,
-              file_type: str, kinds: dict[str, str] | None) -> dict[int, CheckedChunk]:
+def _together(
+    chunks: list[JoinedChunk],
+    members: list[int],
+    carriers: np.ndarray,
+    file_ids: np.ndarray,
+    file_type: str,
+    kinds: dict[str, str] | None,
+) -> dict[int, CheckedChunk]:
     n = len(file_ids)
     problems: dict[int, list[RowProblem]] = {i: [] for i in members}
     for chunk in chunks:
         for i, problem in chunk.problems:
             problems[i].append(problem)
     if chunks:
-        calls = pd.concat([c.calls for c in chunks], ignore_index=True) if len(chunks) > 1 else \
-            chunks[0].calls.reset_index(drop=True)
+        calls = (
+            pd.concat([c.calls for c in chunks], ignore_index=True)
+            if len(chunks) > 1
+            else chunks[0].calls.reset_index(drop=True)
+        )
         owner = np.concatenate([c.files for c in chunks])
     else:
         calls, owner = None, np.zeros(0, dtype=np.int64)
     records = np.bincount(owner, minlength=n)
 
-    repeat = _repeats(calls, _owned_hashes(calls, owner), owner) if len(owner) else np.zeros(0, dtype=bool)
-    repeats = np.bincount(owner[repeat], minlength=n)
+    repeat = repeats(calls, owned_hashes(calls, owner), owner) if len(owner) else np.zeros(0, dtype=bool)
+    repeated = np.bincount(owner[repeat], minlength=n)
     if repeat.any():
         calls, owner = calls[~repeat].reset_index(drop=True), owner[~repeat]
 
@@ -126,8 +150,14 @@ def _together(chunks: list[JoinedChunk], members: list[int], carriers: np.ndarra
     out = {}
     for i in members:
         frame = frames.get(i, calls.iloc[0:0] if calls is not None else pd.DataFrame())
-        out[i] = CheckedChunk(frame, rejected[i], summaries[i] if i in validated else [],
-                              int(records[i]) + len(problems[i]), int(repeats[i]), batches.get(i))
+        out[i] = CheckedChunk(
+            frame,
+            rejected[i],
+            summaries[i] if i in validated else [],
+            int(records[i]) + len(problems[i]),
+            int(repeated[i]),
+            batches.get(i),
+        )
     return out
 
 
@@ -143,23 +173,35 @@ def _spans(owner: np.ndarray) -> dict[int, tuple[int, int]]:
     return spans
 
 
-def _batches(calls: pd.DataFrame, owner: np.ndarray, spans: dict[int, tuple[int, int]],
-             frames: dict[int, pd.DataFrame], carriers: np.ndarray, file_ids: np.ndarray,
-             kinds: dict[str, str]) -> dict[int, Batch]:
+def _batches(
+    calls: pd.DataFrame,
+    owner: np.ndarray,
+    spans: dict[int, tuple[int, int]],
+    frames: dict[int, pd.DataFrame],
+    carriers: np.ndarray,
+    file_ids: np.ndarray,
+    kinds: dict[str, str],
+) -> dict[int, Batch]:
     """Each file's COPY payloads (binary, per month, in primary key order), from one encoding
     of all rows; {} when a value needs the CSV payload (the loader then builds it per file)."""
     present = set(carriers[np.unique(owner)])
     carrier = present.pop() if len(present) == 1 else carriers[owner]  # one carrier: a constant
-    rows = binary_rows(calls, carrier, file_ids[owner], kinds)
+    rows = call_rows(calls, carrier, file_ids[owner], kinds)
     if rows is None:
         return {}
-    day = _utc_days(calls["start_time"])
+    day = utc_days(calls["start_time"])
     month = day.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
-    order = pc.sort_indices(pa.table({
-        "owner": owner, "month": month,
-        "id": pa.array(calls["carrier_call_id"], from_pandas=True),
-        "start": pa.array(calls["start_time"], from_pandas=True)}),
-        sort_keys=[("owner", "ascending"), ("month", "ascending"), ("id", "ascending"), ("start", "ascending")])
+    order = pc.sort_indices(
+        pa.table(
+            {
+                "owner": owner,
+                "month": month,
+                "id": pa.array(calls["carrier_call_id"], from_pandas=True),
+                "start": pa.array(calls["start_time"], from_pandas=True),
+            }
+        ),
+        sort_keys=[("owner", "ascending"), ("month", "ascending"), ("id", "ascending"), ("start", "ascending")],
+    )
     rows = rows.take(order)
     order = order.to_numpy()
     by_owner, by_month = owner[order], month[order]
@@ -169,5 +211,6 @@ def _batches(calls: pd.DataFrame, owner: np.ndarray, spans: dict[int, tuple[int,
     for s, e in zip(cuts, ends):
         key = str(np.datetime64(int(by_month[s]), "M"))
         payloads.setdefault(int(by_owner[s]), []).append(
-            (key, int(e - s), "binary", BinaryCopy(rows.slice(int(s), int(e - s)))))
+            (key, int(e - s), "binary", BinaryCopy(rows.slice(int(s), int(e - s))))
+        )
     return {i: Batch(frames[i], day_counts(day[start:end]), payloads[i]) for i, (start, end) in spans.items()}

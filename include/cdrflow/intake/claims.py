@@ -16,7 +16,7 @@ from datetime import timedelta
 
 from sqlalchemy import Engine, text
 
-from cdrflow.registry import set_status
+from cdrflow.intake.registry import set_status
 
 LEASE = timedelta(hours=2)
 
@@ -48,12 +48,27 @@ SELECT p.id, p.file_size FROM picked p JOIN claimed c ON c.file_id = p.id
 """)
 
 
-def claim(engine: Engine, run_id: str, *, carrier: str | None = None, file_ids: list[int] | None = None,
-          limit: int = 10_000, lease: timedelta = LEASE) -> list[Claimed]:
+def claim(
+    engine: Engine,
+    run_id: str,
+    *,
+    carrier: str | None = None,
+    file_ids: list[int] | None = None,
+    limit: int = 10_000,
+    lease: timedelta = LEASE,
+) -> list[Claimed]:
     """Claim received files for ``run_id`` (optionally one carrier's, or only ``file_ids``)."""
     with engine.begin() as conn:
-        rows = conn.execute(_CLAIM, {"run": run_id, "lease": lease, "carrier": carrier,
-                                     "ids": list(file_ids) if file_ids else None, "limit": limit}).all()
+        rows = conn.execute(
+            _CLAIM,
+            {
+                "run": run_id,
+                "lease": lease,
+                "carrier": carrier,
+                "ids": list(file_ids) if file_ids else None,
+                "limit": limit,
+            },
+        ).all()
     return sorted((Claimed(r.id, r.file_size) for r in rows), key=lambda c: c.id)
 
 
@@ -70,8 +85,10 @@ def requeue(engine: Engine, file_ids: list[int], reason: str) -> list[int]:
     Returns the ids that are now waiting to be processed."""
     waiting = []
     with engine.begin() as conn:
-        rows = conn.execute(text("SELECT id, status FROM cdr_files WHERE id = ANY(:ids) ORDER BY id FOR UPDATE"),
-                            {"ids": list(file_ids)}).all()
+        rows = conn.execute(
+            text("SELECT id, status FROM cdr_files WHERE id = ANY(:ids) ORDER BY id FOR UPDATE"),
+            {"ids": list(file_ids)},
+        ).all()
         for row in rows:
             if row.status in ("loaded", "failed", "rejected"):
                 set_status(conn, row.id, "received", reason)
@@ -81,8 +98,9 @@ def requeue(engine: Engine, file_ids: list[int], reason: str) -> list[int]:
     return waiting
 
 
-def batches(files: list[Claimed], *, max_files: int = 500, max_bytes: int = 512 << 20,
-            max_batches: int = 1024) -> list[list[int]]:
+def batches(
+    files: list[Claimed], *, max_files: int = 500, max_bytes: int = 512 << 20, max_batches: int = 1024
+) -> list[list[int]]:
     """Cut files (in id order) into batches of at most ``max_files`` files and about
     ``max_bytes`` bytes; a file larger than ``max_bytes`` is a batch of its own. Never more than
     ``max_batches`` batches (Airflow's max_map_length): the limits grow to fit."""

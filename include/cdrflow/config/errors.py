@@ -32,3 +32,13 @@ class IllegalTransition(CdrflowError):
 class SourceUnavailable(CdrflowError):
     """A collector could not reach or read its server (refused, timed out, bad login, no such
     folder). Nothing was registered from the part that failed; the next run tries again."""
+
+
+def one_line(exc: BaseException) -> str:
+    """``exc`` as one line for an operator: its type, then its message with white space folded
+    (a server's multi-line answer, a path with a newline). The one spelling used everywhere."""
+    text = " ".join(str(exc).split())
+    name = type(exc).__name__
+    if isinstance(exc, CdrflowError):
+        return text or name
+    return f"{name}: {text}" if text else name

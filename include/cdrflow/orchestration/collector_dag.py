@@ -25,13 +25,22 @@ import pendulum
 from airflow.sdk import DAG, DeltaTriggerTimetable, get_current_context, task
 from airflow.sdk.exceptions import AirflowSkipException
 
-from cdrflow.assets import FILES_RECEIVED
+from cdrflow.orchestration.assets import FILES_RECEIVED
 
-DEFAULT_ARGS = {"owner": "cdrflow", "retries": 3, "retry_delay": timedelta(seconds=30),
-                "retry_exponential_backoff": True, "max_retry_delay": timedelta(minutes=10)}
+DEFAULT_ARGS = {
+    "owner": "cdrflow",
+    "retries": 3,
+    "retry_delay": timedelta(seconds=30),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": timedelta(minutes=10),
+}
 
-_TITLES = {"mailbox": "carriers' mailboxes (IMAP)", "sftp": "carriers' SFTP servers",
-           "ftp": "carriers' FTP and FTPS servers", "bucket": "upload buckets and drop folders"}
+_TITLES = {
+    "mailbox": "carriers' mailboxes (IMAP)",
+    "sftp": "carriers' SFTP servers",
+    "ftp": "carriers' FTP and FTPS servers",
+    "bucket": "upload buckets and drop folders",
+}
 
 
 def every() -> timedelta:
@@ -55,25 +64,32 @@ def collector_dag(kind: str) -> DAG:
 
         @task
         def plan() -> list[dict]:
-            from cdrflow import db
             from cdrflow.sources.run import planned
+            from cdrflow.warehouse import db
 
             sources = planned(db.get_engine(), kind)
-            print(f"{len(sources)} {kind} source(s) configured: "
-                  + ", ".join(f"{s['carrier']}" for s in sources))
+            print(f"{len(sources)} {kind} source(s) configured: " + ", ".join(f"{s['carrier']}" for s in sources))
             return sources
 
         @task(map_index_template="{{ source_label }}")
         def collect(entry: dict) -> dict:
-            from cdrflow import db, settings
-            from cdrflow.rawstore import RawStore
+            from cdrflow.config import settings
+            from cdrflow.intake.rawstore import RawStore
             from cdrflow.sources import run
+            from cdrflow.warehouse import db
 
             get_current_context()["source_label"] = entry["carrier"]
-            found = run.collect(db.get_engine(), RawStore(settings.raw_store_url()), entry["carrier"],
-                                run.source_from_dict(entry["source"]))
-            return {"carrier": entry["carrier"], "new": sum(c.is_new for c in found),
-                    "files": [c.as_dict() for c in found]}
+            found = run.collect(
+                db.get_engine(),
+                RawStore(settings.raw_store_url()),
+                entry["carrier"],
+                run.source_from_dict(entry["source"]),
+            )
+            return {
+                "carrier": entry["carrier"],
+                "new": sum(c.is_new for c in found),
+                "files": [c.as_dict() for c in found],
+            }
 
         @task(outlets=[FILES_RECEIVED], trigger_rule="all_done")
         def announce(results) -> int:

@@ -21,9 +21,10 @@ from pathlib import Path
 
 from sqlalchemy import Engine, text
 
-from cdrflow import carrier_config, generate, settings
-from cdrflow.errors import CdrflowError
-from cdrflow.tables import render
+from cdrflow.config import carrier_file, settings
+from cdrflow.config.errors import CdrflowError
+from cdrflow.config.text import render
+from cdrflow.dev import generate
 
 
 def prepare_uploads(uploads: Path) -> list[Path]:
@@ -40,9 +41,12 @@ def prepare_uploads(uploads: Path) -> list[Path]:
     late[10] = late[10].replace(b'"ANSWERED"', b'"ANSWERED","extra column"', 1)  # too many columns
     late[20] = late[20][:40] + b"\n"  # cut short
     (acme / f"Master-{day:%Y%m%d}-c.csv").write_bytes(b"".join(late))
-    written += [resent, acme / f"Master-{day:%Y%m%d}-c.csv",
-                generate.write_kazoo_json(kazoo / f"cdrs-{day:%Y-%m-%d}.json", 1_000, seed=3, day=day),
-                generate.write_telnyx_csv(telco / f"cdr-report-{day:%Y-%m-%d}.csv", 800, seed=5, day=day)]
+    written += [
+        resent,
+        acme / f"Master-{day:%Y%m%d}-c.csv",
+        generate.write_kazoo_json(kazoo / f"cdrs-{day:%Y-%m-%d}.json", 1_000, seed=3, day=day),
+        generate.write_telnyx_csv(telco / f"cdr-report-{day:%Y-%m-%d}.csv", 800, seed=5, day=day),
+    ]
     return written
 
 
@@ -50,13 +54,15 @@ def airflow_env(warehouse_url: str) -> dict[str, str]:
     """The environment the DAGs run in: this repository's dags/, Airflow's home under the state
     directory, the warehouse handed to the tasks."""
     state = settings.state_dir()
-    return {**os.environ,
-            "AIRFLOW_HOME": os.environ.get("AIRFLOW_HOME") or str(state / "airflow"),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(settings.REPO_DIR / "dags"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "CDRFLOW_STATE_DIR": str(state),
-            "CDRFLOW_DATABASE_URL": warehouse_url,
-            "CDRFLOW_RAW_STORE": settings.raw_store_url()}
+    return {
+        **os.environ,
+        "AIRFLOW_HOME": os.environ.get("AIRFLOW_HOME") or str(state / "airflow"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(settings.REPO_DIR / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "CDRFLOW_STATE_DIR": str(state),
+        "CDRFLOW_DATABASE_URL": warehouse_url,
+        "CDRFLOW_RAW_STORE": settings.raw_store_url(),
+    }
 
 
 def run_airflow(args: list[str], env: dict[str, str], log: Path) -> None:
@@ -81,9 +87,9 @@ def final_state(output: str) -> str:
 def main(engine: Engine, warehouse_url: str) -> str:
     started = time.perf_counter()
     state = settings.state_dir()
-    configs = carrier_config.load()
+    configs = carrier_file.load()
     with engine.begin() as conn:
-        carrier_config.sync(conn, configs)
+        carrier_file.sync(conn, configs)
         first_new = conn.execute(text("SELECT coalesce(max(id), 0) + 1 FROM cdr_files")).scalar()
     prepare_uploads(state / "uploads")
     env = airflow_env(warehouse_url)
@@ -104,21 +110,39 @@ def main(engine: Engine, warehouse_url: str) -> str:
 
 def report(engine: Engine, first_id: int, states: dict[str, str], seconds: float, log: Path) -> str:
     with engine.connect() as conn:
-        rows = conn.execute(text(
-            "SELECT id, file_name, carrier, file_type, left(original_hash, 12) AS sha1, file_size, status, "
-            "duplicate_of, calls_loaded, calls_rejected, calls_duplicate FROM cdr_files WHERE id >= :first "
-            "ORDER BY id"), {"first": first_id}).all()
+        rows = conn.execute(
+            text(
+                "SELECT id, file_name, carrier, file_type, left(original_hash, 12) AS sha1, file_size, status, "
+                "duplicate_of, calls_loaded, calls_rejected, calls_duplicate FROM cdr_files WHERE id >= :first "
+                "ORDER BY id"
+            ),
+            {"first": first_id},
+        ).all()
     table = render(
         ["id", "file", "carrier", "format", "sha1", "bytes", "status", "calls", "rejected", "duplicates"],
-        [[r.id, r.file_name, r.carrier, r.file_type, r.sha1, r.file_size,
-          f"duplicate of {r.duplicate_of}" if r.duplicate_of else r.status,
-          "" if r.calls_loaded is None else r.calls_loaded, "" if r.calls_rejected is None else r.calls_rejected,
-          "" if r.calls_duplicate is None else r.calls_duplicate] for r in rows])
+        [
+            [
+                r.id,
+                r.file_name,
+                r.carrier,
+                r.file_type,
+                r.sha1,
+                r.file_size,
+                f"duplicate of {r.duplicate_of}" if r.duplicate_of else r.status,
+                "" if r.calls_loaded is None else r.calls_loaded,
+                "" if r.calls_rejected is None else r.calls_rejected,
+                "" if r.calls_duplicate is None else r.calls_duplicate,
+            ]
+            for r in rows
+        ],
+    )
     originals = [r for r in rows if not r.duplicate_of]
     runs = ", ".join(f"{d} {s}" for d, s in states.items())
-    return (f"Airflow: {runs} (log: {log})\n\n{table}\n\n"
-            f"{len(rows)} files in {seconds:.1f}s: {len(originals)} new, {len(rows) - len(originals)} "
-            f"duplicate(s); {sum(r.calls_loaded or 0 for r in rows)} calls loaded, "
-            f"{sum(r.calls_rejected or 0 for r in rows)} rows quarantined, "
-            f"{sum(r.calls_duplicate or 0 for r in rows)} duplicate calls "
-            f"(see `cdrflow file ID` and the rejected_rows table).")
+    return (
+        f"Airflow: {runs} (log: {log})\n\n{table}\n\n"
+        f"{len(rows)} files in {seconds:.1f}s: {len(originals)} new, {len(rows) - len(originals)} "
+        f"duplicate(s); {sum(r.calls_loaded or 0 for r in rows)} calls loaded, "
+        f"{sum(r.calls_rejected or 0 for r in rows)} rows quarantined, "
+        f"{sum(r.calls_duplicate or 0 for r in rows)} duplicate calls "
+        f"(see `cdrflow file ID` and the rejected_rows table)."
+    )

@@ -19,9 +19,10 @@ from typing import Any
 import yaml
 from sqlalchemy import Connection
 
-from cdrflow import carriers, settings
-from cdrflow.errors import ConfigurationError
+from cdrflow.config import settings
+from cdrflow.config.errors import ConfigurationError
 from cdrflow.formats import PARSERS
+from cdrflow.warehouse import carriers
 
 DEFAULT_FILE = settings.PACKAGE_DIR.parent / "carriers.yaml"
 SOURCE_KINDS = ("mailbox", "sftp", "ftp", "bucket")
@@ -90,8 +91,7 @@ def _build(cls, raw: dict, where: str, **fixed):
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(raw) - known)
     if unknown:
-        raise ConfigurationError(f"{where}: unknown key(s) {', '.join(unknown)}; "
-                                 f"allowed: {', '.join(sorted(known))}")
+        raise ConfigurationError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(known))}")
     values = dict(raw, **fixed)
     for f in fields(cls):
         if f.name in values and "tuple" in str(f.type):
@@ -99,8 +99,11 @@ def _build(cls, raw: dict, where: str, **fixed):
     try:
         return cls(**values)
     except TypeError as exc:  # a required key is missing
-        missing = [f.name for f in fields(cls) if f.name not in values
-                   and f.default is MISSING and f.default_factory is MISSING]
+        missing = [
+            f.name
+            for f in fields(cls)
+            if f.name not in values and f.default is MISSING and f.default_factory is MISSING
+        ]
         raise ConfigurationError(f"{where}: missing {', '.join(missing) or exc}") from None
 
 
@@ -128,8 +131,18 @@ def parse_source(raw: Any, where: str) -> Source:
     return source
 
 
-_CARRIER_KEYS = {"code", "name", "file_type", "mapping", "billable", "delivery", "reject_threshold",
-                 "timezone", "encoding", "sources"}
+_CARRIER_KEYS = {
+    "code",
+    "name",
+    "file_type",
+    "mapping",
+    "billable",
+    "delivery",
+    "reject_threshold",
+    "timezone",
+    "encoding",
+    "sources",
+}
 
 
 def _carrier(raw: Any, index: int) -> CarrierConfig:
@@ -139,8 +152,9 @@ def _carrier(raw: Any, index: int) -> CarrierConfig:
     where = f"carrier {code}"
     unknown = sorted(set(raw) - _CARRIER_KEYS)
     if unknown:
-        raise ConfigurationError(f"{where}: unknown key(s) {', '.join(unknown)}; "
-                                 f"allowed: {', '.join(sorted(_CARRIER_KEYS))}")
+        raise ConfigurationError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(_CARRIER_KEYS))}"
+        )
     file_type = raw.get("file_type")
     if file_type not in FILE_TYPES:
         raise ConfigurationError(f"{where}: file_type must be one of {', '.join(FILE_TYPES)}, got {file_type!r}")
@@ -153,9 +167,16 @@ def _carrier(raw: Any, index: int) -> CarrierConfig:
     if not 0 <= threshold <= 1:
         raise ConfigurationError(f"{where}: reject_threshold must be between 0 and 1")
     config = {k: raw[k] for k in ("timezone", "encoding") if raw.get(k)}
-    carrier = carriers.Carrier(code=code, name=str(raw.get("name") or code), file_type=file_type,
-                               mapping=raw.get("mapping"), billable=bool(raw.get("billable", True)),
-                               delivery=delivery, reject_threshold=threshold, config=config)
+    carrier = carriers.Carrier(
+        code=code,
+        name=str(raw.get("name") or code),
+        file_type=file_type,
+        mapping=raw.get("mapping"),
+        billable=bool(raw.get("billable", True)),
+        delivery=delivery,
+        reject_threshold=threshold,
+        config=config,
+    )
     sources = raw.get("sources") or []
     if not isinstance(sources, list):
         raise ConfigurationError(f"{where}: sources must be a list")

@@ -5,5 +5,4 @@ from __future__ import annotations
 from airflow.sdk import Asset
 
 # Updated by a collector run that registered at least one new file (status received).
-FILES_RECEIVED = Asset(name="cdrflow_files_received", uri="cdrflow://registry/files-received",
-                       group="cdrflow")
+FILES_RECEIVED = Asset(name="cdrflow_files_received", uri="cdrflow://registry/files-received", group="cdrflow")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, text
 
-from cdrflow.errors import MigrationError
+from cdrflow.config.errors import MigrationError
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +57,7 @@ def discover(sql_dir: Path) -> list[Migration]:
             raise MigrationError(f"{path.name}: migration files are named NNN_name.sql")
         version = int(match.group(1))
         if version in found:
-            raise MigrationError(f"two migrations numbered {version}: "
-                                 f"{found[version].path.name} and {path.name}")
+            raise MigrationError(f"two migrations numbered {version}: {found[version].path.name} and {path.name}")
         found[version] = Migration(version, match.group(2), path)
     return [found[v] for v in sorted(found)]
 
@@ -83,29 +82,29 @@ def upgrade(engine: Engine, sql_dir: Path) -> list[Migration]:
         try:
             conn.execute(text(_CREATE_TABLE))
             conn.commit()
-            recorded = {r.version: r.checksum for r in
-                        conn.execute(text("SELECT version, checksum FROM cdrflow_migrations"))}
+            recorded = {
+                r.version: r.checksum for r in conn.execute(text("SELECT version, checksum FROM cdrflow_migrations"))
+            }
             conn.commit()
             for migration in migrations:
                 if migration.version in recorded:
                     if recorded[migration.version].strip() != migration.checksum:
                         raise MigrationError(
                             f"migration {migration.path.name} was edited after it was applied; "
-                            "add a new migration instead of changing an applied one")
+                            "add a new migration instead of changing an applied one"
+                        )
                     continue
                 log.info("applying migration %s", migration.path.name)
                 try:
                     with conn.begin():
                         # a migration is a script of many statements: send it as is (no binds)
-                        conn.exec_driver_sql(migration.sql,
-                                             execution_options={"no_parameters": True})
+                        conn.exec_driver_sql(migration.sql, execution_options={"no_parameters": True})
                         conn.execute(
-                            text("INSERT INTO cdrflow_migrations (version, name, checksum) "
-                                 "VALUES (:v, :n, :c)"),
-                            {"v": migration.version, "n": migration.name, "c": migration.checksum})
+                            text("INSERT INTO cdrflow_migrations (version, name, checksum) VALUES (:v, :n, :c)"),
+                            {"v": migration.version, "n": migration.name, "c": migration.checksum},
+                        )
                 except Exception as exc:
-                    raise MigrationError(f"migration {migration.path.name} failed and was rolled "
-                                         f"back: {exc}") from exc
+                    raise MigrationError(f"migration {migration.path.name} failed and was rolled back: {exc}") from exc
                 done.append(migration)
         finally:
             conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": LOCK_KEY})

@@ -1,0 +1,238 @@
+"""Load a registered file: parse, validate, and copy its calls into the warehouse, exactly once.
+
+Everything a file changes commits in ONE transaction: its calls, its quarantined rows, its
+counts and its status. A crash anywhere rolls it all back and leaves the file ``received``,
+ready to run again. The file's registry row is locked (``FOR UPDATE SKIP LOCKED``) for the
+whole transaction, so two workers never load the same file. Files of one carrier may load at
+the same time: the same call in two of them is caught by the primary key (the second COPY
+waits for the first file's transaction, then the key refuses the row, see ``Writer.write``).
+
+Speed: a staging COPY plus ``INSERT ... ON CONFLICT`` into the partitioned table costs about
+2.8x a plain COPY. Instead each chunk is COPYed straight into its month partitions under a
+savepoint (keys are looked up only when the primary key refuses a row), and a writer thread
+does that while the main thread parses and validates the next chunk (PostgreSQL works on the
+other core).
+What PostgreSQL does per row is kept small: the rows go in COPY's binary format (no parsing
+of timestamps and numbers) and in primary key order (index insertions next to each other,
+about half the index work of random order); see :func:`copy_payload`. Chunks are validated
+in groups (:func:`validated_chunks`), as a Great Expectations run has a fixed cost.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine, text
+
+from cdrflow.config.errors import CdrflowError
+from cdrflow.formats.base import FormatError, ParseOptions
+from cdrflow.intake.rawstore import RawStore
+from cdrflow.intake.registry import append_log, set_status
+from cdrflow.loading.chunks import CheckedChunk, options_for, validated_chunks
+from cdrflow.loading.payloads import Batch, column_kinds
+from cdrflow.loading.quarantine import Quarantine
+from cdrflow.loading.writer import Writer
+from cdrflow.validation import suites
+from cdrflow.warehouse import carriers
+
+log = logging.getLogger(__name__)
+
+SAMPLE_LINES = 5
+
+
+@dataclass
+class LoadResult:
+    file_id: int
+    status: str  # loaded | failed | rejected | skipped
+    lines: int = 0
+    loaded: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    seconds: float = 0.0
+    message: str = ""
+    failed_expectations: dict[str, int] = field(default_factory=dict)
+
+
+class FileBusy(CdrflowError):
+    """Another worker holds the file (or it is not in a loadable status)."""
+
+
+_LOOK_UP = object()
+
+
+def load_file(
+    engine: Engine,
+    store: RawStore,
+    file_id: int,
+    *,
+    progress: Callable[[str], None] | None = None,
+    prepared: Iterable[CheckedChunk] | None = None,
+    kinds=_LOOK_UP,
+) -> LoadResult:
+    """Parse, validate and load registered file ``file_id`` in one transaction.
+
+    Raises :class:`FileBusy` when another worker holds the file or it is not ``received`` or
+    ``failed``. Any exception rolls everything back (the file stays as it was).
+    ``prepared``: the file's chunks, already parsed and validated (see :func:`validate_together`);
+    they may raise :class:`FormatError` while iterated, as parsing would. They are written from
+    this thread (there is no parsing left to overlap with).
+    ``kinds``: what :func:`column_kinds` returns, when the caller has it already.
+
+    A file that was loaded before and re-queued by an operator loses its earlier calls in the
+    same transaction, so a re-run replaces them instead of counting them as duplicates.
+    """
+    started = time.perf_counter()
+    say = progress or log.info
+    with engine.connect() as conn, conn.begin():
+        row = conn.execute(
+            text(
+                "SELECT carrier, file_type, stored_file_id, file_name, calls_loaded, calls_rejected, status "
+                "FROM cdr_files WHERE id = :id AND status IN ('received', 'failed') FOR UPDATE SKIP LOCKED"
+            ),
+            {"id": file_id},
+        ).first()
+        if row is None:
+            raise FileBusy(
+                f"file {file_id} is being loaded by another worker or is not in a loadable status (received or failed)"
+            )
+        conn.execute(text("SET LOCAL TimeZone = 'UTC'"))  # COPY payloads carry naive UTC times
+        if row.calls_rejected is not None or row.status == "failed":  # quarantine of an earlier run
+            conn.execute(text("DELETE FROM rejected_rows WHERE file_id = :id"), {"id": file_id})
+        carrier = carriers.get(conn, row.carrier)
+        if not row.file_type:
+            raise CdrflowError(f"file {file_id} has no file type and carrier {row.carrier} names none")
+        set_status(conn, file_id, "processing", f"loading as {row.file_type}")
+        if row.calls_loaded:
+            _forget_previous_load(conn, file_id)
+        dbapi = conn.connection.driver_connection
+        inline = prepared is not None
+        if prepared is None:
+            suites.warm_up(row.file_type)
+            options = options_for(carrier, row.file_type)
+            prepared = _parse_stored(store, row.stored_file_id, row.file_type, options)
+        result, writer = _load(
+            dbapi,
+            file_id,
+            row.file_name,
+            carrier,
+            prepared,
+            say,
+            column_kinds(dbapi) if kinds is _LOOK_UP else kinds,
+            inline,
+        )
+        result.seconds = time.perf_counter() - started
+        set_status(conn, file_id, result.status, result.message, lines=result.lines, processed=True)
+        conn.execute(
+            text("UPDATE cdr_files SET calls_loaded = :l, calls_rejected = :r, calls_duplicate = :d WHERE id = :id"),
+            {"l": result.loaded, "r": result.rejected, "d": result.duplicates, "id": file_id},
+        )
+        if result.status == "loaded":
+            # last: files of one carrier and day loading side by side wait for each other's
+            # call_days row here, so it is held from this point to the commit only
+            writer.record_days()
+    say(
+        f"file {file_id} {row.file_name}: {result.status}: {result.message.splitlines()[0] if result.message else ''} "
+        f"({result.seconds:.1f}s)"
+    )
+    return result
+
+
+def _parse_stored(store: RawStore, key: str, file_type: str, options: ParseOptions) -> Iterator[CheckedChunk]:
+    with store.open(key) as stream:
+        yield from validated_chunks(stream, file_type, options)
+
+
+_FORGET = text("""
+WITH gone AS (
+    DELETE FROM calls WHERE file_id = :id
+    RETURNING carrier, (start_time AT TIME ZONE 'UTC')::date AS day
+), per_day AS (SELECT carrier, day, count(*) AS n FROM gone GROUP BY carrier, day)
+UPDATE call_days d SET calls = d.calls - p.n FROM per_day p
+WHERE d.carrier = p.carrier AND d.day = p.day
+""")
+
+
+def _forget_previous_load(conn, file_id: int) -> None:
+    """Remove the calls an earlier load of this file wrote (operator re-run of a loaded file)."""
+    conn.execute(_FORGET, {"id": file_id})
+    append_log(conn, file_id, "re-run: the calls of the earlier load are replaced")
+
+
+def _load(
+    dbapi, file_id, file_name, carrier, chunks: Iterable[CheckedChunk], say, kinds, inline: bool
+) -> tuple[LoadResult, Writer]:
+    """Write ``chunks``; ``inline``: from this thread, else from a writer thread while this one
+    parses the next chunk."""
+    result = LoadResult(file_id, "loaded")
+    quarantine = Quarantine(file_id)
+    with dbapi.cursor() as cur:
+        cur.execute("SAVEPOINT calls")
+    writer = Writer(dbapi, carrier.code, file_id, kinds)
+    if inline:
+        send = writer.write
+    else:
+        writer.start()
+        send = writer.inbox.put
+    summaries = []
+    started = last_report = time.perf_counter()
+    try:
+        for chunk in chunks:
+            for p in chunk.rejected:
+                quarantine.add(p.line_number, p.raw_text, p.reasons, p.raw_bytes)
+            result.lines += chunk.lines
+            result.duplicates += chunk.repeats
+            if chunk.summary:
+                summaries.append(chunk.summary)
+            if writer.error:
+                break
+            if chunk.batch is not None:
+                send(chunk.batch)
+            elif len(chunk.calls):  # the raw text is only needed for the quarantine, already done
+                send(
+                    Batch.prepare(chunk.calls.drop(columns=["raw_text"], errors="ignore"), carrier.code, file_id, kinds)
+                )
+            if time.perf_counter() - last_report > 10:
+                last_report = time.perf_counter()
+                say(
+                    f"file {file_id} {file_name}: {result.lines:,} lines read, {writer.loaded:,} calls "
+                    f"written, {result.lines / (last_report - started):,.0f} lines/s"
+                )
+            chunk = None  # not kept alive while the next chunks are parsed
+    except FormatError as exc:
+        result.status, result.message = "rejected", str(exc)
+    finally:
+        if not inline:
+            writer.inbox.put(None)
+            writer.join()
+    if writer.error:
+        raise writer.error
+    result.loaded = writer.loaded
+    result.duplicates += writer.duplicates
+    result.rejected = len(quarantine)
+    if summaries:
+        merged = suites.merge_summaries(summaries)
+        result.failed_expectations = {s.expectation: s.unexpected_count for s in merged if not s.success}
+        result.message += suites.format_summary(merged)
+    with dbapi.cursor() as cur:
+        if result.status == "loaded" and result.lines and result.rejected / result.lines > carrier.reject_threshold:
+            result.status = "failed"
+            samples = "; ".join(f"line {r[0]}: {r[3]}" for r in quarantine.rows[:SAMPLE_LINES])
+            result.message = (
+                f"{result.rejected} of {result.lines} lines rejected "
+                f"({result.rejected / result.lines:.1%} > threshold "
+                f"{carrier.reject_threshold:.0%}); nothing loaded. Failing: "
+                f"{result.failed_expectations or 'parse errors'}. Samples: {samples}\n" + result.message
+            )
+        if result.status != "loaded":
+            cur.execute("ROLLBACK TO SAVEPOINT calls")
+            result.loaded = result.duplicates = 0
+        else:
+            result.message = (
+                f"{result.lines} lines: {result.loaded} calls loaded, {result.rejected} "
+                f"rejected, {result.duplicates} duplicates\n" + result.message
+            )
+        quarantine.write(cur)
+    return result, writer
