@@ -5,45 +5,25 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import uuid
 from collections.abc import Callable
 
 from sqlalchemy import create_engine
-from sqlalchemy.engine import make_url
 
 from cdrflow.config import settings
-from cdrflow.warehouse import carriers, migrations
-
-LOCAL_SERVER = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+from cdrflow.warehouse import carriers, migrations, scratch
+from cdrflow.warehouse.db import normalise_url
 
 
 def scratch_database(url: str | None = None) -> tuple[str, Callable[[], None]]:
     """A new empty database on ``url``'s server (default: 127.0.0.1:5432, else the embedded
-    server) and a function that drops it."""
-    admin = url or LOCAL_SERVER
-    try:
-        create_engine(admin, connect_args={"connect_timeout": 3}).connect().close()
-    except Exception:
-        from cdrflow.warehouse import embedded
-
-        admin = make_url(embedded.ensure_server(settings.state_dir())).set(database="postgres")
-        admin = admin.render_as_string(hide_password=False)
-    name = f"cdrflow_bench_{uuid.uuid4().hex[:8]}"
-    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')  # generated name
-
-    def drop() -> None:
-        with engine.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        engine.dispose()
-
-    return make_url(admin).set(database=name).render_as_string(hide_password=False), drop
+    server under the state directory) and a function that drops it."""
+    server, _ = scratch.server_url(url, settings.state_dir())  # the embedded server is left running
+    return scratch.create(server, prefix="cdrflow_bench")
 
 
 def warehouse(url: str, carrier: carriers.Carrier):
     """Migrate ``url`` and add ``carrier``; returns an engine."""
-    engine = create_engine(url)
+    engine = create_engine(normalise_url(url))
     migrations.upgrade(engine, settings.SQL_DIR)
     with engine.begin() as conn:
         carriers.upsert(conn, carrier)

@@ -14,11 +14,15 @@ export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="${AIRFLOW__CORE__DAGS_ARE_PAU
 export PATH="$PWD/.venv/bin:$PATH"  # standalone starts its components as `airflow ...`
 mkdir -p "$AIRFLOW_HOME"
 
-.venv/bin/cdrflow db upgrade
 if [ -z "${AIRFLOW_CONN_CDRFLOW_WAREHOUSE:-}" ] && [ -z "${CDRFLOW_DATABASE_URL:-}" ]; then
-  # the embedded warehouse (or whatever cdrflow resolves), handed to every task as a connection
+  export CDRFLOW_DATABASE_URL=embedded  # nothing configured: the embedded warehouse, chosen here
+fi
+.venv/bin/cdrflow db upgrade
+if [ "${CDRFLOW_DATABASE_URL:-}" = embedded ]; then
+  # hand the running embedded server to every task as a connection (its socket URL)
   AIRFLOW_CONN_CDRFLOW_WAREHOUSE="$(.venv/bin/cdrflow db url)"
   export AIRFLOW_CONN_CDRFLOW_WAREHOUSE
+  unset CDRFLOW_DATABASE_URL
 fi
 echo "Airflow home: $AIRFLOW_HOME (admin password: $AIRFLOW_HOME/simple_auth_manager_passwords.json.generated)"
 exec .venv/bin/airflow standalone

@@ -12,7 +12,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -28,65 +27,36 @@ os.environ.pop("CDRFLOW_DATABASE_URL", None)
 os.environ.pop("AIRFLOW_CONN_CDRFLOW_WAREHOUSE", None)
 
 from sqlalchemy import Engine, create_engine, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
-from sqlalchemy.exc import OperationalError  # noqa: E402
 
 from cdrflow.config import settings  # noqa: E402
 from cdrflow.intake.rawstore import RawStore  # noqa: E402
-from cdrflow.warehouse import carriers, migrations  # noqa: E402
-from cdrflow.warehouse.db import normalise_url  # noqa: E402
+from cdrflow.warehouse import carriers, migrations, scratch  # noqa: E402
 
-LOCAL_SERVER = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _reachable(url: str) -> bool:
-    engine = create_engine(url, connect_args={"connect_timeout": 3})
-    try:
-        with engine.connect():
-            return True
-    except OperationalError:
-        return False
-    finally:
-        engine.dispose()
 
 
 @pytest.fixture(scope="session")
 def pg_admin_url() -> Iterator[str]:
-    """URL of a database on a real server where we may CREATE DATABASE."""
-    if url := os.environ.get("CDRFLOW_TEST_PG_URL"):
-        yield normalise_url(url)
-        return
-    if _reachable(LOCAL_SERVER):
-        yield LOCAL_SERVER
-        return
-    from cdrflow.warehouse import embedded
-
-    state = _SESSION_DIR / "embedded"
-    state.mkdir()
-    url = embedded.ensure_server(state)
-    yield make_url(url).set(database="postgres").render_as_string(hide_password=False)
-    embedded.stop_server(state)
+    """URL of a database on a real server where we may CREATE DATABASE: ``CDRFLOW_TEST_PG_URL``,
+    else 127.0.0.1:5432 when it answers, else an embedded server for the session."""
+    url, done = scratch.server_url(os.environ.get("CDRFLOW_TEST_PG_URL"), _SESSION_DIR / "embedded")
+    yield url
+    done()
 
 
 @pytest.fixture(scope="session")
 def new_database(pg_admin_url: str) -> Iterator[Callable[[], str]]:
     """Factory: a new empty database per call; all dropped at the end of the session."""
-    admin = create_engine(pg_admin_url, isolation_level="AUTOCOMMIT")
-    created: list[str] = []
+    drops: list[Callable[[], None]] = []
 
     def make() -> str:
-        name = f"cdrflow_test_{uuid.uuid4().hex[:12]}"
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')  # generated name, not user text
-        created.append(name)
-        return make_url(pg_admin_url).set(database=name).render_as_string(hide_password=False)
+        url, drop = scratch.create(pg_admin_url, prefix="cdrflow_test")
+        drops.append(drop)
+        return url
 
     yield make
-    with admin.connect() as conn:
-        for name in created:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.dispose()
+    for drop in drops:
+        drop()
 
 
 @pytest.fixture(scope="session")
@@ -120,9 +90,11 @@ def carrier(engine: Engine) -> str:
     return "acme"
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run the installed ``cdrflow`` command as a user would."""
-    full_env = {**os.environ, **(env or {})}
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120, unset: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess:
+    """Run the installed ``cdrflow`` command as a user would (``unset``: variables to remove)."""
+    full_env = {k: v for k, v in {**os.environ, **(env or {})}.items() if k not in unset}
     exe = shutil.which("cdrflow", path=str(Path(sys.executable).parent)) or "cdrflow"
     return subprocess.run([exe, *args], capture_output=True, text=True, env=full_env, timeout=timeout)
 

@@ -6,22 +6,27 @@ import argparse
 from pathlib import Path
 
 from cdrflow.cli import common
+from cdrflow.config.vocabulary import FILE_TYPES, one_of
 
 
 def cmd_carrier(args: argparse.Namespace) -> int:
+    from cdrflow.config import carrier_file
     from cdrflow.warehouse import carriers
 
-    carrier = carriers.Carrier(
-        code=args.code,
-        name=args.name or args.code,
-        file_type=args.type,
-        mapping=args.mapping,
-        billable=not args.not_billable,
-        delivery="monthly" if args.monthly else "daily",
-        reject_threshold=args.reject_threshold,
-    )
+    entry = {  # the carrier file's schema checks it: the same rules and messages as `carriers sync`
+        "code": args.code,
+        "name": args.name,
+        "file_type": args.type,
+        "mapping": args.mapping,
+        "billable": not args.not_billable,
+        "delivery": "monthly" if args.monthly else "daily",
+        "reject_threshold": args.reject_threshold,
+        "timezone": args.timezone,
+        "encoding": args.encoding,
+    }
+    config = carrier_file.parse_carrier({k: v for k, v in entry.items() if v is not None})
     with common.engine().begin() as conn:
-        carriers.upsert(conn, carrier)
+        carriers.upsert(conn, config.carrier)
     print(f"carrier {args.code} saved")
     return 0
 
@@ -29,11 +34,12 @@ def cmd_carrier(args: argparse.Namespace) -> int:
 def cmd_carriers(args: argparse.Namespace) -> int:
     from cdrflow.config import carrier_file
     from cdrflow.config.text import render
+    from cdrflow.warehouse import carriers
 
     configs = carrier_file.load(args.file)
     if args.action == "sync":
         with common.engine().begin() as conn:
-            n = carrier_file.sync(conn, configs)
+            n = carriers.sync(conn, configs)
         print(f"{n} carrier(s) from {args.file or carrier_file.config_path()} are in the warehouse")
         return 0
     print(
@@ -61,8 +67,10 @@ def add_parsers(sub) -> None:
     p.add_argument("action", choices=["add"])
     p.add_argument("code")
     p.add_argument("--name")
-    p.add_argument("--type", help="file type code, e.g. asterisk_csv")
-    p.add_argument("--mapping", help="mapping file for type 'mapped'")
+    p.add_argument("--type", help=f"file type (required): {one_of(FILE_TYPES)}")
+    p.add_argument("--mapping", help="mapping file for type 'mapped' (relative to the repository)")
+    p.add_argument("--timezone", help="IANA zone of local timestamps in its files (default UTC)")
+    p.add_argument("--encoding", help="character set of its files (default utf-8)")
     p.add_argument("--monthly", action="store_true", help="delivers monthly files (default daily)")
     p.add_argument("--not-billable", action="store_true")
     p.add_argument("--reject-threshold", type=float, default=0.05)

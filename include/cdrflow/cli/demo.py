@@ -1,4 +1,4 @@
-"""``cdrflow`` commands. The main job on the embedded defaults."""
+"""``cdrflow`` commands. The main job (`make demo` runs it with CDRFLOW_DATABASE_URL=embedded)."""
 
 from __future__ import annotations
 

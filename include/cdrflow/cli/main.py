@@ -11,22 +11,29 @@
     cdrflow load FILE --carrier C [--type T] register and load one file, print the outcome
     cdrflow files [--after ID] [--limit N]  what the registry holds
     cdrflow file ID                         one file with its processing log
-    cdrflow demo                            the main job on the embedded defaults
+    cdrflow claims [release ID...]          which run holds which file; free a claim by hand
+    cdrflow housekeeping                    repair what a dead worker left (claims, stranded files, .part)
+    cdrflow demo                            the main job (`make demo`: on the embedded warehouse)
 
-Every command exits 1 with a one-line message on a problem it recognises.
+Every command exits 1 with a one-line message on a problem it recognises, and on a warehouse
+it cannot reach. Airflow's home is ``<state>/airflow`` unless ``AIRFLOW_HOME`` is set: no
+command reads or creates ``~/airflow``.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
-from cdrflow.cli import carriers, db, demo, intake, loading
+from cdrflow.config import settings
 from cdrflow.config.errors import CdrflowError
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from cdrflow.cli import carriers, db, demo, intake, loading
+
     parser = argparse.ArgumentParser(prog="cdrflow", description=(__doc__ or "").split("\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -35,7 +42,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def warehouse_error(exc: Exception) -> str:
+    """A database error as one line: which warehouse (no password), and the first line of why."""
+    from cdrflow.warehouse import db
+
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    url = db.last_url()
+    where = f"the warehouse {db.describe(url)}" if url else "the warehouse"
+    if getattr(exc, "statement", None) is None:  # raised while connecting
+        return f"cannot reach {where}: {reason[0] if reason else type(exc).__name__}"
+    return f"{where} refused a statement: {reason[0] if reason else type(exc).__name__}"
+
+
 def main(argv: list[str] | None = None) -> int:
+    # Before anything imports Airflow (the raw store, the collectors): its home under our state.
+    os.environ.setdefault("AIRFLOW_HOME", str(settings.state_dir() / "airflow"))
+    import psycopg2
+    from sqlalchemy.exc import OperationalError
+
     args = build_parser().parse_args(argv)
     level = logging.INFO if args.verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
@@ -45,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except CdrflowError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except (OperationalError, psycopg2.OperationalError) as exc:
+        print(f"error: {warehouse_error(exc)}", file=sys.stderr)
         return 1
 
 

@@ -1,77 +1,185 @@
 """The carrier configuration file: who sends what, in which format, and where to collect it.
 
 Operators edit one YAML file (default ``include/carriers.yaml``, or the path in
-``CDRFLOW_CARRIERS_FILE``); :func:`sync` loads its carriers into the ``carriers`` table, and
-the collector DAGs read each carrier's ``sources`` from it. Credentials never appear here:
-a source names an Airflow connection id (``AIRFLOW_CONN_<ID>`` or any secrets backend).
+``CDRFLOW_CARRIERS_FILE``); :func:`cdrflow.warehouse.carriers.sync` loads its carriers into the
+``carriers`` table, and the collector DAGs read each carrier's ``sources`` from it. Credentials
+never appear here: a source names an Airflow connection id (``AIRFLOW_CONN_<ID>`` or any
+secrets backend).
 
-Every key is documented in ``include/carriers.yaml`` itself and in the README. Unknown keys are
-an error that names the key and the carrier, so that a typo never silently disables a source.
+Every key is documented in ``include/carriers.yaml`` itself and in the README. The schema is a
+set of pydantic models; every mistake (an unknown key, a time zone or character set Python does
+not know, a code the carriers table would refuse) is a :class:`ConfigurationError` of one line
+that names the carrier and the key, raised when the file is read: at ``cdrflow carriers sync``
+and at every collector run, never later in a load.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import MISSING, dataclass, field, fields
+import re
+import reprlib
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
-from sqlalchemy import Connection
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-from cdrflow.config import settings
+from cdrflow.config import checks, settings
 from cdrflow.config.errors import ConfigurationError
-from cdrflow.formats import PARSERS
-from cdrflow.warehouse import carriers
+from cdrflow.config.vocabulary import (
+    AFTER_ACTIONS,
+    CARRIER_CODE_PATTERN,
+    CARRIER_CODE_RULE,
+    DELIVERIES,
+    FILE_TYPES,
+    SOURCE_KINDS,
+    one_of,
+)
 
 DEFAULT_FILE = settings.PACKAGE_DIR.parent / "carriers.yaml"
-SOURCE_KINDS = ("mailbox", "sftp", "ftp", "bucket")
-FILE_TYPES = tuple(PARSERS)  # the formats cdrflow can parse
 
 
 @dataclass(frozen=True)
-class MailboxSource:
+class Carrier:
+    """A row of the ``carriers`` table: who sends files, in which format, billed or not."""
+
+    code: str
+    name: str
+    file_type: str | None = None
+    mapping: str | None = None
+    billable: bool = True
+    delivery: str = "daily"  # or "monthly"
+    reject_threshold: float = 0.05
+    config: dict[str, Any] = field(default_factory=dict)  # timezone, encoding
+
+
+# --- field rules -----------------------------------------------------------------------------
+
+
+def _one_or_many(value: Any) -> Any:
+    return (value,) if isinstance(value, str) else value
+
+
+def _word(words, what: str):
+    def check(value: str) -> str:
+        if value not in words:
+            raise ValueError(f"unknown {what} {value!r}; known: {one_of(words)}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _code(value: str) -> str:
+    if not re.match(CARRIER_CODE_PATTERN, value):
+        raise ValueError(f"{value!r} is not a carrier code ({CARRIER_CODE_RULE})")
+    return value
+
+
+Text = Annotated[str, Field(min_length=1)]
+Strings = Annotated[tuple[Text, ...], BeforeValidator(_one_or_many)]
+Required = Annotated[Strings, Field(min_length=1)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --- sources ---------------------------------------------------------------------------------
+
+
+class MailboxSource(_Model):
     """An IMAP folder where the carrier's messages arrive."""
 
-    conn_id: str  # Airflow connection of type imap (host, port, login, password; extra use_ssl)
-    senders: tuple[str, ...]  # allowed From addresses; fnmatch patterns ("*@acme.example")
-    folder: str = "INBOX"
-    attachments: tuple[str, ...] = ("*",)  # attachment file-name patterns (fnmatch, case-insensitive)
-    processed_folder: str | None = "cdrflow-processed"  # None: flag the message instead of moving it
-    kind: str = "mailbox"
+    kind: Literal["mailbox"] = "mailbox"
+    conn_id: Text  # Airflow connection of type imap (host, port, login, password; extra use_ssl)
+    senders: Required  # allowed From addresses; fnmatch patterns ("*@acme.example")
+    folder: Text = "INBOX"
+    attachments: Required = ("*",)  # attachment file-name patterns (fnmatch, case-insensitive)
+    processed_folder: Text | None = "cdrflow-processed"  # None: flag the message instead of moving it
 
 
-@dataclass(frozen=True)
-class RemoteDirSource:
+class RemoteDirSource(_Model):
     """Directories on the carrier's SFTP or FTP/FTPS server."""
 
-    kind: str  # sftp | ftp
-    conn_id: str  # Airflow connection: sftp, or ftp (plain) / ftps (TLS)
-    directories: tuple[str, ...]
-    patterns: tuple[str, ...] = ("*",)  # file-name patterns (fnmatch)
-    settle_seconds: float = 15.0  # a file whose size changes within this time is still being written
-    done_marker: str | None = None  # e.g. ".done": only files with "<name>.done" beside them are taken
-    after: str = "keep"  # keep | delete | move
-    move_to: str | None = None  # directory for after=move
+    kind: Literal["sftp", "ftp"]
+    conn_id: Text  # Airflow connection: sftp, or ftp (plain) / ftps (TLS)
+    directories: Required
+    patterns: Required = ("*",)  # file-name patterns (fnmatch)
+    settle_seconds: float = Field(15.0, ge=0)  # a file whose size changes within this time is still being written
+    done_marker: Text | None = None  # e.g. ".done": only files with "<name>.done" beside them are taken
+    after: Annotated[str, _word(AFTER_ACTIONS, "after action")] = "keep"
+    move_to: Text | None = None  # directory for after=move
+
+    @model_validator(mode="after")
+    def _move_needs_a_directory(self) -> RemoteDirSource:
+        if self.after == "move" and not self.move_to:
+            raise ValueError("after: move needs move_to")
+        return self
 
 
-@dataclass(frozen=True)
-class BucketSource:
+class BucketSource(_Model):
     """An upload prefix: ``s3://bucket/prefix`` or a local directory (path or file:// URL)."""
 
-    url: str
-    conn_id: str | None = None  # Airflow aws connection for s3:// (endpoint_url for S3-compatible servers)
-    patterns: tuple[str, ...] = ("*",)
-    processed_prefix: str = "processed/"  # objects are moved under <url>/<processed_prefix> once registered
-    kind: str = "bucket"
+    kind: Literal["bucket"] = "bucket"
+    url: Text
+    conn_id: Text | None = None  # Airflow aws connection for s3:// (endpoint_url for S3-compatible servers)
+    patterns: Required = ("*",)
+    processed_prefix: Text = "processed/"  # objects are moved under <url>/<processed_prefix> once registered
 
 
 Source = MailboxSource | RemoteDirSource | BucketSource
+SOURCE_MODELS: dict[str, type[Source]] = {
+    "mailbox": MailboxSource,
+    "sftp": RemoteDirSource,
+    "ftp": RemoteDirSource,
+    "bucket": BucketSource,
+}
+
+
+# --- carriers --------------------------------------------------------------------------------
+
+
+class CarrierEntry(_Model):
+    """One carrier as the file (or ``cdrflow carrier add``) spells it."""
+
+    code: Annotated[str, AfterValidator(_code)]
+    name: Text | None = None
+    file_type: Annotated[str, _word(FILE_TYPES, "file type")]
+    mapping: Text | None = None
+    billable: bool = True
+    delivery: Annotated[str, _word(DELIVERIES, "delivery")] = "daily"
+    reject_threshold: float = Field(0.05, ge=0, le=1)
+    timezone: Annotated[str, AfterValidator(checks.time_zone)] | None = None
+    encoding: Annotated[str, AfterValidator(checks.encoding)] | None = None
+    sources: list[Any] | None = None  # each checked by parse_source, which names its position
+
+    @model_validator(mode="after")
+    def _mapped_needs_a_mapping(self) -> CarrierEntry:
+        if self.file_type == "mapped" and not self.mapping:
+            raise ValueError("file_type mapped needs a mapping file (key mapping)")
+        if self.mapping:
+            path = Path(self.mapping)
+            if not (path if path.is_absolute() else settings.REPO_DIR / path).is_file():
+                raise ValueError(f"mapping: no such mapping file {self.mapping!r}")
+        return self
+
+    def carrier(self) -> Carrier:
+        return Carrier(
+            code=self.code,
+            name=self.name or self.code,
+            file_type=self.file_type,
+            mapping=self.mapping,
+            billable=self.billable,
+            delivery=self.delivery,
+            reject_threshold=self.reject_threshold,
+            config={k: getattr(self, k) for k in ("timezone", "encoding") if getattr(self, k)},
+        )
 
 
 @dataclass(frozen=True)
 class CarrierConfig:
-    carrier: carriers.Carrier
+    carrier: Carrier
     sources: tuple[Source, ...] = field(default_factory=tuple)
 
     @property
@@ -79,108 +187,53 @@ class CarrierConfig:
         return self.carrier.code
 
 
-def _tuple(value: Any, key: str, where: str) -> tuple[str, ...]:
-    if isinstance(value, str):
-        return (value,)
-    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-        raise ConfigurationError(f"{where}: {key} must be a string or a list of strings")
-    return tuple(value)
-
-
-def _build(cls, raw: dict, where: str, **fixed):
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(raw) - known)
+def _problem(exc: ValidationError, model: type[BaseModel], where: str) -> ConfigurationError:
+    """pydantic's report as one line naming ``where`` and the key."""
+    errors = exc.errors()
+    unknown = [str(e["loc"][-1]) for e in errors if e["type"] == "extra_forbidden"]
     if unknown:
-        raise ConfigurationError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(known))}")
-    values = dict(raw, **fixed)
-    for f in fields(cls):
-        if f.name in values and "tuple" in str(f.type):
-            values[f.name] = _tuple(values[f.name], f.name, where)
-    try:
-        return cls(**values)
-    except TypeError as exc:  # a required key is missing
-        missing = [
-            f.name
-            for f in fields(cls)
-            if f.name not in values and f.default is MISSING and f.default_factory is MISSING
-        ]
-        raise ConfigurationError(f"{where}: missing {', '.join(missing) or exc}") from None
+        allowed = ", ".join(sorted(model.model_fields))
+        return ConfigurationError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {allowed}")
+    missing = [str(e["loc"][-1]) for e in errors if e["type"] == "missing"]
+    if missing:
+        return ConfigurationError(f"{where}: missing {', '.join(missing)}")
+    first = errors[0]
+    if first["type"] == "value_error":
+        message = str(first["ctx"]["error"])
+    elif first["type"] in ("too_short", "string_too_short"):
+        message = "cannot be empty"
+    else:
+        message = f"{first['msg'][:1].lower()}{first['msg'][1:]}, got {reprlib.repr(first['input'])}"
+    key = ".".join(str(p) for p in first["loc"])
+    text = f"{where}: {key}: {message}" if key and not message.startswith(f"{key}:") else f"{where}: {message}"
+    return ConfigurationError(" ".join(text.split()))
 
 
 def parse_source(raw: Any, where: str) -> Source:
     """One source from its YAML (or dict) form; raises ConfigurationError naming ``where``."""
     if not isinstance(raw, dict) or "kind" not in raw:
-        raise ConfigurationError(f"{where}: a source is a mapping with a kind ({', '.join(SOURCE_KINDS)})")
-    kind = raw["kind"]
-    if kind == "mailbox":
-        source = _build(MailboxSource, raw, where)
-    elif kind in ("sftp", "ftp"):
-        source = _build(RemoteDirSource, raw, where)
-        if source.after not in ("keep", "delete", "move"):
-            raise ConfigurationError(f"{where}: after must be keep, delete or move, got {source.after!r}")
-        if source.after == "move" and not source.move_to:
-            raise ConfigurationError(f"{where}: after: move needs move_to")
-        if source.settle_seconds < 0:
-            raise ConfigurationError(f"{where}: settle_seconds cannot be negative")
-    elif kind == "bucket":
-        source = _build(BucketSource, raw, where)
-    else:
-        raise ConfigurationError(f"{where}: unknown source kind {kind!r}; known: {', '.join(SOURCE_KINDS)}")
-    if getattr(source, "conn_id", "") == "" or (kind == "mailbox" and not source.senders):
-        raise ConfigurationError(f"{where}: {'senders' if kind == 'mailbox' else 'conn_id'} cannot be empty")
-    return source
+        raise ConfigurationError(f"{where}: a source is a mapping with a kind ({one_of(SOURCE_KINDS)})")
+    model = SOURCE_MODELS.get(raw["kind"])
+    if model is None:
+        raise ConfigurationError(f"{where}: unknown source kind {raw['kind']!r}; known: {one_of(SOURCE_KINDS)}")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise _problem(exc, model, where) from None
 
 
-_CARRIER_KEYS = {
-    "code",
-    "name",
-    "file_type",
-    "mapping",
-    "billable",
-    "delivery",
-    "reject_threshold",
-    "timezone",
-    "encoding",
-    "sources",
-}
-
-
-def _carrier(raw: Any, index: int) -> CarrierConfig:
-    if not isinstance(raw, dict) or not raw.get("code"):
-        raise ConfigurationError(f"carrier #{index + 1}: every carrier needs a code")
-    code = str(raw["code"])
-    where = f"carrier {code}"
-    unknown = sorted(set(raw) - _CARRIER_KEYS)
-    if unknown:
-        raise ConfigurationError(
-            f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(_CARRIER_KEYS))}"
-        )
-    file_type = raw.get("file_type")
-    if file_type not in FILE_TYPES:
-        raise ConfigurationError(f"{where}: file_type must be one of {', '.join(FILE_TYPES)}, got {file_type!r}")
-    if file_type == "mapped" and not raw.get("mapping"):
-        raise ConfigurationError(f"{where}: file_type mapped needs a mapping file")
-    delivery = raw.get("delivery", "daily")
-    if delivery not in ("daily", "monthly"):
-        raise ConfigurationError(f"{where}: delivery must be daily or monthly, got {delivery!r}")
-    threshold = float(raw.get("reject_threshold", 0.05))
-    if not 0 <= threshold <= 1:
-        raise ConfigurationError(f"{where}: reject_threshold must be between 0 and 1")
-    config = {k: raw[k] for k in ("timezone", "encoding") if raw.get(k)}
-    carrier = carriers.Carrier(
-        code=code,
-        name=str(raw.get("name") or code),
-        file_type=file_type,
-        mapping=raw.get("mapping"),
-        billable=bool(raw.get("billable", True)),
-        delivery=delivery,
-        reject_threshold=threshold,
-        config=config,
-    )
-    sources = raw.get("sources") or []
-    if not isinstance(sources, list):
-        raise ConfigurationError(f"{where}: sources must be a list")
-    return CarrierConfig(carrier, tuple(parse_source(s, f"{where}, source #{i + 1}") for i, s in enumerate(sources)))
+def parse_carrier(raw: Any, where: str | None = None) -> CarrierConfig:
+    """One carrier entry (a dict) with its sources; ``where`` defaults to ``carrier CODE``."""
+    if not isinstance(raw, dict):
+        raise ConfigurationError(f"{where or 'carrier'}: a carrier is a mapping of keys (code, file_type, ...)")
+    code = raw.get("code")
+    where = f"carrier {code}" if code not in (None, "") else (where or "carrier")
+    try:
+        entry = CarrierEntry.model_validate(raw)
+    except ValidationError as exc:
+        raise _problem(exc, CarrierEntry, where) from None
+    sources = tuple(parse_source(s, f"{where}, source #{i + 1}") for i, s in enumerate(entry.sources or []))
+    return CarrierConfig(entry.carrier(), sources)
 
 
 def config_path() -> Path:
@@ -191,13 +244,13 @@ def parse(text: str, origin: str = "carrier configuration") -> list[CarrierConfi
     try:
         doc = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        raise ConfigurationError(f"{origin}: not valid YAML: {exc}") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("carriers", []), list):
+        raise ConfigurationError(f"{origin}: not valid YAML: {' '.join(str(exc).split())}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("carriers") or [], list):
         raise ConfigurationError(f"{origin}: expected a mapping with a list under 'carriers'")
-    result = [_carrier(raw, i) for i, raw in enumerate(doc.get("carriers") or [])]
+    result = [parse_carrier(raw, f"carrier #{i + 1}") for i, raw in enumerate(doc.get("carriers") or [])]
     codes = [c.code for c in result]
     if len(set(codes)) != len(codes):
-        raise ConfigurationError(f"{origin}: carrier codes must be unique: {codes}")
+        raise ConfigurationError(f"{origin}: carrier codes must be unique: {', '.join(codes)}")
     return result
 
 
@@ -211,17 +264,8 @@ def load(path: Path | None = None) -> list[CarrierConfig]:
     return parse(text, str(path))
 
 
-def sync(conn: Connection, configs: list[CarrierConfig]) -> int:
-    """Insert or update every configured carrier in the ``carriers`` table (inside the caller's
-    transaction). Carriers that are in the table but not in the file are left alone: their files
-    and calls still point at them."""
-    for c in configs:
-        carriers.upsert(conn, c.carrier)
-    return len(configs)
-
-
 def sources_of_kind(configs: list[CarrierConfig], kind: str) -> list[tuple[str, Source]]:
     """(carrier code, source) for every configured source of ``kind``, in file order."""
     if kind not in SOURCE_KINDS:
-        raise ConfigurationError(f"unknown source kind {kind!r}")
+        raise ConfigurationError(f"unknown source kind {kind!r}; known: {one_of(SOURCE_KINDS)}")
     return [(c.code, s) for c in configs for s in c.sources if s.kind == kind]

@@ -17,6 +17,11 @@ class SourceUnreadable(CdrflowError):
     """The bytes of a file to register could not be read; nothing was recorded."""
 
 
+class RawStoreUnavailable(CdrflowError):
+    """The raw store cannot take bytes (missing or unwritable, disk full, S3 refused or no
+    credentials): no file can be registered until it is fixed, so the task fails."""
+
+
 class UnknownCarrier(CdrflowError):
     """A file names a carrier that is not in the carriers table."""
 

@@ -5,9 +5,10 @@ agree without a config file:
 
 - ``CDRFLOW_STATE_DIR``: local state (embedded PostgreSQL data, raw store, Airflow home).
   Default: ``.state/`` in the repository, git-ignored.
-- ``CDRFLOW_DATABASE_URL``: the warehouse, as an SQLAlchemy or libpq URL. When it is not set,
-  the Airflow connection ``cdrflow_warehouse`` is used (``AIRFLOW_CONN_CDRFLOW_WAREHOUSE``),
-  and when neither is set an embedded PostgreSQL server is started under the state directory.
+- ``CDRFLOW_DATABASE_URL``: the warehouse, as an SQLAlchemy or libpq URL, or ``embedded`` for
+  an embedded PostgreSQL server under the state directory. When it is not set, the Airflow
+  connection ``cdrflow_warehouse`` is used; nothing configured is an error (the full order of
+  precedence is in :mod:`cdrflow.warehouse.db`).
 - ``CDRFLOW_RAW_STORE``: where original bytes are kept, content-addressed by SHA1; any
   ``ObjectStoragePath`` URL (``file:///...``, ``s3://bucket/prefix`` or
   ``s3://aws_conn_id@bucket/prefix``). Default: ``<state>/raw``.

@@ -1,5 +1,5 @@
-"""The main job on the embedded defaults: a day of traffic from three carriers, collected and
-loaded by the Airflow DAGs.
+"""The main job (``make demo``, on the embedded warehouse): a day of traffic from three carriers,
+collected and loaded by the Airflow DAGs.
 
 Three carriers of ``include/carriers.yaml`` in three formats (ACME: Asterisk Master.csv, Kazoo:
 Kazoo JSON, Telco: a Telnyx-style CDR report), one file ACME sends twice under another name (a
@@ -25,6 +25,7 @@ from cdrflow.config import carrier_file, settings
 from cdrflow.config.errors import CdrflowError
 from cdrflow.config.text import render
 from cdrflow.dev import generate
+from cdrflow.warehouse import carriers
 
 
 def prepare_uploads(uploads: Path) -> list[Path]:
@@ -89,8 +90,8 @@ def main(engine: Engine, warehouse_url: str) -> str:
     state = settings.state_dir()
     configs = carrier_file.load()
     with engine.begin() as conn:
-        carrier_file.sync(conn, configs)
-        first_new = conn.execute(text("SELECT coalesce(max(id), 0) + 1 FROM cdr_files")).scalar()
+        carriers.sync(conn, configs)
+        first_new = conn.execute(text("SELECT coalesce(max(id), 0) + 1 FROM cdr_files")).scalar_one()
     prepare_uploads(state / "uploads")
     env = airflow_env(warehouse_url)
     Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)

@@ -43,6 +43,7 @@ from pathlib import Path
 
 import yaml
 
+from cdrflow.config import checks
 from cdrflow.formats.base import CANONICAL, FormatError
 
 KEYS = {
@@ -125,6 +126,12 @@ def check_mapping(mapping: object, where: str = "mapping") -> dict:
         raise MappingError(f"{where}: columns must name start_time, or derive it")
     if mapping.get("duration_unit", "seconds") not in DURATION_UNITS:
         raise MappingError(f"{where}: duration_unit must be one of {sorted(DURATION_UNITS)}")
+    for key, check in (("timezone", checks.time_zone), ("encoding", checks.encoding)):
+        if key in mapping:
+            try:
+                check(mapping[key])
+            except ValueError as exc:  # refused here, not by every file it would fail to parse
+                raise MappingError(f"{where}: {key}: {exc}") from None
     for field_name, rule in mapping.get("derive", {}).items():
         if rule not in DERIVATIONS.get(field_name, set()):
             raise MappingError(

@@ -6,7 +6,6 @@ same code the DAGs run.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import logging
 from typing import Any
@@ -15,17 +14,14 @@ from sqlalchemy import Engine
 
 from cdrflow.config import carrier_file
 from cdrflow.config.carrier_file import Source
+from cdrflow.config.vocabulary import SOURCE_KINDS
 from cdrflow.intake.rawstore import RawStore
 from cdrflow.sources.base import Collected
+from cdrflow.warehouse import carriers
 
 log = logging.getLogger("cdrflow.sources")
 
-_MODULES = {
-    "mailbox": "cdrflow.sources.mailbox",
-    "sftp": "cdrflow.sources.sftp",
-    "ftp": "cdrflow.sources.ftp",
-    "bucket": "cdrflow.sources.bucket",
-}
+_MODULES = {kind: f"cdrflow.sources.{kind}" for kind in SOURCE_KINDS}  # one collector module per kind
 
 
 def planned(engine: Engine, kind: str, configs: list[carrier_file.CarrierConfig] | None = None) -> list[dict]:
@@ -33,9 +29,9 @@ def planned(engine: Engine, kind: str, configs: list[carrier_file.CarrierConfig]
     dicts (what a DAG hands from task to task): ``{"carrier": code, "source": {...}}``."""
     configs = carrier_file.load() if configs is None else configs
     with engine.begin() as conn:
-        carrier_file.sync(conn, configs)
+        carriers.sync(conn, configs)
     return [
-        {"carrier": code, "source": dataclasses.asdict(source)}
+        {"carrier": code, "source": source.model_dump(mode="json")}
         for code, source in carrier_file.sources_of_kind(configs, kind)
     ]
 

