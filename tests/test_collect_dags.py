@@ -117,6 +117,23 @@ def test_a_refused_server_fails_its_task_only_and_the_next_run_succeeds(
         server.stop()
 
 
+def test_an_unwritable_raw_store_fails_the_collector_run_and_registers_nothing(pipeline, engine, tmp_path, monkeypatch):
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    (drop / "ok.csv").write_bytes(generate.asterisk_bytes(10, seed=9))
+    in_the_way = tmp_path / "disk"
+    in_the_way.write_bytes(b"a regular file where the store's directory should be")
+    monkeypatch.setenv("CDRFLOW_RAW_STORE", (in_the_way / "raw").as_uri())
+    pipeline.configure([_acme({"kind": "bucket", "url": str(drop)})])
+
+    collected = pipeline.run("cdrflow_collect_bucket")
+
+    assert collected.state == "failed"  # red: intake is stalled, not quietly skipping files
+    assert collected.tasks["collect"] == ["failed"] and collected.tasks["announce"] == ["skipped"]
+    assert _files(engine) == []
+    assert sorted(p.name for p in drop.iterdir()) == ["ok.csv", "processed"]  # taken once the store is back
+
+
 def _mail(sender: str, subject: str, attachments: dict[str, bytes]) -> EmailMessage:
     msg = EmailMessage()
     msg["From"], msg["To"], msg["Subject"] = sender, "cdr@billing.example", subject

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import IntegrityError
 
-from cdrflow.config.errors import IllegalTransition, SourceUnreadable, UnknownCarrier
+from cdrflow.config.errors import IllegalTransition, RawStoreUnavailable, SourceUnreadable, UnknownCarrier
 from cdrflow.intake import registry
 from cdrflow.intake.rawstore import RawStore
 from cdrflow.intake.registry import MailFields, register_file, set_status
@@ -136,6 +136,22 @@ def test_an_unreadable_source_leaves_no_row_and_no_blob(engine, store, carrier, 
         register_file(engine, store, BrokenStream(), file_name="cut.csv", carrier=carrier, file_source="sftp")
     assert _rows(engine) == []
     assert _blobs(tmp_path / "raw") == []  # not even a partial temporary object
+
+
+def test_an_unwritable_raw_store_blames_the_store_not_the_file(engine, carrier, tmp_path):
+    in_the_way = tmp_path / "disk"
+    in_the_way.write_bytes(b"a regular file where the store's directory should be")  # works as root too
+    broken = RawStore((in_the_way / "raw").as_uri())
+    src = tmp_path / "ok.csv"
+    src.write_bytes(PAYLOAD)
+
+    with pytest.raises(RawStoreUnavailable) as caught:
+        register_file(engine, broken, src, file_name="ok.csv", carrier=carrier, file_source="upload")
+
+    message = str(caught.value)
+    assert message.startswith(f"raw store {broken.base_url} is unavailable: cannot create its tmp directory: ")
+    assert "Not a directory" in message and "ok.csv" not in message and "\n" not in message
+    assert _rows(engine) == []
 
 
 def test_an_unknown_carrier_is_refused_before_anything_is_stored(engine, store, carrier, tmp_path):

@@ -7,14 +7,16 @@ bucket afterwards with their own boto3 client.
 
 from __future__ import annotations
 
+import json
 import socket
 from pathlib import Path
 
 import pytest
 
 from cdrflow.config.carrier_file import BucketSource
-from cdrflow.config.errors import ConfigurationError, SourceUnavailable
+from cdrflow.config.errors import ConfigurationError, RawStoreUnavailable, SourceUnavailable
 from cdrflow.dev.generate import asterisk_bytes
+from cdrflow.intake.rawstore import RawStore
 from cdrflow.sources import bucket
 from registry_rows import rows, stored
 from servers.s3 import s3_server
@@ -238,3 +240,89 @@ def test_a_local_directory_behaves_the_same(engine, store, carrier, tmp_path, mo
 
     assert bucket.collect(engine, store, carrier, source) == []
     assert len(rows(engine)) == 3
+
+
+# --- the raw store fails: the collector stops (its task fails), nothing is registered or moved ---
+
+
+def test_an_unwritable_raw_store_stops_the_collector_and_blames_the_store(engine, carrier, tmp_path):
+    in_the_way = tmp_path / "disk"
+    in_the_way.write_bytes(b"a regular file where the store's directory should be")  # works as root too
+    broken = RawStore((in_the_way / "raw").as_uri())
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    (folder / "ok.csv").write_bytes(asterisk_bytes(2, seed=51))
+
+    with pytest.raises(RawStoreUnavailable) as caught:
+        bucket.collect(engine, broken, carrier, BucketSource(url=str(folder)))
+
+    message = str(caught.value)
+    assert message.startswith(f"raw store {broken.base_url} is unavailable: ")
+    assert "Not a directory" in message and "\n" not in message
+    assert "ok.csv" not in message  # the input is not to blame
+    assert rows(engine) == []
+    assert sorted(p.name for p in folder.iterdir()) == ["ok.csv", "processed"]  # left for the next run
+
+
+def _s3_store(s3_server, monkeypatch, bucket_name: str, **conn) -> RawStore:
+    """A raw store ``s3://<conn>@bucket/raw`` on the moto server, the connection's fields overridden."""
+    spec = json.loads(s3_server.airflow_conn_json(max_attempts=1))
+    spec.update(conn)
+    monkeypatch.setenv("AIRFLOW_CONN_CDRFLOW_TEST_RAW_S3", json.dumps(spec))
+    return RawStore(f"s3://cdrflow_test_raw_s3@{bucket_name}/raw")
+
+
+def test_an_s3_raw_store_without_credentials_is_one_line_naming_it(engine, carrier, tmp_path, s3_server, monkeypatch):
+    # No connection id: boto3's default chain, which finds nothing (the fixture disabled the
+    # config files and instance metadata); the endpoint comes from the environment.
+    raw_bucket = s3_server.create_bucket()
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server.endpoint_url)
+    store = RawStore(f"s3://{raw_bucket}/raw")
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    (folder / "ok.csv").write_bytes(asterisk_bytes(2, seed=52))
+
+    with pytest.raises(RawStoreUnavailable) as caught:
+        bucket.collect(engine, store, carrier, BucketSource(url=str(folder)))
+
+    message = str(caught.value)
+    assert message.startswith(f"raw store s3://{raw_bucket}/raw is unavailable: ")
+    assert "NoCredentialsError" in message and "\n" not in message
+    assert rows(engine) == [] and s3_server.keys(raw_bucket) == []
+    assert (folder / "ok.csv").exists()
+
+
+def test_an_s3_raw_store_refusing_its_connection_is_raw_store_unavailable(
+    engine, carrier, tmp_path, s3_server, monkeypatch
+):
+    # A connection without a key: the provider goes anonymous, and the server refuses.
+    raw_bucket = s3_server.create_bucket()
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    store = _s3_store(s3_server, monkeypatch, raw_bucket, login=None, password=None)
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    (folder / "ok.csv").write_bytes(asterisk_bytes(2, seed=54))
+
+    with pytest.raises(RawStoreUnavailable) as caught:
+        bucket.collect(engine, store, carrier, BucketSource(url=str(folder)))
+
+    message = str(caught.value)
+    assert message.startswith(f"raw store s3://cdrflow_test_raw_s3@{raw_bucket}/raw is unavailable: ")
+    assert "\n" not in message
+    assert rows(engine) == [] and (folder / "ok.csv").exists()
+
+
+def test_an_s3_raw_store_whose_bucket_is_missing_is_raw_store_unavailable(
+    engine, carrier, tmp_path, s3_server, monkeypatch
+):
+    store = _s3_store(s3_server, monkeypatch, "no-such-raw-bucket-cdrflow")
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    (folder / "ok.csv").write_bytes(asterisk_bytes(2, seed=53))
+
+    with pytest.raises(RawStoreUnavailable, match=r"^raw store s3://\S+no-such-raw-bucket-cdrflow/raw is unavailable"):
+        bucket.collect(engine, store, carrier, BucketSource(url=str(folder)))
+    assert rows(engine) == [] and (folder / "ok.csv").exists()

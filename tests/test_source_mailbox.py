@@ -111,6 +111,17 @@ def test_a_message_left_behind_by_a_crash_is_collected_again_as_duplicates(serve
     assert server.subjects("INBOX") == [] and server.subjects(PROCESSED) == ["crash", "crash"]
 
 
+def test_attachment_names_with_control_characters_become_clean_file_names(server, engine, store, carrier):
+    # ESC, a LINE SEPARATOR and a NEL survive MIME encoding (RFC 2231) and would break every
+    # table and log line that shows the name.
+    server.append("INBOX", mail("odd names", [("Master\x1b[2J\u2028day\x85 1.csv", MASTER_CSV)]))
+
+    result = mailbox.run(engine, store, carrier, SOURCE)
+
+    assert [(c.name, c.outcome) for c in result] == [("Master_[2J_day_ 1.csv", "received")]
+    assert [f["file_name"] for f in rows(engine)] == ["Master_[2J_day_ 1.csv"]
+
+
 def test_a_sender_not_allowed_is_left_in_the_inbox(server, engine, store, carrier):
     server.append("INBOX", mail("totally CDRs", [("Master.csv", MASTER_CSV)], sender="mallory@evil.example"))
 
@@ -222,7 +233,9 @@ def test_connection_refused(server, engine, store, carrier, monkeypatch):
     with pytest.raises(SourceUnavailable) as caught:
         mailbox.run(engine, store, carrier, SOURCE)
 
-    assert str(caught.value) == f"mailbox acme_mail (127.0.0.1:{port}): cannot connect: Connection refused"
+    assert str(caught.value) == (
+        f"mailbox acme_mail (127.0.0.1:{port}): cannot connect: ConnectionRefusedError: [Errno 111] Connection refused"
+    )
     assert rows(engine) == []
 
 

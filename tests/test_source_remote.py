@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from cdrflow.config.carrier_file import RemoteDirSource
-from cdrflow.config.errors import ConfigurationError, SourceUnavailable
+from cdrflow.config.errors import ConfigurationError, RawStoreUnavailable, SourceUnavailable
 from cdrflow.dev.generate import asterisk_bytes
+from cdrflow.intake.rawstore import RawStore
 from registry_rows import rows, stored
 from servers.ftpd import ftp_server, ftps_server
 from servers.remote import FTP, FTPS, SFTP, Protocol, Remote
@@ -197,6 +198,19 @@ def test_a_20_mb_file_is_streamed(remote, engine, store, carrier):
     [registered] = [r for r in rows(engine) if r["id"] == found[0].file_id]
     assert hashlib.sha1(stored(store, registered)).hexdigest() == digest.hexdigest()
     assert growth_mib < 10, f"peak memory grew by {growth_mib:.1f} MiB for a {size >> 20} MiB file"
+
+
+def test_an_unwritable_raw_store_stops_the_run_and_keeps_the_remote_files(remote, engine, carrier, tmp_path):
+    in_the_way = tmp_path / "disk"
+    in_the_way.write_bytes(b"a regular file where the store's directory should be")
+    broken = RawStore((in_the_way / "raw").as_uri())
+    remote.put("a.csv", 1)
+
+    with pytest.raises(RawStoreUnavailable, match=r"^raw store file://\S+/disk/raw is unavailable: .*Not a directory"):
+        remote.run(engine, broken, carrier, after="delete")
+
+    assert rows(engine) == []
+    assert remote.names("out") == ["a.csv"]  # not deleted: nothing was registered
 
 
 def test_connection_refused_is_source_unavailable(remote, engine, store, carrier, monkeypatch):

@@ -52,7 +52,7 @@ SFTP = Protocol(
     home_is_served_dir=True,
     not_found="No such file",
     refused="Unable to connect to port",
-    bad_login="cannot connect: Authentication failed",
+    bad_login="cannot connect: AuthenticationException: Authentication failed",
     timed_out="",
     silent_extra={"no_host_key_check": True, "look_for_keys": False, "conn_timeout": 1},
 )
@@ -64,8 +64,8 @@ FTP = Protocol(
     home_is_served_dir=False,
     not_found="550",
     refused="Connection refused",
-    bad_login="cannot connect: 530",
-    timed_out="timed out",
+    bad_login="cannot connect: error_perm: 530",
+    timed_out="TimeoutError: timed out",
     silent_extra={"timeout": 1},
 )
 FTPS = replace(FTP, scheme="ftps", server_fixture="ftps_server")  # explicit TLS on control and data connections

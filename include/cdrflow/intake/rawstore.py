@@ -7,6 +7,12 @@ local directory (the default) or to ``s3://[conn_id@]bucket/prefix``. A blob's k
 Bytes are streamed: read in chunks, hashed and written as they come, into a temporary object
 that is renamed to its content address only once it is complete. A source that fails midway
 leaves no blob behind.
+
+Failures are told apart by side: an error reading the source stream propagates as it is (the
+caller blames that one file); an error of the store itself (a missing or unwritable directory, a
+full disk, an S3 bucket that is missing or refuses the credentials, no credentials at all) is
+:class:`~cdrflow.config.errors.RawStoreUnavailable`, naming the store: no file can be registered
+until it is fixed.
 """
 
 from __future__ import annotations
@@ -14,8 +20,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO
+from urllib.parse import urlsplit
+
+from cdrflow.config.errors import RawStoreUnavailable, one_line
 
 log = logging.getLogger(__name__)
 
@@ -47,29 +58,61 @@ class RawStore:
     def url_for(self, key: str) -> str:
         return f"{self.base_url}/{key}"
 
-    def exists(self, sha1: str) -> bool:
-        return self.path_for(self.key_for(sha1)).exists()
+    def describe(self) -> str:
+        """The store's URL for a message: a password in its user part is never shown."""
+        parts = urlsplit(self.base_url)
+        if parts.password is None:
+            return self.base_url
+        netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        return parts._replace(netloc=netloc).geturl()
+
+    @contextmanager
+    def _writing(self, what: str) -> Iterator[None]:
+        """Any failure of the store inside the block as :class:`RawStoreUnavailable`. botocore
+        raises its own types (NoCredentialsError, EndpointConnectionError) besides the OSErrors
+        of fsspec and s3fs: to an operator they all mean the store cannot take bytes."""
+        try:
+            yield
+        except RawStoreUnavailable:
+            raise
+        except Exception as exc:
+            raise RawStoreUnavailable(
+                f"raw store {self.describe()} is unavailable: cannot {what}: {one_line(exc)}"
+            ) from exc
 
     def put_stream(self, stream: BinaryIO, chunk_size: int = CHUNK_SIZE) -> StoredBlob:
         """Copy ``stream`` into the store, hashing as it goes. Exceptions from reading the
-        stream propagate after the partial copy is removed."""
+        stream propagate as they are after the partial copy is removed; failures of the store
+        raise :class:`RawStoreUnavailable`."""
         tmp_dir = self.base / "tmp"
-        tmp_dir.mkdir(parents=True, exist_ok=True)
+        with self._writing("create its tmp directory"):
+            tmp_dir.mkdir(parents=True, exist_ok=True)
         tmp = tmp_dir / f"{uuid.uuid4().hex}.part"
         digest = hashlib.sha1()
         size = 0
         try:
-            with tmp.open("wb") as out:
-                while chunk := stream.read(chunk_size):
+            with self._writing("open a new blob"):
+                out = tmp.open("wb")
+            try:
+                while chunk := stream.read(chunk_size):  # the source's errors: not the store's
                     digest.update(chunk)
-                    out.write(chunk)
+                    with self._writing("write"):
+                        out.write(chunk)
                     size += len(chunk)
+            finally:
+                with self._writing("write"):  # S3 uploads on close
+                    out.close()
+            key = self.key_for(digest.hexdigest())
+            with self._writing("store the blob"):
+                self._settle(tmp, self.path_for(key))
         except BaseException:
-            tmp.unlink(missing_ok=True)
+            self._discard(tmp)
             raise
-        sha1 = digest.hexdigest()
-        key = self.key_for(sha1)
-        final = self.path_for(key)
+        return StoredBlob(sha1=digest.hexdigest(), size=size, key=key, url=self.url_for(key))
+
+    @staticmethod
+    def _settle(tmp, final) -> None:
+        """Give the complete temporary object ``tmp`` its content address ``final``."""
         if final.exists():
             tmp.unlink(missing_ok=True)  # the same bytes are already stored
         else:
@@ -77,7 +120,14 @@ class RawStore:
             # Two writers of the same bytes may both get here: the second rename replaces a
             # blob with identical content, which is harmless.
             tmp.rename(final)
-        return StoredBlob(sha1=sha1, size=size, key=key, url=self.url_for(key))
+
+    @staticmethod
+    def _discard(tmp) -> None:
+        """Remove a partial temporary object, as far as the store still allows."""
+        try:
+            tmp.unlink(missing_ok=True)
+        except Exception as exc:  # the store is what failed: whatever it kept is left to it
+            log.warning("raw store: could not remove the partial object %s: %s", tmp, one_line(exc))
 
     def open(self, key: str) -> BinaryIO:
         """The stored bytes of ``key``, as a binary stream."""

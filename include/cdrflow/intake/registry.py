@@ -22,15 +22,15 @@ from typing import Any, BinaryIO
 
 from sqlalchemy import Connection, Engine, text
 
-from cdrflow.config.errors import CdrflowError, FileNotRegistered, IllegalTransition, SourceUnreadable
+from cdrflow.config.errors import CdrflowError, FileNotRegistered, IllegalTransition, SourceUnreadable, one_line
+from cdrflow.config.vocabulary import FILE_SOURCES
 from cdrflow.intake import status
+from cdrflow.intake.names import clean_name
 from cdrflow.intake.rawstore import RawStore, StoredBlob
 from cdrflow.intake.status import FileStatus
 from cdrflow.warehouse import carriers
 
 log = logging.getLogger(__name__)
-
-FILE_SOURCES = ("upload", "email", "sftp", "ftp", "bucket", "api")
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,9 @@ def log_line(message: str) -> str:
 
 
 def _store_source(store: RawStore, source: BinaryIO | str | os.PathLike, file_name: str) -> StoredBlob:
+    """Store the bytes of ``source``. Failing to read the source is :class:`SourceUnreadable`
+    (that file is skipped); a failing store raises :class:`RawStoreUnavailable` from
+    :meth:`RawStore.put_stream` and passes through (every file would fail the same way)."""
     try:
         if isinstance(source, (str, os.PathLike)):
             if "://" in str(source):
@@ -78,10 +81,9 @@ def _store_source(store: RawStore, source: BinaryIO | str | os.PathLike, file_na
                 return store.put_stream(stream)
         return store.put_stream(source)
     except OSError as exc:
-        reason = exc.strerror or str(exc) or type(exc).__name__
-        raise SourceUnreadable(f"cannot read {file_name!r}: {reason}") from exc
+        raise SourceUnreadable(f"cannot read {file_name!r}: {one_line(exc)}") from exc
     except TypeError as exc:  # a text-mode stream hands str to the hasher
-        raise SourceUnreadable(f"cannot read {file_name!r}: open it in binary mode ({exc})") from exc
+        raise SourceUnreadable(f"cannot read {file_name!r}: open it in binary mode ({one_line(exc)})") from exc
 
 
 _INSERT_COLUMNS = """
@@ -127,10 +129,14 @@ def register_file(
     """Store the bytes of ``source`` and record them in ``cdr_files``.
 
     ``source`` is a local path, an object storage URL or a binary stream; it is read once.
+    ``file_name`` is recorded as :func:`cdrflow.intake.names.clean_name` makes it, whichever
+    source brought it (the registration carries the recorded name).
     File type, billing and daily/monthly default to the carrier's settings.
     Raises :class:`SourceUnreadable` (nothing stored, no row) when the bytes cannot be read,
+    :class:`RawStoreUnavailable` (no row) when the raw store cannot take them,
     :class:`UnknownCarrier` when the carrier is not configured.
     """
+    file_name = clean_name(file_name)
     if file_source not in FILE_SOURCES:
         raise CdrflowError(f"file source must be one of {', '.join(FILE_SOURCES)}, got {file_source!r}")
     with engine.connect() as conn:

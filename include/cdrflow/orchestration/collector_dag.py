@@ -5,7 +5,10 @@
 - ``plan`` loads the carrier file (``include/carriers.yaml``) into the warehouse and lists the
   sources of this kind: a source added to the file is collected on the next run, no DAG change.
 - ``collect`` runs one source; a server that fails fails only its own mapped task (with a
-  one-line reason), retried with exponential back-off. It logs one line per file.
+  one-line reason), retried with exponential back-off. It logs one line per file. A file that
+  cannot be read is skipped (left on the server); a raw store that cannot take bytes (missing,
+  unwritable, full, S3 refusing or no credentials) fails the task with one line naming the store:
+  nothing is registered or removed from the server until it is fixed.
 - ``announce`` updates the ``cdrflow_files_received`` asset when any source registered a new
   file (it runs even when a source failed, so the files that did arrive get processed); it is
   skipped when nothing new came, so the processing DAG is not woken for nothing.
@@ -78,7 +81,7 @@ def collector_dag(kind: str) -> DAG:
             from cdrflow.sources import run
             from cdrflow.warehouse import db
 
-            get_current_context()["source_label"] = entry["carrier"]
+            get_current_context()["source_label"] = entry["carrier"]  # type: ignore[typeddict-unknown-key]  # for map_index_template
             found = run.collect(
                 db.get_engine(),
                 RawStore(settings.raw_store_url()),

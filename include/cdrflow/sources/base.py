@@ -74,7 +74,11 @@ def collect_one(
     source_uri: str | None = None,
     mail: MailFields | None = None,
 ) -> Collected:
-    """Register one found file (the registry logs its line). ``stream`` is read once, to its end."""
+    """Register one found file (the registry logs its line). ``stream`` is read once, to its end.
+
+    Raises :class:`~cdrflow.config.errors.SourceUnreadable` when this file cannot be read (the
+    collector skips it) and :class:`~cdrflow.config.errors.RawStoreUnavailable` when the raw
+    store cannot take bytes (the collector stops: its task fails)."""
     reg = register_file(
         engine,
         store,
@@ -88,7 +92,7 @@ def collect_one(
     done = Collected(
         carrier=carrier,
         source=kind,
-        name=name,
+        name=reg.file_name,
         size=reg.size,
         sha1=reg.sha1,
         file_id=reg.file_id,
@@ -114,11 +118,3 @@ def matches(name: str, patterns: tuple[str, ...] | list[str]) -> bool:
     """Whether a file name matches one of the glob patterns (case-insensitive)."""
     lowered = name.lower()
     return any(fnmatch.fnmatchcase(lowered, p.lower()) for p in patterns)
-
-
-def plain_name(name: str, fallback: str = "unnamed") -> str:
-    """The last component of a name that came from outside (an attachment, a remote path): never
-    used as a path. Control characters are dropped."""
-    cleaned = "".join(ch for ch in name.replace("\\", "/").rsplit("/", 1)[-1] if ch >= " " and ch != "\x7f")
-    cleaned = cleaned.strip()
-    return cleaned if cleaned not in ("", ".", "..") else fallback

@@ -28,20 +28,16 @@ from sqlalchemy import Engine
 
 from cdrflow.config import settings
 from cdrflow.config.carrier_file import BucketSource
-from cdrflow.config.errors import ConfigurationError, SourceUnavailable, SourceUnreadable
+from cdrflow.config.errors import ConfigurationError, SourceUnavailable, SourceUnreadable, one_line
+from cdrflow.intake.names import clean_name
 from cdrflow.intake.rawstore import RawStore
-from cdrflow.sources.base import Collected, collect_one, matches, plain_name, skipped
+from cdrflow.sources.base import Collected, collect_one, matches, skipped
 
 log = logging.getLogger(__name__)
 
 KIND = "bucket"
 # Names that a client is still uploading (browsers, rsync, most upload tools) or that are hidden.
 IN_PROGRESS_SUFFIXES = (".part", ".tmp", ".crdownload")
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return f"{type(exc).__name__}: {text}"
 
 
 def _base_path(source: BucketSource):
@@ -60,9 +56,7 @@ def _base_path(source: BucketSource):
         try:
             Path(base.path).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise SourceUnavailable(
-                f"bucket source {base.path}: cannot create the directory: {_one_line(exc)}"
-            ) from exc
+            raise SourceUnavailable(f"bucket source {base.path}: cannot create the directory: {one_line(exc)}") from exc
     return base
 
 
@@ -114,21 +108,21 @@ def _list(base) -> list[dict]:
         return fs.ls(base.path, detail=True, refresh=True)
     except FileNotFoundError as exc:
         if _is_local(base):
-            raise SourceUnavailable(f"bucket source {_where(base)} is unavailable: {_one_line(exc)}") from exc
+            raise SourceUnavailable(f"bucket source {_where(base)} is unavailable: {one_line(exc)}") from exc
         # s3fs says FileNotFoundError both for an empty prefix (S3 has no directories: a prefix
         # with no objects does not exist) and for a missing bucket. Ask for the bucket itself
         # (HEAD bucket): if it is there, the prefix is simply empty.
         try:
             fs.info(base.bucket, refresh=True)
         except Exception as probe:
-            reason = "no such bucket" if isinstance(probe, FileNotFoundError) else _one_line(probe)
+            reason = "no such bucket" if isinstance(probe, FileNotFoundError) else one_line(probe)
             raise SourceUnavailable(f"bucket source {_where(base)} is unavailable: {reason}") from probe
         return []
     except Exception as exc:
         # botocore raises its own exception types (EndpointConnectionError, NoCredentialsError)
         # besides s3fs's OSError translations; all of them mean the same thing to an operator.
         # The chained traceback keeps the details.
-        raise SourceUnavailable(f"bucket source {_where(base)} is unavailable: {_one_line(exc)}") from exc
+        raise SourceUnavailable(f"bucket source {_where(base)} is unavailable: {one_line(exc)}") from exc
 
 
 def _wanted(entry: dict, patterns: tuple[str, ...]) -> str | None:
@@ -171,7 +165,7 @@ def collect(engine: Engine, store: RawStore, carrier: str, source: BucketSource)
     for path, name in todo:
         obj = base / name
         uri = _uri(base, path)
-        registered_name = plain_name(name)
+        registered_name = clean_name(name)
         try:
             stream = obj.open("rb")
         except OSError as exc:  # vanished (taken by another run?), or this one object is denied
@@ -181,7 +175,7 @@ def collect(engine: Engine, store: RawStore, carrier: str, source: BucketSource)
                     carrier=carrier,
                     name=registered_name,
                     source_uri=uri,
-                    reason=f"cannot open: {_one_line(exc)}",
+                    reason=f"cannot open: {one_line(exc)}",
                 )
             )
             continue
@@ -202,7 +196,7 @@ def collect(engine: Engine, store: RawStore, carrier: str, source: BucketSource)
         except Exception as exc:
             raise SourceUnavailable(
                 f"bucket source {_where(base)}: {name} was registered as file {done.file_id} but "
-                f"could not be moved to {processed.path}/ ({_one_line(exc)}); until it is moved, "
+                f"could not be moved to {processed.path}/ ({one_line(exc)}); until it is moved, "
                 f"every run records it again as a duplicate"
             ) from exc
     return results

@@ -50,8 +50,10 @@ class _FTP_TLS(ftplib.FTP_TLS):
 
     def ntransfercmd(self, cmd: str, rest: Any = None) -> tuple[socket.socket, int | None]:
         conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
-        if self._prot_p:
-            conn = self.context.wrap_socket(conn, server_hostname=self.host, session=self.sock.session)
+        if self._prot_p:  # type: ignore[attr-defined]  # FTP_TLS's own flag, set by prot_p()
+            control = self.sock
+            assert isinstance(control, ssl.SSLSocket), "AUTH TLS wrapped the control connection"
+            conn = self.context.wrap_socket(conn, server_hostname=self.host, session=control.session)
         return conn, size
 
 
@@ -141,7 +143,10 @@ class FtpClient:
 
     def _size(self, path: str) -> int:
         self._ftp.voidcmd("TYPE I")  # some servers refuse SIZE in ASCII mode
-        return int(self._ftp.size(path))
+        size = self._ftp.size(path)
+        if size is None:
+            raise ftplib.error_reply(f"550 no size for {path}")
+        return int(size)
 
     @contextmanager
     def open_read(self, path: str) -> Iterator[BinaryIO]:
@@ -202,7 +207,7 @@ def _login(conn: Any, tls: bool) -> ftplib.FTP:
     try:
         ftp.connect(conn.host, conn.port or ftplib.FTP_PORT)
         ftp.login(conn.login or "anonymous", conn.password or "")  # FTP_TLS: AUTH TLS first
-        if tls:
+        if isinstance(ftp, ftplib.FTP_TLS):
             ftp.prot_p()
         ftp.set_pasv(_flag(extra.get("passive"), True))
     except BaseException:
@@ -229,7 +234,7 @@ def connect(source: RemoteDirSource) -> Iterator[FtpClient]:
         ftp = _login(conn, tls)
     try:
         with remote.unavailable_on(ftplib.all_errors, where, "connection lost"):
-            yield FtpClient(ftp, "ftps" if tls else "ftp", conn.host, port)
+            yield FtpClient(ftp, "ftps" if tls else "ftp", conn.host or "", port)
     finally:
         try:
             ftp.quit()

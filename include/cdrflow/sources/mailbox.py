@@ -32,10 +32,11 @@ from urllib.parse import quote
 from sqlalchemy import Engine
 
 from cdrflow.config.carrier_file import MailboxSource
-from cdrflow.config.errors import ConfigurationError, SourceUnavailable
+from cdrflow.config.errors import ConfigurationError, SourceUnavailable, one_line
+from cdrflow.intake.names import clean_name
 from cdrflow.intake.rawstore import RawStore
 from cdrflow.intake.registry import MailFields
-from cdrflow.sources.base import Collected, collect_one, matches, plain_name, skipped
+from cdrflow.sources.base import Collected, collect_one, matches, skipped
 
 log = logging.getLogger("cdrflow.sources")
 
@@ -44,13 +45,11 @@ _timeout_lock = threading.Lock()
 
 
 def _reason(exc: BaseException) -> str:
-    """An exception's text for a one-line message (imaplib hands server replies over as bytes)."""
-    arg = exc.args[0] if exc.args else ""
-    if isinstance(arg, bytes):
-        arg = arg.decode(errors="replace")
-    if isinstance(exc, OSError) and exc.strerror:
-        arg = exc.strerror
-    return str(arg or type(exc).__name__).strip()
+    """:func:`one_line` of an exception; imaplib hands the server's reply over as bytes, which
+    are decoded first (never shown as ``b'...'``)."""
+    if isinstance(exc, imaplib.IMAP4.error) and exc.args and isinstance(exc.args[0], bytes):
+        exc = type(exc)(exc.args[0].decode(errors="replace"))
+    return one_line(exc)
 
 
 def _quote_mailbox(name: str) -> str:
@@ -116,6 +115,7 @@ def connect(source: MailboxSource) -> Iterator[imaplib.IMAP4]:
     except OSError as exc:  # refused, unreachable, unknown host, TLS handshake
         raise SourceUnavailable(f"{where}: cannot connect: {_reason(exc)}") from exc
     client = hook.mail_client
+    assert client is not None, "ImapHook.get_conn() sets mail_client"
     try:
         yield client
     finally:
@@ -184,7 +184,8 @@ def _attachments(message: EmailMessage) -> Iterator[tuple[str, bytes]]:
             continue
         name = part.get_filename()
         if name:
-            yield name, part.get_payload(decode=True) or b""
+            payload = part.get_payload(decode=True)  # bytes for a leaf part
+            yield name, payload if isinstance(payload, bytes) else b""
 
 
 def _done(imap: _Imap, uid: bytes, source: MailboxSource, caps: set[str]) -> str:
@@ -271,7 +272,7 @@ def collect(
         )
         taken = 0
         for raw_name, payload in _attachments(message):
-            name = plain_name(raw_name)
+            name = clean_name(raw_name)
             if not matches(name, source.attachments):
                 log.info(
                     "mailbox %s %s: attachment %r does not match %s; not taken",

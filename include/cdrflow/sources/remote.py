@@ -33,14 +33,15 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from sqlalchemy import Engine
 
 from cdrflow.config.carrier_file import RemoteDirSource
-from cdrflow.config.errors import CdrflowError, SourceUnavailable, SourceUnreadable
+from cdrflow.config.errors import CdrflowError, SourceUnavailable, SourceUnreadable, one_line
+from cdrflow.intake.names import clean_name
 from cdrflow.intake.rawstore import RawStore
-from cdrflow.sources.base import Collected, collect_one, matches, plain_name, skipped
+from cdrflow.sources.base import Collected, collect_one, matches, skipped
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +61,7 @@ def unavailable_on(
     try:
         yield
     except errors as exc:
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise SourceUnavailable(f"{where}: {what}: {reason}") from exc
+        raise SourceUnavailable(f"{where}: {what}: {one_line(exc)}") from exc
 
 
 class RemoteClient(Protocol):
@@ -121,11 +121,13 @@ def _after(client: RemoteClient, source: RemoteDirSource, directory: str, name: 
         for p in paths:
             client.delete(p)
     elif source.after == "move":
-        if source.move_to not in created:
-            client.makedirs(source.move_to)
-            created.add(source.move_to)
+        move_to = source.move_to
+        assert move_to, "the carrier file's schema requires move_to with after: move"
+        if move_to not in created:
+            client.makedirs(move_to)
+            created.add(move_to)
         for p in paths:
-            client.rename(p, _unused_name(client, posixpath.join(source.move_to, posixpath.basename(p))))
+            client.rename(p, _unused_name(client, posixpath.join(move_to, posixpath.basename(p))))
 
 
 def collect(
@@ -156,10 +158,10 @@ def collect(
         for name in _candidates(listing, source):
             path = posixpath.join(directory, name)
             uri = client.uri(path)
-            seen = {
+            seen: dict[str, Any] = {
                 "kind": source.kind,
                 "carrier": carrier,
-                "name": plain_name(name),
+                "name": clean_name(name),
                 "size": listing[name],
                 "source_uri": uri,
             }

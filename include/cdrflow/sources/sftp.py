@@ -120,7 +120,7 @@ def connect(source: RemoteDirSource) -> Iterator[SftpClient]:
             sftp = stack.enter_context(hook.get_managed_conn())
         with remote.unavailable_on(CONNECTION_ERRORS, where, "connection lost"):
             sftp.get_channel().settimeout(IO_TIMEOUT)
-            yield SftpClient(sftp, hook.remote_host, hook.port)
+            yield SftpClient(sftp, hook.remote_host, hook.port or 22)
 
 
 def run(
