@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import gzip
 import io
 import zipfile
@@ -193,7 +192,7 @@ def test_unusable_files_are_rejected_with_a_reason_and_kept(engine, store, acme,
         assert blob.read() == data  # the bytes are kept
 
 
-def test_odd_but_valid_lines_load_and_bad_bytes_survive_flagged(engine, store, acme):
+def test_odd_but_valid_lines_load_and_a_line_of_invalid_bytes_is_quarantined_byte_for_byte(engine, store, acme):
     crlf = ROW.format(uid="crlf").replace("\n", "\r\n").encode()
     quoted = ROW.format(uid="q").replace('"Dial"', '"Dial, then ""Hangup"""').encode()
     latin = ROW.format(uid="lat").replace("DOCUMENTATION", "DOC\u00c9").encode("latin-1")  # not UTF-8
@@ -202,13 +201,15 @@ def test_odd_but_valid_lines_load_and_bad_bytes_survive_flagged(engine, store, a
     with engine.begin() as conn:
         conn.execute(text("UPDATE carriers SET reject_threshold = 0.5"))
     result = load_file(engine, store, reg.file_id)
-    assert (result.status, result.loaded, result.rejected) == ("loaded", 3, 1)
+    assert (result.status, result.loaded, result.rejected) == ("loaded", 2, 2)
     by_id = {r.carrier_call_id: r for r in q(engine, "SELECT carrier_call_id, extras FROM calls")}
-    assert by_id["q"].extras["lastapp"] == 'Dial, then "Hangup"'
-    assert by_id["lat"].extras["amaflags"] == "DOC\ufffd"
-    assert base64.b64decode(by_id["lat"].extras["_invalid_bytes_b64"]).endswith(b'"lat",""')
-    (bad,) = q(engine, "SELECT line_number, reasons FROM rejected_rows")
-    assert bad.line_number == 4 and bad.reasons[0].startswith("parse:column_count")
+    assert set(by_id) == {"crlf", "q"} and by_id["q"].extras["lastapp"] == 'Dial, then "Hangup"'
+    bad = {r.line_number: r for r in q(engine, "SELECT line_number, raw_text, raw_bytes, reasons FROM rejected_rows")}
+    assert bytes(bad[3].raw_bytes) == latin.rstrip(b"\n")  # every byte kept, exactly
+    at = latin.index(b"\xc9") + 1
+    assert bad[3].reasons == [f"parse:encoding:not valid utf-8 (byte 0xc9 at {at})"]
+    assert "DOC\ufffd" in bad[3].raw_text
+    assert bad[4].reasons[0].startswith("parse:column_count")
 
 
 def _zip(members: dict[str, bytes]) -> bytes:

@@ -82,6 +82,14 @@ def test_a_call_starting_far_in_the_future_fails_the_time_window():
     assert result.bad_rows == {2: ["expect_column_values_to_be_between(start_time)"]}
 
 
+def test_a_time_beyond_the_nanosecond_range_fails_the_window_instead_of_raising():
+    far = frame()
+    far["start_time"] = far["start_time"].astype("datetime64[us, UTC]")
+    far.loc[far["line_number"] == 4, "start_time"] = pd.Timestamp("9999-12-31 23:59", tz="UTC").as_unit("us")
+    result = validate_chunk(far, "asterisk_csv", now=NOW)
+    assert result.bad_rows == {4: ["expect_column_values_to_be_between(start_time)"]}
+
+
 def test_format_additions_apply_to_their_format_only():
     odd = frame(disposition={3: "MAYBE"})
     assert validate_chunk(odd, "asterisk_csv", now=NOW).bad_rows == {

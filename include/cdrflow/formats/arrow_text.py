@@ -11,14 +11,16 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import BinaryIO
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from cdrflow.formats.base import FRAME_COLUMNS, TS, ParseOptions
+from cdrflow.formats.base import FRAME_COLUMNS, TS, FormatError, ParseOptions
 
 BLOCK_BYTES = 8 << 20  # 8 MB: as fast as 16 MB here, a third less memory in flight
 _STR = pd.StringDtype("pyarrow", na_value=np.nan)
@@ -31,11 +33,18 @@ class Block:
     lines: pa.Array  # every physical line of ``data`` (binary), for line numbers and raw text
 
 
+MAX_LINE_BYTES = 1 << 20  # a longer line is no CDR: the file is refused, naming the line
+
+
 def iter_blocks(
     stream: BinaryIO, options: ParseOptions, block_bytes: int | None = None
 ) -> Iterator[Block | list[tuple[int, bytes]]]:
-    """Blocks of whole lines (about ``BLOCK_BYTES`` each). A block that is not valid in ``options.encoding`` is handed out
-    as a list of ``(line_number, raw_line)`` instead, for the caller's careful path."""
+    """Blocks of whole lines (about ``BLOCK_BYTES`` each). A block that is not valid in
+    ``options.encoding`` (or holds NUL bytes) is handed out as a list of ``(line_number,
+    raw_line)`` instead, for the caller's careful path.
+
+    A line longer than :data:`MAX_LINE_BYTES` raises :class:`FormatError` naming it; at most one
+    block plus that much is held, however long the line."""
     block_bytes = block_bytes or BLOCK_BYTES
     carry = b""
     line_no = 1
@@ -51,9 +60,11 @@ def iter_blocks(
         else:
             cut = data.rfind(b"\n")
             if cut < 0:  # no whole line yet: read on
+                _check_length(len(data), line_no)
                 carry = data
                 continue
             data, carry = data[: cut + 1], data[cut + 1 :]
+            _check_length(len(carry), line_no + data.count(b"\n"))
         if first and data.startswith(b"\xef\xbb\xbf"):
             data = data[3:]
         first = False
@@ -61,7 +72,12 @@ def iter_blocks(
         try:
             text = data.decode(options.encoding)
         except UnicodeDecodeError:
-            yield [(line_no + i, raw.rstrip(b"\r")) for i, raw in enumerate(data.split(b"\n")) if raw.strip()]
+            text = None
+        if text is None or b"\x00" in data:
+            lines = [(line_no + i, raw.rstrip(b"\r")) for i, raw in enumerate(data.split(b"\n")) if raw.strip()]
+            for number, raw in lines:
+                _check_length(len(raw), number)
+            yield lines
         else:
             if options.encoding.replace("_", "-").lower() not in ("utf-8", "utf8", "ascii"):
                 data = text.encode("utf-8")
@@ -70,10 +86,22 @@ def iter_blocks(
             lines = pc.list_flatten(pc.split_pattern(pa.array([data], pa.binary()), b"\n"))
             if data.endswith(b"\n"):
                 lines = lines.slice(0, len(lines) - 1)
+            longest = pc.max(pc.binary_length(lines)).as_py() or 0
+            if longest > MAX_LINE_BYTES:
+                where = np.flatnonzero(pc.binary_length(lines).to_numpy(zero_copy_only=False) > MAX_LINE_BYTES)
+                _check_length(longest, line_no + int(where[0]))
             yield Block(data=data, first_line=line_no, lines=lines)
         line_no += lines_count
         if eof:
             return
+
+
+def _check_length(length: int, line_number: int) -> None:
+    if length > MAX_LINE_BYTES:
+        raise FormatError(
+            f"line {line_number} is longer than {MAX_LINE_BYTES:,} bytes (a CDR line is far shorter): "
+            "the file is not read further"
+        )
 
 
 _CONTROL = bytes(b for b in range(32) if b not in (10, 13))
@@ -121,12 +149,87 @@ def json_objects(columns: dict[str, pa.Array], length: int, *, printable: bool =
     return pc.binary_join_element_wise("{", body, "}", "")
 
 
-def to_utc(ts: pa.Array, timezone: str) -> pa.Array:
-    """Naive local timestamps -> UTC microseconds. Ambiguous local times (autumn) take the
-    earlier instant, non-existent ones (spring) the later: a CDR gives no way to tell."""
-    if timezone.upper() != "UTC":
-        ts = pc.assume_timezone(ts, timezone=timezone, ambiguous="earliest", nonexistent="latest")
-    return pc.cast(ts, pa.timestamp("us", tz="UTC"))
+DST_KEY = "_dst"  # extras key of rows whose local times fell in a clock change (see to_utc)
+EARLIEST, LATEST = datetime(1900, 1, 1), datetime(2200, 1, 1)  # timestamps accepted (LATEST excluded)
+_US = pa.timestamp("us")
+_US_UTC = pa.timestamp("us", tz="UTC")
+
+
+def in_range(ts: pa.Array) -> tuple[pa.Array, np.ndarray | None]:
+    """``ts`` with values outside [:data:`EARLIEST`, :data:`LATEST`) made null, and the mask of
+    those values (None when there are none). Inside that window every library the loader uses
+    (pandas' nanoseconds included) holds a timestamp; a CDR outside it is a broken value."""
+    micros = pc.cast(pc.cast(ts, pa.timestamp("us", tz=ts.type.tz)), pa.int64())
+    bounds = pc.min_max(micros)
+    low, high = bounds["min"].as_py(), bounds["max"].as_py()
+    if low is None or (low >= _micros(EARLIEST) and high < _micros(LATEST)):
+        return ts, None
+    values = micros.to_numpy(zero_copy_only=False)
+    valid = pc.is_valid(ts).to_numpy(zero_copy_only=False)
+    far = valid & ((values < _micros(EARLIEST)) | (values >= _micros(LATEST)))
+    return pc.if_else(pa.array(far), pa.nulls(len(ts), ts.type), ts), far
+
+
+def _micros(moment: datetime) -> int:
+    return (moment - datetime(1970, 1, 1)) // timedelta(microseconds=1)
+
+
+def to_utc(ts: pa.Array, timezone: str) -> tuple[pa.Array, pa.Array | None]:
+    """Naive local timestamps -> UTC microseconds, plus for each row what a clock change did to
+    its local time (``"nonexistent"``, ``"ambiguous"`` or null; None when no row is either).
+
+    A local time in a spring-forward gap (Europe/Berlin, 2026-03-29 02:30) is read with the
+    offset in force before the change, as a clock not yet moved forward shows it (+01:00:
+    01:30 UTC; what PostgreSQL and Python do); one in an autumn overlap (2026-10-25 02:30,
+    twice) is the first of the two (+02:00: 00:30 UTC). A CDR gives no way to tell, so such
+    rows are flagged (extras key :data:`DST_KEY`). Only blocks whose times span a change of
+    the zone's offset take a second Arrow pass to find them."""
+    if timezone.upper() == "UTC":
+        return pc.cast(ts, pa.timestamp("us", tz="UTC")), None
+    early = pc.assume_timezone(ts, timezone=timezone, ambiguous="earliest", nonexistent="earliest")
+    if not _offset_changes(early, timezone):
+        return pc.cast(early, pa.timestamp("us", tz="UTC")), None
+    late = pc.assume_timezone(ts, timezone=timezone, ambiguous="latest", nonexistent="latest")
+    utc = pc.cast(early, _US_UTC)
+    apart = pc.cast(pc.subtract(pc.cast(late, _US_UTC), utc), pa.int64())  # null where ts is
+    if not pc.any(pc.fill_null(pc.greater(apart, 0), False)).as_py():
+        return utc, None
+    # In a gap ``early`` is the last instant before the change and ``late`` the change (one unit
+    # apart): read the time with the offset before the change, the local time of ``early``
+    # minus ``early``. In an overlap they are the two readings: ``early`` is the first.
+    nonexistent = pc.fill_null(pc.and_(pc.greater(apart, 0), pc.less(apart, 60_000_000)), False)
+    ambiguous = pc.fill_null(pc.greater_equal(apart, 60_000_000), False)
+    offset = pc.subtract(pc.cast(pc.local_timestamp(early), _US), pc.cast(pc.cast(utc, pa.int64()), _US))
+    shifted = pc.cast(pc.cast(pc.subtract(pc.cast(ts, _US), offset), pa.int64()), _US_UTC)
+    flags = pc.if_else(nonexistent, "nonexistent", pc.if_else(ambiguous, "ambiguous", pa.scalar(None, pa.string())))
+    return pc.if_else(nonexistent, shifted, utc), flags
+
+
+def _offset_changes(utc: pa.Array, timezone: str) -> bool:
+    """Whether the zone's offset may change within the instants of ``utc`` (or the day after
+    the last: a local time in an overlap or gap maps to just before the change)."""
+    bounds = pc.min_max(utc)
+    low, high = bounds["min"].as_py(), bounds["max"].as_py()
+    if low is None:
+        return False
+    try:
+        zone = ZoneInfo(timezone)
+    except (ValueError, ZoneInfoNotFoundError):  # a fixed offset ("+02:00") never changes
+        return False
+    if high - low > timedelta(days=14):  # no zone changes its offset twice within two weeks
+        return True
+    return low.astimezone(zone).utcoffset() != (high + timedelta(days=1)).astimezone(zone).utcoffset()
+
+
+def dst_flags(flags: dict[str, pa.Array | None]) -> pa.Array | None:
+    """The :data:`DST_KEY` extras value of each row (``"start_time:nonexistent,end_time:ambiguous"``,
+    empty for most) from :func:`to_utc`'s flags per field; None when no row has one."""
+    out = None
+    for name, f in flags.items():
+        if f is not None:
+            piece = pc.binary_join_element_wise(name + ":", f, "")
+            out = piece if out is None else pc.coalesce(pc.binary_join_element_wise(out, piece, ","), out, piece)
+    return out
 
 
 def integers(col: pa.Array) -> pa.Array:
@@ -207,8 +310,6 @@ def strict_strptime(text: pa.Array, fmt: str) -> pa.Array:
     formats) are checked again with Python's strict ``datetime.strptime``; only those rows
     cost Python time.
     """
-    from datetime import UTC, datetime
-
     parsed = pc.strptime(text, format=fmt, unit="s", error_is_null=True)
     offset = _day_offset(fmt) if "%z" not in fmt else None
     if offset is None:

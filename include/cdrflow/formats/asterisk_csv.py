@@ -9,7 +9,8 @@ in this order:
 followed by the optional trailing columns that ``cdr.conf``/newer versions add, always in this
 order: ``uniqueid`` (loguniqueid), ``userfield`` (loguserfield), ``peeraccount``,
 ``linkedid``, ``sequence``. A file may therefore have 16 to 21 columns per line.
-Timestamps are local server time (``%Y-%m-%d %H:%M:%S``) in ``ParseOptions.timezone``.
+Timestamps are local server time (``%Y-%m-%d %H:%M:%S``) in ``ParseOptions.timezone`` (clock
+changes: see :func:`~cdrflow.formats.arrow_text.to_utc`); one outside 1900..2199 rejects its row.
 
 Canonical mapping: uniqueid -> carrier_call_id (without uniqueid, ``channel@start`` is the
 only stable key and is used instead), accountcode -> account_id, src -> caller_number,
@@ -24,14 +25,24 @@ peeraccount, linkedid, sequence) goes to extras under its Asterisk name.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from cdrflow.formats.arrow_text import empty_to_null, integers, json_objects, strict_strptime, to_frame, to_utc
+from cdrflow.formats.arrow_text import (
+    DST_KEY,
+    dst_flags,
+    empty_to_null,
+    in_range,
+    integers,
+    json_objects,
+    strict_strptime,
+    to_frame,
+    to_utc,
+)
 from cdrflow.formats.base import Chunk, FormatError, ParseOptions, RowProblem
 from cdrflow.formats.delimited import DelimitedText
 from cdrflow.formats.joined import Joined, parse_joined
@@ -80,7 +91,7 @@ class AsteriskCsvParser:
         """``width``: the column count, when the caller knows it (joined files, see parse_many)."""
         reader = DelimitedText(
             what="an Asterisk Master.csv",
-            width_check=_width if width is None else (lambda _: width),
+            width_check=_width if width is None else _fixed(width),
             fast_only=width is not None,
         )
         _, blocks = reader.read(stream, options)
@@ -89,7 +100,7 @@ class AsteriskCsvParser:
             columns = {ALL_COLUMNS[i]: rows.columns[f"c{i}"] for i in range(width)}
             columns["line_number"] = rows.columns["line_number"]
             columns["raw_text"] = rows.columns["raw_text"]
-            calls, more = _canonical(columns, options, rows.invalid_bytes, rows.printable)
+            calls, more = _canonical(columns, options, rows.printable)
             yield Chunk(calls=calls, problems=rows.problems + more)
 
     def parse_many(self, datas: list[bytes], options: ParseOptions) -> Joined:
@@ -115,6 +126,11 @@ def _file_width(data: bytes, options: ParseOptions) -> int:
     return found[0]
 
 
+def _fixed(width: int) -> Callable[[list[int]], int]:
+    """A width check that knows the answer already (files joined by column count)."""
+    return lambda _widths: width
+
+
 def _width(widths: list[int]) -> int:
     """The file's column count (16 to 21), from its first lines."""
     fitting = [w for w in widths if _MIN <= w <= _MAX]
@@ -133,16 +149,23 @@ def _clid_name(clid: pa.Array) -> pa.Array:
     return empty_to_null(pc.if_else(pc.match_substring(clid, "<"), name, None))
 
 
-def _canonical(
-    cols: dict[str, pa.Array], options: ParseOptions, markers: dict[int, str] | None, printable: bool = False
-):
+def _canonical(cols: dict[str, pa.Array], options: ParseOptions, printable: bool = False):
     n = len(cols["line_number"])
-    tz = options.timezone
+    far: dict[str, np.ndarray] = {}  # source column -> rows whose time is out of range
+    dst: dict[str, pa.Array | None] = {}
 
-    def timestamp(name: str) -> pa.Array:
-        return to_utc(strict_strptime(cols[name], TIME_FORMAT), tz)
+    def timestamp(name: str, field: str) -> pa.Array:
+        parsed, far_rows = in_range(strict_strptime(cols[name], TIME_FORMAT))
+        if far_rows is not None:
+            far[name] = far_rows
+        utc, dst[field] = to_utc(parsed, options.timezone)
+        return utc
 
-    start, answer, end = timestamp("start"), timestamp("answer"), timestamp("end")
+    start, answer, end = (
+        timestamp("start", "start_time"),
+        timestamp("answer", "answer_time"),
+        timestamp("end", "end_time"),
+    )
     duration, billsec = integers(cols["duration"]), integers(cols["billsec"])
     checks = [
         ("start_time", start, "start", True),
@@ -159,7 +182,8 @@ def _canonical(
     if pc.any(failed).as_py():
         for i in np.flatnonzero(failed.to_numpy(zero_copy_only=False)):
             reasons = [
-                f"parse:{name}:unparseable {cols[source][i].as_py()!r}"
+                f"parse:{name}:{'out of range' if source in far and far[source][i] else 'unparseable'} "
+                f"{cols[source][i].as_py()!r}"
                 for name, parsed, source, required in checks
                 if not parsed[i].is_valid and (required or cols[source][i].as_py() != "")
             ]
@@ -169,8 +193,9 @@ def _canonical(
     fallback = pc.binary_join_element_wise(cols["channel"], cols["start"], "@")
     call_id = fallback if unique is None else pc.if_else(pc.equal(unique, ""), fallback, unique)
     extras_cols = {c: cols[c] for c in EXTRA_COLUMNS if c in cols}
-    if markers:
-        extras_cols["_invalid_bytes_b64"] = pa.array([markers.get(i) for i in range(n)], pa.string())
+    flags = dst_flags(dst)
+    if flags is not None:
+        extras_cols[DST_KEY] = flags
     keep = pc.invert(failed) if problems else None
     out = {
         "carrier_call_id": call_id,

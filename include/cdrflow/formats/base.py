@@ -5,7 +5,8 @@ A parser turns a binary stream into :class:`Chunk` objects. Each chunk holds
   one row per record that parsed, plus the bookkeeping columns ``line_number`` (1-based
   line of the record in the file; with a header, the first record is line 2), ``raw_text``
   (the record as text, for the quarantine) and ``extras`` (JSON text: every source field
-  that has no canonical column; build it with :func:`extras_json`);
+  that has no canonical column; build it with
+  :func:`cdrflow.formats.arrow_text.json_objects`, or ``json.dumps`` per row for JSON sources);
 - ``problems``: records that could not be turned into a call at all (too few columns, a
   date that does not parse, ...), each with its line number, raw text/bytes and reasons.
 Parsers report per-row problems instead of raising; they raise :class:`FormatError` only when
@@ -13,19 +14,20 @@ the file as a whole is unusable (binary garbage, wrong format for the type, trai
 mismatch), with a message that names the problem.
 
 Rules: timestamps become UTC (``datetime64[us, UTC]``); local carrier times are converted with
-``ParseOptions.timezone``; Gregorian seconds with :func:`gregorian_to_utc`. Chunks hold at most
+``ParseOptions.timezone`` (:func:`cdrflow.formats.arrow_text.to_utc`, which flags clock-change
+times); Gregorian seconds are Unix + :data:`GREGORIAN_OFFSET`; a time outside
+:data:`~cdrflow.formats.arrow_text.EARLIEST` .. ``LATEST`` is a row problem, never an exception.
+Text is read in blocks of whole lines (:func:`cdrflow.formats.arrow_text.iter_blocks`); a line
+whose bytes are not text is a row problem (:func:`line_problem`). Chunks hold at most
 ``ParseOptions.chunk_rows`` records, so memory stays flat however large the file.
 """
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol
 
-import numpy as np
 import pandas as pd
 
 from cdrflow.config.errors import CdrflowError
@@ -116,32 +118,6 @@ def conform(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, index=frame.index)
 
 
-def _json_escape(col: pd.Series) -> pd.Series:
-    s = col.astype("str")
-    s = s.str.replace("\\", "\\\\", regex=False).str.replace('"', '\\"', regex=False)
-    if s.str.contains(r"[\x00-\x1f]", regex=True, na=False).any():
-        s = s.str.replace(r"[\x00-\x1f]", lambda m: f"\\u{ord(m.group(0)):04x}", regex=True)
-    return s
-
-
-def extras_json(frame: pd.DataFrame, index: pd.Index | None = None) -> pd.Series:
-    """JSON object text per row from string columns (vectorised; NA/empty fields left out).
-
-    Keys are the column names; values are JSON strings. For sources whose extras are nested
-    or typed (JSON formats), build the text per row with ``json.dumps`` instead.
-    """
-    idx = frame.index if index is None else index
-    if frame.shape[1] == 0:
-        return pd.Series(["{}"] * len(idx), index=idx, dtype="str")
-    parts = pd.Series([""] * len(idx), index=idx, dtype="str")
-    for name in frame.columns:
-        col = frame[name]
-        present = col.notna() & (col.astype("str") != "")
-        piece = ',"' + json.dumps(str(name))[1:-1] + '":"' + _json_escape(col.fillna("")) + '"'
-        parts = parts + piece.where(present, "")
-    return ("{" + parts.str.slice(1) + "}").astype("str")
-
-
 def tags_literal(tags: list[str] | None) -> str | None:
     """A PostgreSQL text[] literal for a list of tags."""
     if not tags:
@@ -149,66 +125,32 @@ def tags_literal(tags: list[str] | None) -> str | None:
     return "{" + ",".join('"' + t.replace("\\", "\\\\").replace('"', '\\"') + '"' for t in tags) + "}"
 
 
-def gregorian_to_utc(seconds: pd.Series) -> pd.Series:
-    """Gregorian seconds (Unix + 62167219200) to UTC timestamps; non-numbers become NaT."""
-    num = pd.to_numeric(seconds, errors="coerce") - GREGORIAN_OFFSET
-    return pd.to_datetime(num, unit="s", utc=True, errors="coerce").astype(TS)
-
-
-def local_to_utc(text: pd.Series, fmt: str | None, timezone: str) -> pd.Series:
-    """Parse local timestamps in ``timezone`` to UTC (NaT where they do not parse).
-
-    Non-existent local times (spring forward) shift forward; ambiguous ones (fall back) take
-    the first occurrence: a CDR file gives no way to tell them apart.
-    """
-    parsed = pd.to_datetime(text, format=fmt, errors="coerce")
-    if getattr(parsed.dt, "tz", None) is None:
-        parsed = parsed.dt.tz_localize(
-            timezone, ambiguous=np.ones(len(parsed), dtype=bool), nonexistent="shift_forward"
+def line_problem(number: int, raw: bytes, encoding: str) -> tuple[str, RowProblem | None]:
+    """A line's text, and the problem that keeps it out of the warehouse when its bytes are not
+    text: NUL bytes (PostgreSQL text cannot hold them) or bytes invalid in ``encoding``. Such a
+    line is quarantined with its exact bytes, never loaded with replacement characters: a
+    call id, number or name read wrongly would bill wrongly (or twice, once the carrier sends
+    it right), and a wrong ``encoding`` setting then shows as rejected rows at once."""
+    try:
+        text = raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        text = raw.decode(encoding, errors="replace")
+        bad = raw[exc.start : exc.start + 1].hex()
+        return text, RowProblem(
+            number, text, [f"parse:encoding:not valid {encoding} (byte 0x{bad} at {exc.start + 1})"], raw
         )
-    return parsed.dt.tz_convert("UTC").astype(TS)
+    if "\x00" in text:
+        return text, RowProblem(number, text, [f"parse:nul_bytes:{text.count(chr(0))} NUL byte(s) in the line"], raw)
+    return text, None
 
 
-def invalid_bytes_marker(raw: bytes) -> str:
-    """The extras value that keeps a line's exact bytes when they were not valid text."""
-    return base64.b64encode(raw).decode("ascii")
-
-
-def read_lines(
-    stream: BinaryIO, options: ParseOptions, batch: int | None = None
-) -> Iterator[list[tuple[int, bytes, str, bool]]]:
-    """Batches of ``(line_number, raw_bytes, text, valid)`` from ``stream``.
-
-    Strips a UTF-8 BOM and line ends (LF or CRLF); decodes with ``options.encoding``; a
-    line with bytes invalid in that encoding is decoded with replacement characters and
-    ``valid`` False, so the caller can keep its raw bytes. Empty lines are skipped.
-    """
-    batch = batch or options.chunk_rows
-    out: list[tuple[int, bytes, str, bool]] = []
-    encoding = options.encoding
-    for number, raw in enumerate(stream, start=1):
-        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
-            raw = raw[3:]
-        raw = raw.rstrip(b"\r\n")
-        if not raw.strip():
-            continue
-        try:
-            text, valid = raw.decode(encoding), True
-        except UnicodeDecodeError:
-            text, valid = raw.decode(encoding, errors="replace"), False
-        out.append((number, raw, text, valid))
-        if len(out) >= batch:
-            yield out
-            out = []
-    if out:
-        yield out
+_TEXT_CONTROL = bytes(range(32)).translate(None, b"\t\n\r")
+_NOT_TEXT_CONTROL = bytes(b for b in range(256) if b not in _TEXT_CONTROL)
 
 
 def looks_binary(head: bytes) -> bool:
-    """True for bytes that are not text in any encoding a CDR file uses (NULs, control bytes)."""
+    """True for bytes that are not text in any encoding a CDR file uses: more than 5% control
+    bytes (NUL included). A few NULs in a text file are a broken line, quarantined by itself."""
     if not head:
         return False
-    if b"\x00" in head:
-        return True
-    control = sum(b < 32 and b not in (9, 10, 13) for b in head)
-    return control / len(head) > 0.05
+    return len(head.translate(None, _NOT_TEXT_CONTROL)) / len(head) > 0.05

@@ -4,15 +4,16 @@ Every text format with a delimiter goes through :class:`DelimitedText`: the file
 blocks of whole lines (:func:`~cdrflow.formats.arrow_text.iter_blocks`), each block parsed by
 ``pyarrow.csv`` straight from bytes into string columns ``c0, c1, ...``. Rows whose column
 count is wrong become :class:`RowProblem` objects with their physical line numbers; header,
-skipped and comment lines are dropped. Blocks that are not valid in the file's encoding, or
-hold a quoted value spanning lines, take a careful line-by-line path with the csv module.
+skipped and comment lines are dropped. Blocks that are not valid in the file's encoding, hold
+NUL bytes or a quoted value spanning lines take a careful line-by-line path with the csv module,
+where a line whose bytes are not text is quarantined with its exact bytes (:func:`line_problem`).
 """
 
 from __future__ import annotations
 
 import csv
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import BinaryIO
 
 import numpy as np
@@ -21,7 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from cdrflow.formats.arrow_text import Block, has_control_bytes, iter_blocks
-from cdrflow.formats.base import FormatError, ParseOptions, RowProblem, invalid_bytes_marker, looks_binary
+from cdrflow.formats.base import FormatError, ParseOptions, RowProblem, line_problem, looks_binary
 
 
 class NotFast(Exception):
@@ -34,7 +35,6 @@ class Rows:
 
     columns: dict[str, pa.Array]
     problems: list[RowProblem]
-    invalid_bytes: dict[int, str] = field(default_factory=dict)  # row index -> base64 of the raw line
     printable: bool = False  # no value holds a control character (tab, NUL, ...)
 
     def __len__(self) -> int:
@@ -194,33 +194,26 @@ class DelimitedText:
         return Rows(columns, problems, printable=not has_control_bytes(block.data))
 
     def _careful(self, lines: list[tuple[int, bytes]], options: ParseOptions, state: dict) -> Rows:
+        """Line by line, for blocks that are not valid in the encoding, hold NUL bytes or a
+        quoted value spanning lines: such a line is quarantined with its exact bytes."""
         width = state["width"]
-        rows, numbers, texts, problems, markers = [], [], [], [], {}
+        rows, numbers, texts, problems = [], [], [], []
         for number, raw in lines:
             raw = raw.rstrip(b"\r")
-            try:
-                text, valid = raw.decode(options.encoding), True
-            except UnicodeDecodeError:
-                text, valid = raw.decode(options.encoding, errors="replace"), False
+            text, problem = line_problem(number, raw, options.encoding)
             if self._ignored(number, text, state):
+                continue
+            if problem is not None:
+                problems.append(problem)
                 continue
             values = self.fields(text)
             if len(values) != width:
-                problems.append(
-                    RowProblem(
-                        number,
-                        text,
-                        [f"parse:column_count:expected {width}, got {len(values)}"],
-                        None if valid else raw,
-                    )
-                )
+                problems.append(RowProblem(number, text, [f"parse:column_count:expected {width}, got {len(values)}"]))
                 continue
-            if not valid:
-                markers[len(rows)] = invalid_bytes_marker(raw)
             rows.append(values)
             numbers.append(number)
             texts.append(text)
         columns = {name: pa.array([r[i] for r in rows], pa.string()) for i, name in enumerate(self.names(width))}
         columns["line_number"] = pa.array(numbers, pa.int64())
         columns["raw_text"] = pa.array(texts, pa.string())
-        return Rows(columns, problems, markers)
+        return Rows(columns, problems)

@@ -11,7 +11,8 @@ What keeps the result the same as parsing each file alone:
 - each file's whole-file checks (binary data, empty, wrong format, its column count) run on
   the file by itself first (``key_of``); only files whose checks give the same answer (key)
   are joined, and the joined stream is parsed with that answer instead of guessing again;
-- a file not valid in the encoding, or ending in a bare carriage return, is parsed alone;
+- a file not valid in the encoding, holding NUL bytes or ending in a bare carriage return, is
+  parsed alone;
 - each file starts on a line of its own (a missing last line end is added) and loses its BOM;
 - the joined parse may only take the fast path (``NotFast``): where a block would need the
   careful line-by-line path (a quoted value spanning lines), its files are parsed alone.
@@ -22,6 +23,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -30,6 +32,8 @@ from cdrflow.formats.base import Chunk, FormatError, ParseOptions, RowProblem
 from cdrflow.formats.delimited import NotFast
 
 BOM = b"\xef\xbb\xbf"
+
+K = TypeVar("K", bound=Hashable)  # what groups files that can be joined (e.g. their column count)
 
 
 @dataclass
@@ -52,8 +56,8 @@ class Joined:
 def parse_joined(
     datas: list[bytes],
     options: ParseOptions,
-    key_of: Callable[[bytes], Hashable],
-    parse: Callable[[Hashable, io.BufferedReader], Iterator[Chunk]],
+    key_of: Callable[[bytes], K],
+    parse: Callable[[K, io.BufferedReader], Iterator[Chunk]],
 ) -> Joined:
     """Parse ``datas`` (whole small files) joined, per group of files with the same key.
 
@@ -63,7 +67,7 @@ def parse_joined(
     :class:`NotFast` rather than take a path whose result could depend on the neighbouring file.
     """
     joined = Joined({}, [], [])
-    groups: dict[Hashable, list[int]] = {}
+    groups: dict[K, list[int]] = {}
     for i, data in enumerate(datas):
         if not _joinable(data, options.encoding):
             joined.alone.append(i)
@@ -84,7 +88,7 @@ def parse_joined(
 
 
 def _joinable(data: bytes, encoding: str) -> bool:
-    if data.endswith(b"\r"):
+    if data.endswith(b"\r") or b"\x00" in data:  # (NUL lines take the careful path)
         return False
     try:
         data.decode(encoding)

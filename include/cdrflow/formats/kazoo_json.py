@@ -29,10 +29,12 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from typing import Any, BinaryIO
 
 import pandas as pd
 
+from cdrflow.formats.arrow_text import EARLIEST, LATEST
 from cdrflow.formats.base import (
     GREGORIAN_OFFSET,
     Chunk,
@@ -64,6 +66,7 @@ _TOP = {
 }
 _CCV_MAPPED = {"account_id", "owner_id", "username", "realm", "authorizing_id"}
 _READ = 1 << 20
+_FIRST, _LAST = ((moment - datetime(1970, 1, 1)) // timedelta(seconds=1) for moment in (EARLIEST, LATEST))
 
 
 class KazooJsonParser:
@@ -82,7 +85,7 @@ class KazooJsonParser:
             row, problem = _canonical(number, raw, record)
             if problem:
                 problems.append(problem)
-            else:
+            elif row is not None:
                 rows.append(row)
             if len(rows) + len(problems) >= options.chunk_rows:
                 yield Chunk(_frame(rows), problems)
@@ -196,7 +199,7 @@ def _int(value) -> int | None:
         return None
     try:
         return int(float(value))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValueError(f"not a number: {value!r}") from None
 
 
@@ -205,7 +208,10 @@ def _canonical(number: int, raw: str, record: Any) -> tuple[dict | None, RowProb
         return None, RowProblem(number, raw, [f"parse:json:{record}"])
     if not isinstance(record, dict):
         return None, RowProblem(number, raw, [f"parse:record:expected a JSON object, got {type(record).__name__}"])
-    ccv = record.get(_CCV) if isinstance(record.get(_CCV), dict) else {}
+    if "\\u0000" in raw and _holds_nul(record):  # PostgreSQL text and jsonb cannot hold it
+        return None, RowProblem(number, raw, ["parse:nul_bytes:a value holds a NUL character (\\u0000)"])
+    found = record.get(_CCV)
+    ccv: dict = found if isinstance(found, dict) else {}
 
     def var(key: str):
         return ccv.get(key) if ccv.get(key) not in (None, "") else record.get(key)
@@ -224,9 +230,13 @@ def _canonical(number: int, raw: str, record: Any) -> tuple[dict | None, RowProb
         reasons.append("parse:call_id:missing")
     if stamp is None:
         reasons.append("parse:timestamp:missing (neither timestamp nor pvt_created)")
-    if reasons:
+    if reasons or stamp is None:
         return None, RowProblem(number, raw, reasons)
-    end = pd.Timestamp(stamp - GREGORIAN_OFFSET, unit="s", tz="UTC")
+    end_s = stamp - GREGORIAN_OFFSET
+    for name, seconds in (("timestamp", end_s), ("start_time", end_s - (duration or 0))):
+        if not _FIRST <= seconds < _LAST:
+            return None, RowProblem(number, raw, [f"parse:{name}:out of range {record.get(name, seconds)!r}"])
+    end = pd.Timestamp(end_s, unit="s", tz="UTC")
     start = end - pd.Timedelta(seconds=duration or 0)
     code = str(record.get("hangup_code") or "")
     used = _TOP | {_CCV} | {k for k in _CCV_MAPPED if k not in ccv}  # flattened webhook keys
@@ -266,6 +276,16 @@ def _canonical(number: int, raw: str, record: Any) -> tuple[dict | None, RowProb
         "line_number": number,
         "raw_text": raw,
     }, None
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(v) for v in value)
+    return False
 
 
 def _frame(rows: list[dict]) -> pd.DataFrame:

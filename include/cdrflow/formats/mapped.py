@@ -15,8 +15,24 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from cdrflow.formats.arrow_text import empty_to_null, iter_blocks, json_objects, strict_strptime, to_frame, to_utc
-from cdrflow.formats.base import GREGORIAN_OFFSET, Chunk, FormatError, ParseOptions, RowProblem, looks_binary
+from cdrflow.formats.arrow_text import (
+    DST_KEY,
+    dst_flags,
+    empty_to_null,
+    in_range,
+    iter_blocks,
+    json_objects,
+    to_frame,
+)
+from cdrflow.formats.base import (
+    Chunk,
+    FormatError,
+    ParseOptions,
+    RowProblem,
+    line_problem,
+    looks_binary,
+)
+from cdrflow.formats.conversions import seconds, tags, timestamps
 from cdrflow.formats.delimited import DelimitedText
 from cdrflow.formats.mapping_schema import check_mapping, load_mapping
 
@@ -25,7 +41,6 @@ __all__ = ["MappedParser", "load_mapping", "convert"]
 TIME_FIELDS = ("start_time", "answer_time", "end_time")
 SECONDS_FIELDS = ("duration_seconds", "billing_seconds", "ringing_seconds")
 INT_FIELDS = SECONDS_FIELDS + ("hangup_code",)
-_GO = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+)ms)?$")
 
 
 class MappedParser:
@@ -71,7 +86,6 @@ class MappedParser:
                 keep = pc.fill_null(pc.match_substring_regex(column, spec["pattern"]), False)
                 source = {k: pc.filter(v, keep) for k, v in source.items()}
                 line_number, raw_text = pc.filter(line_number, keep), pc.filter(raw_text, keep)
-                rows.invalid_bytes = {}  # positions moved; the lines stay in raw_text
             calls, problems = convert(
                 source,
                 line_number,
@@ -79,7 +93,6 @@ class MappedParser:
                 mapping,
                 options,
                 positional=[f"c{i}" for i in range(width)],
-                invalid_bytes=rows.invalid_bytes,
                 printable=rows.printable,
             )
             yield Chunk(calls, rows.problems + problems)
@@ -93,9 +106,20 @@ def _fixed_width(stream: BinaryIO, mapping: dict, options: ParseOptions) -> Iter
     trailer = mapping.get("trailer")
     records, declared, seen = 0, None, False
     for block in iter_blocks(stream, options):
-        if isinstance(block, list):
-            lines = pa.array([raw.decode(options.encoding, "replace") for _, raw in block], pa.string())
-            numbers = np.array([n for n, _ in block], dtype=np.int64)
+        broken: list[RowProblem] = []
+        if isinstance(block, list):  # lines that are not text are quarantined, the rest read
+            texts, numbers_kept = [], []
+            for number, raw in block:
+                text, problem = line_problem(number, raw, options.encoding)
+                if problem is None:
+                    texts.append(text)
+                    numbers_kept.append(number)
+                elif not record or re.search(record, text):
+                    broken.append(problem)
+            seen = seen or bool(block)
+            records += len(broken)
+            lines = pa.array(texts, pa.string())
+            numbers = np.array(numbers_kept, dtype=np.int64)
         else:
             lines = pc.cast(block.lines, pa.string())
             numbers = np.arange(len(lines), dtype=np.int64) + block.first_line
@@ -116,8 +140,8 @@ def _fixed_width(stream: BinaryIO, mapping: dict, options: ParseOptions) -> Iter
             for name, spec in mapping["columns"].items()
             if isinstance(spec, dict) and "start" in spec
         }
-        calls, problems = convert(source, pa.array(numbers), lines, mapping, options, fixed=True)
-        yield Chunk(calls, problems)
+        calls, problems = convert(source, pa.array(numbers, pa.int64()), lines, mapping, options, fixed=True)
+        yield Chunk(calls, broken + problems)
     if not seen:
         raise FormatError("empty file")
     if trailer and declared is None:
@@ -200,62 +224,6 @@ def _source(spec, source: dict[str, pa.Array], positional: list[str] | None, n: 
     return source[spec]
 
 
-def _timestamps(text: pa.Array, fmt: str, timezone: str) -> pa.Array:
-    text = empty_to_null(pc.utf8_trim_whitespace(text))
-    if fmt in ("unix", "unix_ms", "gregorian"):
-        number = pc.cast(pc.if_else(pc.match_substring_regex(text, r"^-?\d+(\.\d+)?$"), text, None), pa.float64())
-        if fmt == "gregorian":
-            number = pc.subtract(number, GREGORIAN_OFFSET)
-        micros = pc.multiply(number, 1000.0 if fmt == "unix_ms" else 1_000_000.0)
-        return pc.cast(pc.cast(micros, pa.int64()), pa.timestamp("us", tz="UTC"))
-    if fmt == "iso8601":
-        parsed = pd.to_datetime(pd.Series(text.to_pylist(), dtype=object), format="ISO8601", utc=True, errors="coerce")
-        return pa.array(parsed.astype("datetime64[us, UTC]"))
-    if fmt.endswith(".%f"):  # Arrow's strptime has no %f: parse the seconds, add the fraction
-        parts = pc.extract_regex(text, r"^(?P<base>[^.]+)(?:\.(?P<frac>\d{1,6}))?$")
-        base = pc.struct_field(parts, [0])
-        frac = pc.utf8_rpad(pc.fill_null(pc.struct_field(parts, [1]), ""), 6, "0")
-        whole = _timestamps(base, fmt[:-3], timezone)
-        micros = pc.cast(pc.cast(frac, pa.int64()), pa.duration("us"))
-        return pc.add(whole, micros)
-    parsed = strict_strptime(text, fmt)
-    if parsed.type.tz is not None:  # the format carried an offset (%z)
-        return pc.cast(parsed, pa.timestamp("us", tz="UTC"))
-    return to_utc(parsed, timezone)
-
-
-def _go_seconds(value: str | None) -> float | None:
-    match = _GO.match(value or "")
-    if not value or not match:
-        return None
-    h, m, s, ms = (float(g) if g else 0.0 for g in match.groups())
-    return h * 3600 + m * 60 + s + ms / 1000
-
-
-def _seconds(text: pa.Array, unit: str) -> pa.Array:
-    text = empty_to_null(pc.utf8_trim_whitespace(text))
-    if unit == "go":
-        values = {v: _go_seconds(v) for v in pc.unique(text).to_pylist()}
-        seconds = pa.array([values.get(v) for v in text.to_pylist()], pa.float64())
-    elif unit == "hhmmsscc":
-        ok = pc.match_substring_regex(text, r"^\d{8}$")
-        digits = pc.if_else(ok, text, None)
-
-        def part(a: int, b: int) -> pa.Array:
-            return pc.cast(pc.utf8_slice_codeunits(digits, a, b), pa.float64())
-
-        seconds = pc.add(
-            pc.add(pc.multiply(part(0, 2), 3600.0), pc.multiply(part(2, 4), 60.0)),
-            pc.add(part(4, 6), pc.divide(part(6, 8), 100.0)),
-        )
-    else:
-        ok = pc.match_substring_regex(text, r"^-?\d+(\.\d+)?$")
-        seconds = pc.cast(pc.if_else(ok, text, None), pa.float64())
-        if unit == "ms":
-            seconds = pc.divide(seconds, 1000.0)
-    return pc.cast(pc.round(seconds), pa.int64())
-
-
 def convert(
     source: dict[str, pa.Array],
     line_number: pa.Array,
@@ -265,7 +233,6 @@ def convert(
     *,
     positional: list[str] | None = None,
     fixed: bool = False,
-    invalid_bytes: dict[int, str] | None = None,
     printable: bool = False,
 ) -> tuple[pd.DataFrame, list[RowProblem]]:
     """Canonical frame and per-row problems from source columns, by ``mapping``."""
@@ -285,36 +252,46 @@ def convert(
     for field, table in mapping.get("value_maps", {}).items():
         if field in raw_values:
             value = pc.utf8_trim_whitespace(raw_values[field])
-            for src, dst in table.items():
-                value = pc.if_else(pc.equal(value, str(src)), str(dst), value)
+            for src, replacement in table.items():
+                value = pc.if_else(pc.equal(value, str(src)), str(replacement), value)
             raw_values[field] = value
     unit = mapping.get("duration_unit", "seconds")
     formats = mapping.get("timestamp_formats", {})
     failed = np.zeros(n, dtype=bool)
     reasons: dict[int, list[str]] = {}
+    far: dict[str, np.ndarray] = {}  # time field -> rows whose value is out of range
+    dst: dict[str, pa.Array | None] = {}
 
     def check(field: str, parsed: pa.Array, text: pa.Array, required: bool) -> None:
         empty = pc.equal(pc.fill_null(pc.utf8_trim_whitespace(text), ""), "")
         bad = pc.and_(pc.is_null(parsed), pa.array(np.ones(n, dtype=bool)) if required else pc.invert(empty))
         for i in np.flatnonzero(bad.to_numpy(zero_copy_only=False)):
             failed[i] = True
+            what = "out of range" if field in far and far[field][i] else "unparseable"
             reasons.setdefault(int(i), []).append(
-                f"parse:{field}:unparseable {text[int(i)].as_py()!r}"
+                f"parse:{field}:{what} {text[int(i)].as_py()!r}"
                 if text[int(i)].is_valid and text[int(i)].as_py().strip()
                 else f"parse:{field}:missing"
             )
 
+    def within_range(field: str, parsed: pa.Array) -> pa.Array:
+        parsed, far_rows = in_range(parsed)
+        if far_rows is not None:
+            far[field] = far_rows if field not in far else far[field] | far_rows
+        return parsed
+
     for field, text in raw_values.items():
         if field in TIME_FIELDS:
-            out[field] = _timestamps(
+            parsed, dst[field] = timestamps(
                 text, formats.get(field, mapping.get("timestamp_format", "iso8601")), options.timezone
             )
+            out[field] = within_range(field, parsed)
             check(field, out[field], text, field == "start_time")
         elif field in INT_FIELDS:
-            out[field] = _seconds(text, unit if field in SECONDS_FIELDS else "seconds")
+            out[field] = seconds(text, unit if field in SECONDS_FIELDS else "seconds")
             check(field, out[field], text, False)
         elif field == "tags":
-            out[field] = pa.array([_tags(v) for v in text.to_pylist()], pa.string())
+            out[field] = pa.array([tags(v) for v in text.to_pylist()], pa.string())
         else:
             out[field] = empty_to_null(pc.utf8_trim_whitespace(text))
     if "carrier_call_id" in out:
@@ -322,14 +299,16 @@ def convert(
     derive = mapping.get("derive", {})
     duration = out.get("duration_seconds")
     if derive.get("start_time") == "end_minus_duration" and duration is not None:
-        out["start_time"] = pc.subtract(out["end_time"], pc.cast(pc.multiply(duration, 1_000_000), pa.duration("us")))
+        span = pc.cast(pc.multiply(duration, 1_000_000), pa.duration("us"))  # (durations fit: see _seconds)
+        out["start_time"] = within_range("start_time", pc.subtract(out["end_time"], span))
         check("start_time", out["start_time"], raw_values.get("end_time", pa.nulls(n, pa.string())), True)
     if derive.get("end_time") == "start_plus_duration" and duration is not None:
-        out["end_time"] = pc.add(out["start_time"], pc.cast(pc.multiply(duration, 1_000_000), pa.duration("us")))
+        span = pc.cast(pc.multiply(duration, 1_000_000), pa.duration("us"))
+        out["end_time"] = within_range("end_time", pc.add(out["start_time"], span))
 
     def seconds_between(later: str, earlier: str) -> pa.Array:
-        span = pc.subtract(out[later], out[earlier])
-        return pc.cast(pc.round(pc.divide(pc.cast(pc.cast(span, pa.duration("us")), pa.int64()), 1e6)), pa.int64())
+        span = pc.cast(pc.cast(pc.subtract(out[later], out[earlier]), pa.duration("us")), pa.int64())
+        return pc.cast(pc.round(pc.divide(pc.cast(span, pa.float64(), safe=False), 1e6)), pa.int64())
 
     if derive.get("duration_seconds") == "end_minus_start":
         out["duration_seconds"] = seconds_between("end_time", "start_time")
@@ -342,8 +321,9 @@ def convert(
         if isinstance(spec, dict) and "join" in spec:
             mapped_sources |= {p if isinstance(p, str) else list(source)[p] for p in spec["join"]}
     extras = {name: col for name, col in source.items() if name not in mapped_sources and not fixed}
-    if invalid_bytes:
-        extras["_invalid_bytes_b64"] = pa.array([invalid_bytes.get(i) for i in range(n)], pa.string())
+    flags = dst_flags(dst)
+    if flags is not None:
+        extras[DST_KEY] = flags
     out["extras"] = json_objects(extras, n, printable=printable)
     out["line_number"] = line_number
     out["raw_text"] = pc.cast(raw_text, pa.string())
@@ -355,14 +335,6 @@ def convert(
 
 def _normal(name: str) -> str:
     return re.sub(r"[\s\-]+", "_", name.strip().lower())
-
-
-def _tags(value: str | None) -> str | None:
-    from cdrflow.formats.base import tags_literal
-
-    if not value or not value.strip():
-        return None
-    return tags_literal([t.strip() for t in re.split(r"[,;|]", value) if t.strip()])
 
 
 class BuiltinMappingParser:

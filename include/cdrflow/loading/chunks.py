@@ -57,8 +57,8 @@ def parsed_chunks(stream: BinaryIO, file_type: str, options: ParseOptions) -> It
     """Parse ``stream`` as ``file_type``, not yet validated: each chunk's parse problems are in
     ``rejected``, exact repeats of a call inside the chunk are dropped and counted.
     :class:`FormatError` propagates."""
-    stream = stream if hasattr(stream, "peek") else io.BufferedReader(stream)
-    for chunk in get_parser(file_type).parse(stream, options):
+    readable = stream if hasattr(stream, "peek") else io.BufferedReader(stream)  # type: ignore[type-var]
+    for chunk in get_parser(file_type).parse(readable, options):
         frame = chunk.calls
         # The same call delivered twice is a duplicate, not a broken row: drop exact repeats
         # before the suite checks that call ids are unique within the file.
@@ -103,7 +103,7 @@ def validated_chunks(stream: BinaryIO, file_type: str, options: ParseOptions) ->
             raise
         group.append(chunk)
         rows += len(chunk.calls)
-        chunk = None
+        del chunk  # not kept alive while the next chunks are parsed
         if first or rows >= VALIDATION_ROWS:
             yield from _validated_group(group, file_type)
             group, rows, first = [], 0, False

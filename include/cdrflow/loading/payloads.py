@@ -27,7 +27,7 @@ class Batch:
 
     frame: pd.DataFrame
     per_day: dict[str, int]
-    payloads: list[tuple[str, int, str, BinaryIO]]  # (YYYY-MM, rows, COPY format, data)
+    payloads: list[tuple[str, int, str, BinaryIO | BinaryCopy]]  # (YYYY-MM, rows, COPY format, data)
 
     @classmethod
     def prepare(cls, frame: pd.DataFrame, carrier: str, file_id: int, kinds: dict[str, str] | None = None) -> Batch:
@@ -35,7 +35,7 @@ class Batch:
         per_day = day_counts(day)
         months: dict[str, list[int]] = {}  # YYYY-MM -> its days
         for key in per_day:
-            months.setdefault(key[:7], []).append(np.datetime64(key, "D").astype(np.int64))
+            months.setdefault(key[:7], []).append(int(np.datetime64(key, "D").astype(np.int64)))
         payloads = []
         for month in sorted(months):
             part = frame if len(months) == 1 else frame[np.isin(day, months[month])]
@@ -46,7 +46,7 @@ class Batch:
 
 def copy_payload(
     frame: pd.DataFrame, carrier: str, file_id: int, kinds: dict[str, str] | None = None
-) -> tuple[str, BinaryIO]:
+) -> tuple[str, BinaryIO | BinaryCopy]:
     """COPY data for the rows of ``frame``: ``("binary", data)`` when ``kinds`` (the types of
     the calls columns, see :func:`column_kinds`) says every column can be sent in PostgreSQL's
     binary format, else ``("csv", data)``.

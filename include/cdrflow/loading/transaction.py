@@ -81,15 +81,21 @@ def load_file(
     this thread (there is no parsing left to overlap with).
     ``kinds``: what :func:`column_kinds` returns, when the caller has it already.
 
-    A file that was loaded before and re-queued by an operator loses its earlier calls in the
-    same transaction, so a re-run replaces them instead of counting them as duplicates.
+    Re-run of a file that was loaded before (an operator re-queued it): the new load replaces
+    the earlier one in the same transaction, under the savepoint that holds the new calls, so
+    the earlier calls stay until the new load commits. A re-run that fails (too many rejected
+    rows) or is rejected changes nothing: the earlier calls, quarantine and counts stand, the
+    file goes back to ``loaded`` and its log says why the re-run was refused (the result says
+    ``failed``/``rejected``). A call of the file that another file also carries (refused there
+    as a duplicate, see ``call_duplicates``) is never deleted: it is handed over to that file
+    (its ``file_id`` and line change, its counts move), see :func:`_forget_previous_load`.
     """
     started = time.perf_counter()
     say = progress or log.info
     with engine.connect() as conn, conn.begin():
         row = conn.execute(
             text(
-                "SELECT carrier, file_type, stored_file_id, file_name, calls_loaded, calls_rejected, status "
+                "SELECT carrier, file_type, stored_file_id, file_name, calls_loaded, calls_rejected, calls_duplicate, status "
                 "FROM cdr_files WHERE id = :id AND status IN ('received', 'failed') FOR UPDATE SKIP LOCKED"
             ),
             {"id": file_id},
@@ -99,15 +105,19 @@ def load_file(
                 f"file {file_id} is being loaded by another worker or is not in a loadable status (received or failed)"
             )
         conn.execute(text("SET LOCAL TimeZone = 'UTC'"))  # COPY payloads carry naive UTC times
-        if row.calls_rejected is not None or row.status == "failed":  # quarantine of an earlier run
-            conn.execute(text("DELETE FROM rejected_rows WHERE file_id = :id"), {"id": file_id})
+        earlier = bool(row.calls_loaded or row.calls_duplicate)  # a load that left calls (or duplicates)
+        if not earlier and (row.calls_rejected is not None or row.status == "failed"):
+            conn.execute(text("DELETE FROM rejected_rows WHERE file_id = :id"), {"id": file_id})  # a failed run's
         carrier = carriers.get(conn, row.carrier)
         if not row.file_type:
             raise CdrflowError(f"file {file_id} has no file type and carrier {row.carrier} names none")
         set_status(conn, file_id, "processing", f"loading as {row.file_type}")
-        if row.calls_loaded:
-            _forget_previous_load(conn, file_id)
         dbapi = conn.connection.driver_connection
+        assert dbapi is not None, "a checked-out connection has its DBAPI connection"
+        with dbapi.cursor() as cur:
+            cur.execute("SAVEPOINT calls")  # what this load writes; a refused load rolls back to here
+        if earlier:
+            _forget_previous_load(conn, file_id)
         inline = prepared is not None
         if prepared is None:
             suites.warm_up(row.file_type)
@@ -122,8 +132,18 @@ def load_file(
             say,
             column_kinds(dbapi) if kinds is _LOOK_UP else kinds,
             inline,
+            keep_quarantine=not earlier,
         )
         result.seconds = time.perf_counter() - started
+        if earlier and result.status != "loaded":
+            # everything since the savepoint is gone: the earlier load stands, as it was
+            result.message = (
+                f"re-run {result.status}, nothing changed: the earlier load stands "
+                f"({row.calls_loaded or 0} calls). {result.message}"
+            )
+            set_status(conn, file_id, "loaded", result.message)
+            say(f"file {file_id} {row.file_name}: {result.message.splitlines()[0]}")
+            return result
         set_status(conn, file_id, result.status, result.message, lines=result.lines, processed=True)
         conn.execute(
             text("UPDATE cdr_files SET calls_loaded = :l, calls_rejected = :r, calls_duplicate = :d WHERE id = :id"),
@@ -145,6 +165,31 @@ def _parse_stored(store: RawStore, key: str, file_type: str, options: ParseOptio
         yield from validated_chunks(stream, file_type, options)
 
 
+# Calls of the re-run file that other files also carry (their rows were refused as duplicates)
+# go over to one of those files (the lowest id) instead of being deleted.
+_HAND_OVER = text("""
+WITH heirs AS (
+    SELECT DISTINCT ON (d.carrier, d.carrier_call_id, d.start_time)
+           d.carrier, d.carrier_call_id, d.start_time, d.file_id, d.line_number
+    FROM call_duplicates d
+    JOIN calls c ON c.carrier = d.carrier AND c.carrier_call_id = d.carrier_call_id
+                AND c.start_time = d.start_time AND c.file_id = :id
+    WHERE d.file_id <> :id
+    ORDER BY d.carrier, d.carrier_call_id, d.start_time, d.file_id
+), moved AS (
+    UPDATE calls c SET file_id = h.file_id, line_number = h.line_number
+    FROM heirs h
+    WHERE c.carrier = h.carrier AND c.carrier_call_id = h.carrier_call_id AND c.start_time = h.start_time
+      AND c.file_id = :id
+    RETURNING c.carrier, c.carrier_call_id, c.start_time, h.file_id AS heir
+), released AS (  -- the heir's rows of these calls are no longer duplicates: the calls are its own
+    DELETE FROM call_duplicates d USING moved m
+    WHERE d.file_id = m.heir AND d.carrier = m.carrier AND d.carrier_call_id = m.carrier_call_id
+      AND d.start_time = m.start_time
+)
+SELECT heir, count(*) AS n FROM moved GROUP BY heir ORDER BY heir
+""")
+
 _FORGET = text("""
 WITH gone AS (
     DELETE FROM calls WHERE file_id = :id
@@ -156,21 +201,49 @@ WHERE d.carrier = p.carrier AND d.day = p.day
 
 
 def _forget_previous_load(conn, file_id: int) -> None:
-    """Remove the calls an earlier load of this file wrote (operator re-run of a loaded file)."""
+    """Undo what the earlier load of ``file_id`` wrote, inside the caller's savepoint: its
+    calls (those another file also carries go over to that file, whose counts and log say so),
+    its duplicate records and its quarantine."""
+    handed = conn.execute(_HAND_OVER, {"id": file_id}).all()
+    for heir, n in handed:
+        conn.execute(
+            text(
+                "UPDATE cdr_files SET calls_loaded = coalesce(calls_loaded, 0) + :n, "
+                "calls_duplicate = greatest(coalesce(calls_duplicate, 0) - :n, 0) WHERE id = :heir"
+            ),
+            {"n": n, "heir": heir},
+        )
+        append_log(conn, heir, f"{n} call(s) of file {file_id} (being reprocessed) are this file's now")
     conn.execute(_FORGET, {"id": file_id})
-    append_log(conn, file_id, "re-run: the calls of the earlier load are replaced")
+    conn.execute(text("DELETE FROM call_duplicates WHERE file_id = :id"), {"id": file_id})
+    conn.execute(text("DELETE FROM rejected_rows WHERE file_id = :id"), {"id": file_id})
+    handed_note = (
+        f"; {sum(n for _, n in handed)} call(s) also carried by file(s) {', '.join(str(h) for h, _ in handed)} handed over to them"
+        if handed
+        else ""
+    )
+    append_log(conn, file_id, f"re-run: the calls of the earlier load are replaced{handed_note}")
 
 
 def _load(
-    dbapi, file_id, file_name, carrier, chunks: Iterable[CheckedChunk], say, kinds, inline: bool
+    dbapi,
+    file_id,
+    file_name,
+    carrier,
+    chunks: Iterable[CheckedChunk],
+    say,
+    kinds,
+    inline: bool,
+    *,
+    keep_quarantine=True,
 ) -> tuple[LoadResult, Writer]:
-    """Write ``chunks``; ``inline``: from this thread, else from a writer thread while this one
-    parses the next chunk."""
+    """Write ``chunks`` (after ``SAVEPOINT calls``); ``inline``: from this thread, else from a
+    writer thread while this one parses the next chunk. ``keep_quarantine``: write the rejected
+    rows of a load that is not ``loaded`` too (False: a refused re-run leaves no trace but its log)."""
     result = LoadResult(file_id, "loaded")
     quarantine = Quarantine(file_id)
-    with dbapi.cursor() as cur:
-        cur.execute("SAVEPOINT calls")
     writer = Writer(dbapi, carrier.code, file_id, kinds)
+    send: Callable[[Batch], None]
     if inline:
         send = writer.write
     else:
@@ -200,7 +273,7 @@ def _load(
                     f"file {file_id} {file_name}: {result.lines:,} lines read, {writer.loaded:,} calls "
                     f"written, {result.lines / (last_report - started):,.0f} lines/s"
                 )
-            chunk = None  # not kept alive while the next chunks are parsed
+            del chunk  # not kept alive while the next chunks are parsed
     except FormatError as exc:
         result.status, result.message = "rejected", str(exc)
     finally:
@@ -229,6 +302,8 @@ def _load(
         if result.status != "loaded":
             cur.execute("ROLLBACK TO SAVEPOINT calls")
             result.loaded = result.duplicates = 0
+            if not keep_quarantine:
+                return result, writer
         else:
             result.message = (
                 f"{result.lines} lines: {result.loaded} calls loaded, {result.rejected} "

@@ -42,8 +42,9 @@ class Writer(threading.Thread):
             while self.inbox.get() is not None:  # drain so the producer never blocks
                 pass
 
-    def _existing(self, cur, frame: pd.DataFrame) -> np.ndarray:
-        """Mask of the rows of ``frame`` whose key is already in calls (primary key probes)."""
+    def _existing(self, cur, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Mask of the rows of ``frame`` whose key is already in calls (primary key probes),
+        and the file each such call belongs to (0 elsewhere)."""
         ids = frame["carrier_call_id"].to_numpy(dtype=object)
         starts = frame["start_time"].dt.strftime("%Y-%m-%d %H:%M:%S.%f+00").to_numpy(dtype=object)
         # One primary-key probe per key (LATERAL ... LIMIT 1 is always a nested loop). A plain
@@ -52,14 +53,37 @@ class Writer(threading.Thread):
         # made each small file on a busy day scan every call of the month (seen: 0.15 s at
         # 150k calls, growing with the month).
         cur.execute(
-            "SELECT k.i FROM unnest(%s::text[], %s::timestamptz[]) WITH ORDINALITY AS k(id, st, i) "
-            "CROSS JOIN LATERAL (SELECT 1 FROM calls c WHERE c.carrier = %s AND c.carrier_call_id = k.id "
+            "SELECT k.i, hit.file_id FROM unnest(%s::text[], %s::timestamptz[]) WITH ORDINALITY AS k(id, st, i) "
+            "CROSS JOIN LATERAL (SELECT c.file_id FROM calls c WHERE c.carrier = %s AND c.carrier_call_id = k.id "
             "AND c.start_time = k.st LIMIT 1) AS hit",
             (list(ids), list(starts), self.carrier),
         )
+        found = cur.fetchall()
         mask = np.zeros(len(frame), dtype=bool)
-        mask[np.array([r[0] - 1 for r in cur.fetchall()], dtype=np.int64)] = True
-        return mask
+        owners = np.zeros(len(frame), dtype=np.int64)
+        at = np.array([r[0] - 1 for r in found], dtype=np.int64)
+        mask[at] = True
+        owners[at] = [r[1] for r in found]
+        return mask, owners
+
+    def _record(self, cur, frame: pd.DataFrame, refused: np.ndarray, owners: np.ndarray) -> None:
+        """Note which rows of this file were refused as another file's calls (call_duplicates):
+        a re-run of that file hands such a call over to this one instead of deleting it."""
+        theirs = refused & (owners != self.file_id)  # (a repeat of this file's own earlier chunk: no)
+        if not theirs.any():
+            return
+        rows = frame[theirs]
+        cur.execute(
+            "INSERT INTO call_duplicates (file_id, line_number, carrier, carrier_call_id, start_time) "
+            "SELECT %s, n, %s, id, st FROM unnest(%s::integer[], %s::text[], %s::timestamptz[]) AS t(n, id, st)",
+            (
+                self.file_id,
+                self.carrier,
+                [int(n) for n in rows["line_number"]],
+                list(rows["carrier_call_id"].to_numpy(dtype=object)),
+                list(rows["start_time"].dt.strftime("%Y-%m-%d %H:%M:%S.%f+00").to_numpy(dtype=object)),
+            ),
+        )
 
     def _partition(self, cur, month_key: str) -> str:
         if month_key not in self.partitions:
@@ -89,7 +113,8 @@ class Writer(threading.Thread):
                     cur.execute("ROLLBACK TO SAVEPOINT cdrflow_batch")
                     if attempt == _COPY_ATTEMPTS:
                         raise
-                    existing = self._existing(cur, frame)
+                    existing, owners = self._existing(cur, frame)
+                    self._record(cur, frame, existing, owners)
                     self.duplicates += int(existing.sum())
                     frame = frame[~existing]
                     batch = Batch.prepare(frame, self.carrier, self.file_id, self.kinds)

@@ -22,6 +22,7 @@ from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")  # no phoning home (there is no internet)
@@ -95,8 +96,7 @@ def columns(file_type: str) -> list[str]:
 
 def _view(frame: pd.DataFrame, file_type: str) -> pd.DataFrame:
     view = frame[[c for c in columns(file_type) if c in frame]]
-    epoch = pd.Timestamp(0, tz="UTC")
-    changes = {c: (view[c] - epoch).dt.total_seconds() for c in TIME_COLUMNS if c in view}
+    changes = {c: _epoch_seconds(view[c]) for c in TIME_COLUMNS if c in view}
     # nullable integers go through a per-value Python path in GX's range checks: floats don't
     changes.update(
         {c: view[c].astype("float64") for c in view.columns if str(view[c].dtype) == "Int64" and c != "line_number"}
@@ -104,10 +104,19 @@ def _view(frame: pd.DataFrame, file_type: str) -> pd.DataFrame:
     return view.assign(**changes)
 
 
+def _epoch_seconds(column: pd.Series) -> np.ndarray:
+    """Seconds since 1970 (NaN for missing) in the column's own unit: no detour through
+    nanoseconds, whose range ends in 2262."""
+    if column.dt.tz is not None:
+        column = column.dt.tz_convert("UTC").dt.tz_localize(None)
+    values = column.to_numpy()
+    return (values - np.datetime64(0, "s")) / np.timedelta64(1, "s")
+
+
 @lru_cache(maxsize=16)
 def _validation_definition(file_type: str, today: date):
     context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = {"globally": False, "metric_calculations": False}
+    context.variables.progress_bars = {"globally": False, "metric_calculations": False}  # type: ignore[assignment]  # GX accepts the dict form
     batch = (
         context.data_sources.add_pandas(f"cdr_{file_type}")
         .add_dataframe_asset("chunk")
