@@ -1,10 +1,12 @@
 """Airflow DAG: parse, validate and load the received CDR files into the warehouse.
 
 Runs when a collector registered new files (asset ``cdrflow_files_received``) and every five
-minutes as a sweep. ``claim`` takes the received files for this run (``FOR UPDATE SKIP
+minutes as a sweep. ``housekeeping`` first repairs what a dead worker left (expired claims,
+files stranded in ``processing``, partial uploads in the raw store). ``claim`` takes the received files for this run (``FOR UPDATE SKIP
 LOCKED``: two overlapping runs never share a file) and cuts them into batches; ``process`` runs
 once per batch (dynamic task mapping: a day of thousands of small files is a handful of
-tasks), loading each file in its own transaction; ``report`` sums up.
+tasks), loading each file in its own transaction and renewing its claims every 30 seconds (a
+claim not renewed for five minutes belongs to a dead run and is taken again); ``report`` sums up.
 
 Manual runs (Trigger DAG w/ config): reprocess given file ids (loaded, failed or rejected files
 go back to received and are loaded again, replacing their earlier calls), or only one carrier.
@@ -53,6 +55,23 @@ from cdrflow.orchestration.assets import FILES_RECEIVED
 )
 def cdrflow_process():
     @task
+    def housekeeping() -> dict:
+        from cdrflow.config import settings
+        from cdrflow.intake import housekeeping
+        from cdrflow.intake.rawstore import RawStore
+        from cdrflow.warehouse import db
+
+        repairs = housekeeping.run(db.get_engine(), RawStore(settings.raw_store_url()))
+        for line in repairs.lines():
+            print(line)
+        return {
+            "expired_claims": len(repairs.expired_claims),
+            "requeued": repairs.requeued,
+            "parts_deleted": len(repairs.parts_deleted),
+            "problems": repairs.problems,
+        }
+
+    @task
     def claim(params: dict | None = None) -> list[list[int]]:
         from cdrflow.intake import claims
         from cdrflow.warehouse import db
@@ -82,7 +101,10 @@ def cdrflow_process():
 
         get_current_context()["batch_label"] = f"files {file_ids[0]}..{file_ids[-1]} ({len(file_ids)})"
         log = logging.getLogger("cdrflow.loading.batches")
-        outcome = process_batch(db.get_engine(), RawStore(settings.raw_store_url()), file_ids, progress=log.info)
+        run_id = get_current_context()["run_id"]
+        outcome = process_batch(
+            db.get_engine(), RawStore(settings.raw_store_url()), file_ids, run_id=run_id, progress=log.info
+        )
         summary = outcome.summary()
         if outcome.errors:  # the other files are loaded; these stay received for the retry
             raise CdrflowError(
@@ -105,7 +127,9 @@ def cdrflow_process():
         )
         return total
 
-    report(process.expand(file_ids=claim()))
+    batches = claim()
+    housekeeping() >> batches
+    report(process.expand(file_ids=batches))
 
 
 cdrflow_process()

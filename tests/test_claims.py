@@ -108,3 +108,58 @@ def test_upload_then_process_from_the_command_line(tmp_path, new_database):
     assert rerun.returncode == 0 and "file 1: loaded: 25 lines, 25 calls loaded" in rerun.stdout
     unknown = run_cli("upload", str(day), "--carrier", "nobody", env=env)
     assert unknown.returncode == 1 and "unknown carrier 'nobody'" in unknown.stderr
+
+
+def test_a_renewed_claim_outlives_its_lease_and_a_dead_one_is_taken_after_it(engine, store, carrier, tmp_path):
+    import time
+
+    ids = _register(engine, store, tmp_path, 2)
+    lease = timedelta(seconds=1)
+    assert [c.id for c in claims.claim(engine, "live")] == ids
+    with claims.Heartbeat(engine, "live", ids, every=0.2):
+        time.sleep(2.5)  # more than two leases, renewed all along
+        assert claims.claim(engine, "other", lease=lease) == []
+    time.sleep(1.5)  # the heartbeat stopped (the worker died): one lease later...
+    assert [c.id for c in claims.claim(engine, "other", lease=lease)] == ids  # ...the files come back
+
+
+def test_the_default_lease_is_minutes_not_hours():
+    assert claims.LEASE <= timedelta(minutes=10) and claims.HEARTBEAT * 4 < claims.LEASE.total_seconds()
+
+
+def test_a_dead_runs_claim_is_shown_expires_and_can_be_released(tmp_path, new_database):
+    url = new_database()
+    env = {"CDRFLOW_STATE_DIR": str(tmp_path / "state"), "CDRFLOW_DATABASE_URL": url}
+    assert run_cli("db", "upgrade", env=env).returncode == 0
+    assert run_cli("carrier", "add", "acme", "--type", "asterisk_csv", env=env).returncode == 0
+    for n in (1, 2):
+        (tmp_path / f"d{n}.csv").write_bytes(generate.asterisk_bytes(5, seed=300 + n))
+    assert (
+        run_cli("upload", str(tmp_path / "d1.csv"), str(tmp_path / "d2.csv"), "--carrier", "acme", env=env).returncode
+        == 0
+    )
+    from sqlalchemy import create_engine
+
+    engine = create_engine(url)
+    assert [c.id for c in claims.claim(engine, "killed-run")] == [1, 2]  # then kill -9: no heartbeat
+    with engine.begin() as conn:  # file 1's last heartbeat a lease ago, file 2's a minute ago
+        conn.execute(text("UPDATE file_claims SET claimed_at = now() - interval '6 minutes' WHERE file_id = 1"))
+        conn.execute(text("UPDATE file_claims SET claimed_at = now() - interval '1 minute' WHERE file_id = 2"))
+    listed = run_cli("files", env=env)
+    assert "received (claim of killed-run expired, last renewed 6m ago)" in listed.stdout, listed.stdout
+    assert "received (claimed by killed-run, renewed 1m ago)" in listed.stdout
+    shown = run_cli("file", "2", env=env)
+    claim_line = [line for line in shown.stdout.splitlines() if line.startswith("claim ")]
+    assert [line.split(None, 1)[1] for line in claim_line] == ["claimed by killed-run, renewed 1m ago"]
+    first = run_cli("process", env=env)
+    assert first.returncode == 0, first.stderr
+    assert "1 file(s) processed: 1 loaded" in first.stdout and "file 1: loaded" in first.stdout
+    released = run_cli("claims", "release", "2", "7", env=env)
+    assert released.returncode == 0 and released.stdout.splitlines() == [
+        "file 2: claim released",
+        "file 7: was not claimed",
+    ]
+    second = run_cli("process", env=env)
+    assert second.returncode == 0 and "file 2: loaded" in second.stdout, second.stdout
+    assert run_cli("claims", env=env).stdout.strip() == "no file is claimed"
+    engine.dispose()

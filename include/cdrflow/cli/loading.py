@@ -9,6 +9,35 @@ from pathlib import Path
 from cdrflow.cli import common
 from cdrflow.config import settings
 from cdrflow.config.errors import CdrflowError
+from cdrflow.config.vocabulary import FILE_SOURCES, FILE_TYPES, one_of
+
+
+def outcome_line(r) -> str:
+    """One file's outcome, as ``cdrflow process`` and ``cdrflow load`` print it."""
+    if r.status in ("loaded", "failed") and r.lines:
+        return (
+            f"file {r.file_id}: {r.status}: {r.lines} lines, {r.loaded} calls loaded, "
+            f"{r.rejected} rejected, {r.duplicates} duplicates"
+        )
+    first = r.message.splitlines()[0] if r.message else ""
+    return f"file {r.file_id}: {r.status}" + (f": {first}" if first else "")
+
+
+def report(results, errors: dict[int, str]) -> int:
+    """Print every file's outcome (stdout) and one line per file that did not end loaded
+    (stderr); return the exit code: 0 when every file ended loaded (or was skipped: another run
+    has it), 1 otherwise."""
+    bad = 0
+    for r in sorted(results, key=lambda r: r.file_id):
+        print(outcome_line(r))
+        if r.status in ("failed", "rejected"):
+            bad += 1
+            print(f"error: {outcome_line(r)}", file=sys.stderr)
+    for file_id, message in errors.items():
+        bad += 1
+        print(f"file {file_id}: error: {message}")
+        print(f"error: file {file_id}: {message}", file=sys.stderr)
+    return 1 if bad else 0
 
 
 def cmd_process(args: argparse.Namespace) -> int:
@@ -22,19 +51,20 @@ def cmd_process(args: argparse.Namespace) -> int:
     if args.file_id:
         claims.requeue(engine, args.file_id, f"re-run requested from the command line ({run_id})")
     claimed = claims.claim(engine, run_id, carrier=args.carrier, file_ids=args.file_id or None)
-    errors = 0
+    results, errors = [], {}
     for batch in claims.batches(claimed):
-        outcome = process_batch(engine, store, batch, progress=lambda m: print(m, file=sys.stderr))
-        for r in outcome.results:
-            print(
-                f"file {r.file_id}: {r.status}: {r.lines} lines, {r.loaded} calls loaded, "
-                f"{r.rejected} rejected, {r.duplicates} duplicates"
-            )
-        for file_id, message in outcome.errors.items():
-            print(f"error: file {file_id}: {message}", file=sys.stderr)
-        errors += len(outcome.errors)
-    print(f"{len(claimed)} file(s) processed" + (f", {errors} error(s)" if errors else ""))
-    return 1 if errors else 0
+        outcome = process_batch(engine, store, batch, run_id=run_id, progress=lambda m: print(m, file=sys.stderr))
+        results += outcome.results
+        errors.update(outcome.errors)
+    code = report(results, errors)
+    counts = {s: sum(r.status == s for r in results) for s in ("loaded", "failed", "rejected", "skipped")}
+    counts["error"] = len(errors)
+    counts = {s: n for s, n in counts.items() if n}
+    print(
+        f"{len(claimed)} file(s) processed"
+        + (": " + ", ".join(f"{n} {s}" for s, n in counts.items()) if counts else "")
+    )
+    return code
 
 
 def cmd_parse(args: argparse.Namespace) -> int:
@@ -79,8 +109,8 @@ def cmd_parse(args: argparse.Namespace) -> int:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    from cdrflow.intake.registry import register_file
-    from cdrflow.loading.batches import process_file
+    from cdrflow.intake.registry import get_file, register_file
+    from cdrflow.loading.batches import process_tree
 
     engine, store = common.engine(), common.store()
     from cdrflow.warehouse import migrations
@@ -96,18 +126,30 @@ def cmd_load(args: argparse.Namespace) -> int:
         file_type=args.type,
         source_uri=Path(args.file).resolve().as_uri(),
     )
-    if reg.is_duplicate:
-        print(f"file {reg.file_id}: duplicate of file {reg.duplicate_of} (same SHA1 {reg.sha1}); not loaded")
-        return 0
-    result = process_file(engine, store, reg.file_id, progress=lambda m: print(m, file=sys.stderr))
-    print(
-        f"file {result.file_id}: {result.status}: {result.lines} lines, {result.loaded} calls loaded, "
-        f"{result.rejected} rejected, {result.duplicates} duplicates ({result.seconds:.1f}s)"
-    )
-    if result.status != "loaded":
-        print(result.message, file=sys.stderr)
-        return 1
-    return 0
+    file_id = reg.file_id
+    if reg.duplicate_of is not None:
+        with engine.connect() as conn:
+            original = get_file(conn, reg.duplicate_of)
+        said = f"file {reg.file_id}: duplicate of file {reg.duplicate_of} (same SHA1 {reg.sha1})"
+        if original["status"] != "received":  # loaded (nothing to do), or failed/rejected: say so
+            print(f"{said}; not loaded again: file {reg.duplicate_of} is {original['status']}")
+            if original["status"] == "loaded":
+                return 0
+            print(
+                f"error: file {reg.duplicate_of} is {original['status']}; see `cdrflow file {reg.duplicate_of}`, "
+                f"re-run it with `cdrflow process --file-id {reg.duplicate_of}`",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"{said}, which was never loaded: loading file {reg.duplicate_of} (the same bytes)")
+        file_id = reg.duplicate_of
+    results = process_tree(engine, store, file_id, progress=lambda m: print(m, file=sys.stderr))
+    errors = {r.file_id: r.message for r in results if r.status == "error"}
+    code = report([r for r in results if r.status != "error"], errors)
+    for r in results:
+        if r.status in ("failed", "rejected") and "\n" in r.message:
+            print(r.message, file=sys.stderr)  # the whole reason: counts, samples, validation summary
+    return code
 
 
 def add_parsers(sub) -> None:
@@ -117,9 +159,7 @@ def add_parsers(sub) -> None:
     p.set_defaults(func=cmd_process)
     p = sub.add_parser("parse", help="dry run: print canonical rows and the validation summary")
     p.add_argument("file")
-    p.add_argument(
-        "--type", required=True, help="asterisk_csv, kazoo_json, freeswitch_csv, telnyx_csv, billing_feed_csv or mapped"
-    )
+    p.add_argument("--type", required=True, help=one_of(FILE_TYPES))
     p.add_argument("--mapping", help="mapping YAML for --type mapped")
     p.add_argument("--timezone", default="UTC", help="time zone of local timestamps in the file")
     p.add_argument("--encoding", default="utf-8")
@@ -129,5 +169,5 @@ def add_parsers(sub) -> None:
     p.add_argument("file")
     p.add_argument("--carrier", required=True)
     p.add_argument("--type", help="file type (default: the carrier's)")
-    p.add_argument("--source", default="upload")
+    p.add_argument("--source", default="upload", choices=FILE_SOURCES)
     p.set_defaults(func=cmd_load)

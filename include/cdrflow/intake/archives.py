@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import gzip
 import logging
-import posixpath
 import zipfile
 import zlib
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Protocol
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
-from cdrflow.config.errors import CdrflowError
+from cdrflow.config.errors import CdrflowError, RawStoreUnavailable, one_line
+from cdrflow.intake.names import clean_name
 from cdrflow.intake.rawstore import RawStore
 from cdrflow.intake.registry import Registration, append_log, get_file, register_file, set_status
 
@@ -44,6 +44,10 @@ class ArchiveRejected(CdrflowError):
     """The archive cannot be unpacked safely (bomb, corrupt, too many members)."""
 
 
+class ArchiveBusy(CdrflowError):
+    """Another worker holds the archive, or it is not in a status that can be unpacked."""
+
+
 def kind_of(head: bytes) -> str | None:
     """'zip', 'gzip' or None, from the first bytes of a file."""
     if head.startswith(ZIP_MAGIC):
@@ -53,10 +57,14 @@ def kind_of(head: bytes) -> str | None:
     return None
 
 
+class _Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
 class _Bounded:
     """A read-only stream that fails once more than ``limit`` bytes came out of ``inner``."""
 
-    def __init__(self, inner: BinaryIO, limit: int, what: str):
+    def __init__(self, inner: _Readable, limit: int, what: str):
         self.inner, self.limit, self.what, self.count = inner, limit, what, 0
 
     def read(self, size: int = -1) -> bytes:
@@ -68,27 +76,55 @@ class _Bounded:
 
 
 def safe_name(member: str, fallback: str) -> str:
-    """The last path component of a member name ('../../etc/x.csv' -> 'x.csv')."""
-    name = posixpath.basename(member.replace("\\", "/")).strip()
-    return name if name not in ("", ".", "..") else fallback
+    """The member's name as a file name: the one rule of :func:`cdrflow.intake.names.clean_name`
+    ('../../etc/x.csv' -> 'x.csv', control characters and newlines replaced)."""
+    return clean_name(member, fallback)
+
+
+_UNUSABLE = (CdrflowError, zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError, RuntimeError)
+# what a corrupt, truncated, encrypted or hostile archive raises (a corrupt gzip member surfaces
+# as SourceUnreadable from register_file, a zip with an unknown method as NotImplementedError,
+# an encrypted one as RuntimeError): the archive is rejected. Anything else (the raw store or the
+# warehouse away) rolls back: the archive stays received for the next run.
+
+_LOCK = text("""
+SELECT * FROM cdr_files WHERE id = :id AND status IN ('received', 'failed') FOR NO KEY UPDATE SKIP LOCKED
+""")
 
 
 def unpack(engine: Engine, store: RawStore, file_id: int, limits: Limits = Limits()) -> list[Registration]:
-    """Register the members of archive ``file_id``; mark the archive loaded (or rejected)."""
-    with engine.begin() as conn:
-        record = get_file(conn, file_id)
+    """Register the members of archive ``file_id`` and mark the archive loaded; an unusable
+    archive (corrupt, truncated, encrypted, a bomb) is marked rejected with the reason and
+    :class:`ArchiveRejected` raised. Any other error rolls back: the archive stays as it was.
+
+    The archive's row is locked and its ``processing`` status held in one transaction for the
+    whole unpacking (members are registered by other connections: ``FOR NO KEY UPDATE`` lets
+    their ``parent_id`` reference it), so a worker that dies midway leaves it ``received``,
+    never ``processing``. Raises :class:`ArchiveBusy` when another worker holds it or it is not
+    received or failed."""
+    members: list[tuple[str, Registration]] = []
+    reason: str | None = None  # why the archive is rejected
+    with engine.connect() as conn, conn.begin():
+        record = conn.execute(_LOCK, {"id": file_id}).mappings().first()
+        if record is None:
+            get_file(conn, file_id)  # FileNotRegistered when there is no such file
+            raise ArchiveBusy(f"file {file_id} is being processed by another worker or is not received or failed")
         set_status(conn, file_id, "processing", "unpacking archive")
-    try:
-        members = _unpack(engine, store, record, limits)
-    except (ArchiveRejected, zipfile.BadZipFile, gzip.BadGzipFile, EOFError, zlib.error) as exc:
-        with engine.begin() as conn:
-            set_status(conn, file_id, "rejected", f"archive not unpacked: {exc}")
-        raise ArchiveRejected(f"file {file_id} {record['file_name']}: {exc}") from exc
-    with engine.begin() as conn:
+        try:
+            _unpack(engine, store, dict(record), limits, members)
+        except RawStoreUnavailable:
+            raise  # not the archive's fault: rolled back, it stays received
+        except _UNUSABLE as exc:
+            reason = one_line(exc)
         for original, m in members:
             renamed = f" (member name {original!r} is not a plain file name)" if original != m.file_name else ""
             append_log(conn, file_id, f"member {m.file_name} -> file {m.file_id} {m.status}{renamed}")
-        set_status(conn, file_id, "loaded", f"archive unpacked: {len(members)} member(s)", lines=0, processed=True)
+        if reason is None:
+            set_status(conn, file_id, "loaded", f"archive unpacked: {len(members)} member(s)", lines=0, processed=True)
+        else:
+            set_status(conn, file_id, "rejected", f"archive not unpacked: {reason}", processed=True)
+    if reason is not None:
+        raise ArchiveRejected(f"file {file_id} {record['file_name']}: {reason}")
     return [m for _, m in members]
 
 
@@ -109,8 +145,9 @@ def _register_member(engine, store, record, stream, name) -> Registration:
     )
 
 
-def _unpack(engine, store, record, limits: Limits) -> list[tuple[str, Registration]]:
-    out: list[tuple[str, Registration]] = []
+def _unpack(engine, store, record, limits: Limits, out: list[tuple[str, Registration]]) -> None:
+    """Register the members into ``out`` as they come (what was registered before a failure
+    stays registered and is logged)."""
     with store.open(record["stored_file_id"]) as raw:
         kind = kind_of(raw.read(4))
         raw.seek(0)
@@ -123,7 +160,7 @@ def _unpack(engine, store, record, limits: Limits) -> list[tuple[str, Registrati
                 out.append(
                     (clean, _register_member(engine, store, record, _Bounded(gz, limit, f"gzip {name!r}"), clean))
                 )
-            return out
+            return
         if kind != "zip":
             raise ArchiveRejected("not a zip or gzip archive")
         with zipfile.ZipFile(raw) as zf:
@@ -155,4 +192,3 @@ def _unpack(engine, store, record, limits: Limits) -> list[tuple[str, Registrati
                             ),
                         )
                     )
-    return out

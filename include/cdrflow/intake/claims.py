@@ -1,9 +1,13 @@
-"""Which processing run works on which received files.
+"""Which processing run works on which received files, and for how long.
 
 ``claim`` takes up to ``limit`` received files for one run with ``FOR UPDATE SKIP LOCKED``: two
 runs claiming at the same moment get disjoint sets, and a file claimed by a live run is not
-taken again until its lease runs out (the run died). The loader still locks each file's row and
-checks its status in the loading transaction, so even an expired claim cannot load a file twice.
+taken again. A claim is a lease: it holds for ``LEASE`` (five minutes) after its last renewal.
+A run renews its claims while it works (:class:`Heartbeat`, every ``HEARTBEAT`` seconds), so a
+slow live run keeps its files however long they take, and the files of a run that died
+(``kill -9``, a lost worker) come back within minutes. The loader still locks each file's row
+and checks its status in the loading transaction, so even an expired claim cannot load a file
+twice.
 
 ``batches`` cuts the claimed files into a few groups for dynamic task mapping: a day of thousands
 of small files becomes a handful of tasks, a few big files one task each.
@@ -11,20 +15,53 @@ of small files becomes a handful of tasks, a few big files one task each.
 
 from __future__ import annotations
 
+import logging
+import threading
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
+from cdrflow.config.errors import one_line
 from cdrflow.intake.registry import set_status
 
-LEASE = timedelta(hours=2)
+log = logging.getLogger(__name__)
+
+LEASE = timedelta(minutes=5)  # a claim not renewed for this long belongs to a dead run
+HEARTBEAT = 30.0  # seconds between renewals of a working run's claims
 
 
 @dataclass(frozen=True)
 class Claimed:
     id: int
     size: int
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Who holds a file, since when (``age``: time since the last renewal) and whether the
+    lease still runs."""
+
+    file_id: int
+    run_id: str
+    claimed_at: datetime
+    age: timedelta
+    live: bool
+
+    def describe(self) -> str:
+        """``claimed by RUN for 3m`` or ``claim of RUN expired 12m ago``."""
+        if self.live:
+            return f"claimed by {self.run_id}, renewed {_ago(self.age)} ago"
+        return f"claim of {self.run_id} expired, last renewed {_ago(self.age)} ago"
+
+
+def _ago(age: timedelta) -> str:
+    seconds = max(int(age.total_seconds()), 0)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 _CLAIM = text("""
@@ -57,7 +94,9 @@ def claim(
     limit: int = 10_000,
     lease: timedelta = LEASE,
 ) -> list[Claimed]:
-    """Claim received files for ``run_id`` (optionally one carrier's, or only ``file_ids``)."""
+    """Claim received files for ``run_id`` (optionally one carrier's, or only ``file_ids``).
+    Files ``run_id`` holds already are claimed again (a retry); files another run holds are
+    taken only once that run's lease ran out."""
     with engine.begin() as conn:
         rows = conn.execute(
             _CLAIM,
@@ -72,11 +111,89 @@ def claim(
     return sorted((Claimed(r.id, r.file_size) for r in rows), key=lambda c: c.id)
 
 
-def release(engine: Engine, file_ids: list[int]) -> None:
-    """Drop the claims on ``file_ids`` (their batch is done: loaded, or left received after an
-    error, in which case the next run may take them at once)."""
+def renew(engine: Engine, run_id: str | None, file_ids: list[int]) -> int:
+    """Restart the lease of ``run_id``'s claims on ``file_ids`` (any run's when None); returns
+    how many claims were renewed."""
     with engine.begin() as conn:
-        conn.execute(text("DELETE FROM file_claims WHERE file_id = ANY(:ids)"), {"ids": list(file_ids)})
+        return conn.execute(
+            text(
+                "UPDATE file_claims SET claimed_at = now() WHERE file_id = ANY(:ids) "
+                "AND (CAST(:run AS text) IS NULL OR run_id = :run)"
+            ),
+            {"ids": list(file_ids), "run": run_id},
+        ).rowcount
+
+
+def release(engine: Engine, file_ids: list[int], run_id: str | None = None) -> list[int]:
+    """Drop the claims on ``file_ids`` (only ``run_id``'s when given): their batch is done, or an
+    operator frees them. A file left received is then taken by the next run at once. Returns
+    the ids whose claim was dropped."""
+    with engine.begin() as conn:
+        rows = conn.execute(
+            text(
+                "DELETE FROM file_claims WHERE file_id = ANY(:ids) "
+                "AND (CAST(:run AS text) IS NULL OR run_id = :run) RETURNING file_id"
+            ),
+            {"ids": list(file_ids), "run": run_id},
+        ).all()
+    return sorted(r.file_id for r in rows)
+
+
+def expire(engine: Engine, lease: timedelta = LEASE) -> list[Claim]:
+    """Remove the claims whose lease ran out (their run died); returns them."""
+    with engine.begin() as conn:
+        rows = conn.execute(
+            text(
+                "DELETE FROM file_claims WHERE claimed_at < now() - :lease "
+                "RETURNING file_id, run_id, claimed_at, now() - claimed_at AS age"
+            ),
+            {"lease": lease},
+        ).all()
+    return sorted((Claim(r.file_id, r.run_id, r.claimed_at, r.age, False) for r in rows), key=lambda c: c.file_id)
+
+
+def held(conn: Connection, file_ids: list[int] | None = None, lease: timedelta = LEASE) -> dict[int, Claim]:
+    """The claims on ``file_ids`` (all claims when None), live or expired, by file id."""
+    rows = conn.execute(
+        text(
+            "SELECT file_id, run_id, claimed_at, now() - claimed_at AS age, "
+            "claimed_at >= now() - :lease AS live FROM file_claims "
+            "WHERE CAST(:ids AS bigint[]) IS NULL OR file_id = ANY(:ids) ORDER BY file_id"
+        ),
+        {"ids": list(file_ids) if file_ids is not None else None, "lease": lease},
+    ).all()
+    return {r.file_id: Claim(r.file_id, r.run_id, r.claimed_at, r.age, r.live) for r in rows}
+
+
+class Heartbeat:
+    """Renew ``run_id``'s claims on ``file_ids`` every ``every`` seconds while a batch runs::
+
+        with Heartbeat(engine, run_id, ids):
+            ...  # the claims stay live however long this takes
+
+    A renewal that fails (the warehouse is briefly away) is logged and tried again at the next
+    beat; the claims expire only if the beats stop for a whole lease.
+    """
+
+    def __init__(self, engine: Engine, run_id: str | None, file_ids: list[int], every: float = HEARTBEAT):
+        self.engine, self.run_id, self.file_ids, self.every = engine, run_id, list(file_ids), every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="cdrflow-claims-heartbeat", daemon=True)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                renew(self.engine, self.run_id, self.file_ids)
+            except Exception as exc:  # never kills the batch: the next beat tries again
+                log.warning("claims of run %s not renewed: %s", self.run_id, one_line(exc))
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def requeue(engine: Engine, file_ids: list[int], reason: str) -> list[int]:

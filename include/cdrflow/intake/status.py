@@ -4,11 +4,15 @@
         │            │   │
         │            │   └──> failed ──> processing (re-run) / received (re-queue)
         │            └──────> rejected (not a usable file: bomb, wrong format)
-        └──> rejected
+        ├──> rejected
+        └──> failed    (its stored bytes are missing, or processing kept failing)
     loaded / rejected ──> received     (an operator asks for a re-run)
     duplicate: final; it was never loaded and never will be (its original is).
 
-``processing -> received`` releases a claim that a crashed worker left behind.
+``processing`` is normally never committed: the loader sets it inside the file's loading
+transaction (and an archive inside the transaction that records its members), so a worker that
+dies rolls it back. ``processing -> received`` is the housekeeping's repair
+(:mod:`cdrflow.intake.housekeeping`) of a file left ``processing`` with no live claim.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ class FileStatus(StrEnum):
 
 S = FileStatus
 TRANSITIONS: dict[FileStatus, frozenset[FileStatus]] = {
-    S.RECEIVED: frozenset({S.PROCESSING, S.REJECTED}),
+    S.RECEIVED: frozenset({S.PROCESSING, S.REJECTED, S.FAILED}),
     S.PROCESSING: frozenset({S.LOADED, S.FAILED, S.REJECTED, S.RECEIVED}),
     S.FAILED: frozenset({S.PROCESSING, S.RECEIVED}),
     S.LOADED: frozenset({S.RECEIVED}),
