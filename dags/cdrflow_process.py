@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pendulum
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, get_current_context, task
 
 from cdrflow.orchestration.assets import FILES_RECEIVED
+from cdrflow.orchestration.defaults import START_DATE, default_args
 
 
 @dag(
@@ -27,17 +27,12 @@ from cdrflow.orchestration.assets import FILES_RECEIVED
     schedule=AssetOrTimeSchedule(
         timetable=CronTriggerTimetable("*/5 * * * *", timezone="UTC"), assets=[FILES_RECEIVED]
     ),
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    start_date=START_DATE,
     catchup=False,
     max_active_runs=4,  # overlapping runs are safe: claims never overlap
     dagrun_timeout=timedelta(hours=6),
     tags=["cdrflow", "processing"],
-    default_args={
-        "owner": "cdrflow",
-        "retries": 2,
-        "retry_delay": timedelta(minutes=1),
-        "retry_exponential_backoff": True,
-    },
+    default_args=default_args(),
     params={
         "file_ids": Param(
             [],

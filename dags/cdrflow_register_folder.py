@@ -10,29 +10,22 @@ files already seen are recorded as duplicates and never loaded twice. ``announce
 
 from __future__ import annotations
 
-from datetime import timedelta
-
-import pendulum
 from airflow.sdk import Param, dag, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from cdrflow.config.vocabulary import FILE_SOURCES
 from cdrflow.orchestration.assets import FILES_RECEIVED
+from cdrflow.orchestration.defaults import START_DATE, default_args
 
 
 @dag(
     dag_id="cdrflow_register_folder",
     schedule=None,
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    start_date=START_DATE,
     catchup=False,
     max_active_runs=4,
     tags=["cdrflow", "registry", "manual"],
-    default_args={
-        "owner": "cdrflow",
-        "retries": 2,
-        "retry_delay": timedelta(minutes=1),
-        "retry_exponential_backoff": True,
-    },
+    default_args=default_args(),
     params={
         "folder": Param(
             type="string",

@@ -83,11 +83,16 @@ def store(tmp_path: Path) -> RawStore:
     return RawStore((tmp_path / "raw").as_uri())
 
 
+def add_carrier(engine: Engine, code: str = "acme", file_type: str = "asterisk_csv", **settings) -> str:
+    """Put carrier ``code`` in the warehouse (or update it); ``settings``: other Carrier fields."""
+    with engine.begin() as conn:
+        carriers.upsert(conn, carriers.Carrier(code=code, name=code.upper(), file_type=file_type, **settings))
+    return code
+
+
 @pytest.fixture
 def carrier(engine: Engine) -> str:
-    with engine.begin() as conn:
-        carriers.upsert(conn, carriers.Carrier(code="acme", name="ACME", file_type="asterisk_csv"))
-    return "acme"
+    return add_carrier(engine)
 
 
 def run_cli(

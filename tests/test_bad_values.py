@@ -19,14 +19,14 @@ from cdrflow.loading.batches import process_batch
 from cdrflow.loading.chunks import validated_chunks
 from cdrflow.loading.transaction import load_file
 from cdrflow.warehouse import carriers
+from conftest import add_carrier
 
 FAR = ROW.format(uid="far").replace("2026-11-01 09:01:05", "9999-12-31 23:59:00")  # its end time
 
 
 @pytest.fixture
 def acme(engine) -> str:
-    with engine.begin() as conn:
-        carriers.upsert(conn, carriers.Carrier(code="acme", name="ACME", file_type="asterisk_csv"))
+    add_carrier(engine, "acme", file_type="asterisk_csv")
     return "acme"
 
 
@@ -143,11 +143,7 @@ def _at(start: str, uid: str) -> str:
 
 
 def test_local_times_in_a_clock_change_are_read_by_rule_and_flagged(engine, store):
-    with engine.begin() as conn:
-        carriers.upsert(
-            conn,
-            carriers.Carrier(code="de", name="DE", file_type="asterisk_csv", config={"timezone": "Europe/Berlin"}),
-        )
+    add_carrier(engine, "de", file_type="asterisk_csv", config={"timezone": "Europe/Berlin"})
     gap = _at("2026-03-29 02:30:00", "gap").replace("2026-11-01 09:00:05", "2026-03-29 03:30:05")
     gap = gap.replace("2026-11-01 09:01:05", "2026-03-29 03:31:05")
     twice = _at("2026-10-25 02:30:00", "twice").replace("2026-11-01 09:00:05", "2026-10-25 02:30:05")
@@ -170,8 +166,7 @@ def test_local_times_in_a_clock_change_are_read_by_rule_and_flagged(engine, stor
 
 
 def test_a_nul_character_in_a_kazoo_value_quarantines_that_record(engine, store):
-    with engine.begin() as conn:
-        carriers.upsert(conn, carriers.Carrier(code="kz", name="Kazoo", file_type="kazoo_json"))
+    add_carrier(engine, "kz", file_type="kazoo_json")
     good = {"timestamp": 63955742400, "duration_seconds": 60, "billing_seconds": 50, "hangup_cause": "NORMAL_CLEARING"}
     records = [{**good, "call_id": f"k{i}"} for i in range(30)] + [{**good, "call_id": "z", "caller_id_name": "A\x00B"}]
     reg = register(engine, store, json.dumps(records).encode(), "cdrs.json", carrier="kz")

@@ -17,6 +17,7 @@ from cdrflow.intake.registry import register_file
 from cdrflow.loading.batches import process_file
 from cdrflow.loading.transaction import FileBusy, load_file
 from cdrflow.warehouse import carriers
+from conftest import add_carrier
 
 ROW = (
     '"acct1","+15551230001","+442071230001","from-trunk","""Alice"" <+15551230001>","SIP/a-1",'
@@ -31,13 +32,7 @@ def rows(*uids: str) -> bytes:
 
 @pytest.fixture
 def acme(engine) -> str:
-    with engine.begin() as conn:
-        carriers.upsert(
-            conn,
-            carriers.Carrier(
-                code="acme", name="ACME", file_type="asterisk_csv", config={"timezone": "America/New_York"}
-            ),
-        )
+    add_carrier(engine, "acme", file_type="asterisk_csv", config={"timezone": "America/New_York"})
     return "acme"
 
 
@@ -157,17 +152,8 @@ def test_too_many_bad_rows_fail_the_whole_file_and_keep_them_in_quarantine(engin
     assert "2 of 20 lines rejected (10.0% > threshold 5%); nothing loaded" in log_text
     assert "line 19: ['parse:column_count:expected 18, got 3']" in log_text
 
-    with engine.begin() as conn:  # the operator accepts this carrier's quality and re-runs the file
-        carriers.upsert(
-            conn,
-            carriers.Carrier(
-                code="acme",
-                name="ACME",
-                file_type="asterisk_csv",
-                reject_threshold=0.2,
-                config={"timezone": "America/New_York"},
-            ),
-        )
+    # the operator accepts this carrier's quality and re-runs the file
+    add_carrier(engine, "acme", file_type="asterisk_csv", reject_threshold=0.2, config={"timezone": "America/New_York"})
     again = load_file(engine, store, reg.file_id)
     assert (again.status, again.loaded, again.rejected) == ("loaded", 18, 2)
     assert q(engine, "SELECT count(*) FROM rejected_rows")[0][0] == 2  # not twice
@@ -281,8 +267,7 @@ def test_rows_failing_expectations_are_quarantined_by_name_and_summarised_in_the
 
 
 def test_a_header_only_report_loads_nothing_and_says_so(engine, store):
-    with engine.begin() as conn:
-        carriers.upsert(conn, carriers.Carrier(code="tel", name="Telnyx", file_type="telnyx_csv"))
+    add_carrier(engine, "tel", file_type="telnyx_csv")
     reg = register(engine, store, b"Call Leg ID,Start Time,CLI,CLD\r\n", "report.csv", carrier="tel")
     result = load_file(engine, store, reg.file_id)
     assert (result.status, result.lines, result.loaded) == ("loaded", 0, 0)

@@ -10,6 +10,7 @@ from tests.test_loader import ROW, q, register, rows
 from cdrflow.intake.claims import requeue
 from cdrflow.loading.transaction import load_file
 from cdrflow.warehouse import carriers
+from conftest import add_carrier
 
 M_IDS = [f"u{i}" for i in range(100)]
 X_IDS = M_IDS[70:] + [f"x{i}" for i in range(10)]  # 30 of M's calls, and 10 of its own
@@ -18,8 +19,7 @@ BROKEN = ROW.format(uid="bad").replace("2026-11-01 09:00:00", "2026-13-01 09:00:
 
 @pytest.fixture
 def loaded_m_and_x(engine, store):
-    with engine.begin() as conn:
-        carriers.upsert(conn, carriers.Carrier(code="acme", name="ACME", file_type="asterisk_csv"))
+    add_carrier(engine, "acme", file_type="asterisk_csv")
     m = register(engine, store, rows(*M_IDS) + BROKEN, "M.csv").file_id  # 1 bad line of 101: under 5%
     x = register(engine, store, rows(*X_IDS), "X.csv").file_id
     assert load_file(engine, store, m).loaded == 100

@@ -17,6 +17,7 @@ from cdrflow.loading import small_files
 from cdrflow.loading.batches import process_batch
 from cdrflow.loading.chunks import validated_chunks
 from cdrflow.warehouse import carriers
+from conftest import add_carrier
 
 ROW = (
     '"acct1","+15551230001","+442071230001","from-trunk","""Alice"" <+15551230001>","SIP/a-1",'
@@ -242,17 +243,7 @@ def test_without_binary_copy_the_loader_builds_each_files_payload(engine, store)
     in the group, and each file loads through the loader's own (CSV) payload."""
     from cdrflow.loading.transaction import load_file
 
-    with engine.begin() as conn:
-        carriers.upsert(
-            conn,
-            carriers.Carrier(
-                code="acme",
-                name="ACME",
-                file_type="asterisk_csv",
-                reject_threshold=0.5,
-                config={"timezone": "America/New_York"},
-            ),
-        )
+    add_carrier(engine, "acme", file_type="asterisk_csv", reject_threshold=0.5, config={"timezone": "America/New_York"})
     files = [FILES[0], FILES[4]]
     ids = [
         register_file(
@@ -273,20 +264,8 @@ def test_a_batch_of_small_files_loads_what_loading_each_alone_loads(engine, stor
     (prepared together), give the same calls, quarantine and counts."""
     from cdrflow.loading.transaction import load_file
 
-    with engine.begin() as conn:
-        carriers.upsert(
-            conn,
-            carriers.Carrier(
-                code="acme",
-                name="ACME",
-                file_type="asterisk_csv",
-                reject_threshold=0.5,
-                config={"timezone": "America/New_York"},
-            ),
-        )
-        carriers.upsert(
-            conn, carriers.Carrier(code="other", name="Other", file_type="asterisk_csv", reject_threshold=0.5)
-        )
+    add_carrier(engine, "acme", file_type="asterisk_csv", reject_threshold=0.5, config={"timezone": "America/New_York"})
+    add_carrier(engine, "other", reject_threshold=0.5)
     files = [(name, data) for name, data in FILES if not name.startswith("the calls of")]  # (load order matters)
     ids = [
         register_file(

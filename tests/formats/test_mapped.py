@@ -243,6 +243,26 @@ def test_latin1_quotes_delimiters_crlf_and_bad_rows():
         ({"columns": {"carrier_call_id": 0, "start": 1}}, "unknown canonical field(s) ['start']"),
         ({"columns": {"start_time": 1}}, "must name the source of carrier_call_id"),
         ({"columns": {"carrier_call_id": 0, "start_time": 1}, "duration_unit": "minutes"}, "duration_unit"),
+        (
+            {"columns": {"carrier_call_id": 0, "start_time": 1}, "layout": "json"},
+            "layout must be 'delimited', 'fixed_width' or 'xml', got 'json'",
+        ),
+        (
+            {"columns": {"carrier_call_id": 0, "start_time": 1}, "skip_lines": -1},
+            "skip_lines: Input should be greater than or equal to 0",
+        ),
+        (
+            {"columns": {"carrier_call_id": 0, "start_time": 1}, "header": "maybe"},
+            "header: Input should be a valid boolean",
+        ),
+        (
+            {"columns": {"carrier_call_id": 0, "start_time": 1}, "trailer": {"pattern": "^TRL"}},
+            "trailer.count: Field required",
+        ),
+        (
+            {"layout": "fixed_width", "columns": {"carrier_call_id": 0, "start_time": {"start": 0, "end": 5}}},
+            "fixed_width column carrier_call_id needs {start, end}",
+        ),
     ],
 )
 def test_a_broken_mapping_is_refused_with_the_key_named(bad, message):

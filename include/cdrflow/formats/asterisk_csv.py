@@ -67,19 +67,20 @@ BASE_COLUMNS = [
 ]
 OPTIONAL_COLUMNS = ["uniqueid", "userfield", "peeraccount", "linkedid", "sequence"]
 ALL_COLUMNS = BASE_COLUMNS + OPTIONAL_COLUMNS
-EXTRA_COLUMNS = [
-    "dcontext",
-    "clid",
-    "channel",
-    "dstchannel",
-    "lastapp",
-    "lastdata",
-    "amaflags",
-    "userfield",
-    "peeraccount",
-    "linkedid",
-    "sequence",
-]
+# Columns read into canonical ones; every other source column is kept in calls.extras.
+CANONICAL_SOURCES = {
+    "accountcode",
+    "src",
+    "dst",
+    "start",
+    "answer",
+    "end",
+    "duration",
+    "billsec",
+    "disposition",
+    "uniqueid",
+}
+EXTRA_COLUMNS = [c for c in ALL_COLUMNS if c not in CANONICAL_SOURCES]
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 _MIN, _MAX = len(BASE_COLUMNS), len(ALL_COLUMNS)
 

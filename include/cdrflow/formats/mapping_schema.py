@@ -40,40 +40,15 @@ Every source column not named under ``columns`` goes to extras under its header 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Literal
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError, field_validator, model_validator
 
 from cdrflow.config import checks
 from cdrflow.formats.base import CANONICAL, FormatError
 
-KEYS = {
-    "record",
-    "optional",
-    "names",
-    "normalise_header",
-    "layout",
-    "delimiter",
-    "quotechar",
-    "header",
-    "header_prefix",
-    "skip_lines",
-    "comment_prefix",
-    "encoding",
-    "timezone",
-    "timestamp_format",
-    "timestamp_formats",
-    "duration_unit",
-    "columns",
-    "constants",
-    "value_maps",
-    "derive",
-    "record_filter",
-    "trailer",
-    "description",
-}
 FIELDS = set(CANONICAL) - {"extras"}
-LAYOUTS = {"delimited", "fixed_width", "xml"}
-DURATION_UNITS = {"seconds", "ms", "go", "hhmmsscc"}
 DERIVATIONS = {
     "start_time": {"end_minus_duration"},
     "end_time": {"start_plus_duration"},
@@ -84,6 +59,105 @@ DERIVATIONS = {
 
 class MappingError(FormatError):
     """A mapping file that cannot be used, with the key that is wrong."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Slice(_Strict):
+    """fixed_width: characters ``start`` (0-based) to ``end`` (excluded) of a line."""
+
+    start: NonNegativeInt
+    end: NonNegativeInt
+
+
+class Join(_Strict):
+    """One value built from several sources, joined by ``sep``."""
+
+    join: list[Source]
+    sep: str = ""
+
+
+Source = str | int | list[str] | Slice | Join  # a header name, a position, alternatives, a slice, a join
+Join.model_rebuild()
+
+
+class RecordFilter(_Strict):
+    source: str | int | None = None  # the column to match; fixed_width matches the whole line
+    pattern: str
+
+
+class Trailer(_Strict):
+    pattern: str
+    count: Slice
+
+
+def _canonical(value: dict, key: str) -> dict:
+    unknown = sorted(set(value) - FIELDS)
+    if unknown:
+        raise ValueError(f"'{key}' names unknown canonical field(s) {unknown}; known: {', '.join(sorted(FIELDS))}")
+    return value
+
+
+class Mapping(_Strict):
+    """The keys of a mapping file (see the module docstring); unknown keys are refused."""
+
+    layout: Literal["delimited", "fixed_width", "xml"] = "delimited"
+    record: str | None = None
+    delimiter: str = Field(",", min_length=1)
+    quotechar: str | None = '"'
+    header: bool = False
+    header_prefix: str | None = None
+    normalise_header: bool = False
+    names: list[str] | None = None
+    skip_lines: NonNegativeInt = 0
+    comment_prefix: str | None = None
+    encoding: str = "utf-8"
+    timezone: str = "UTC"
+    timestamp_format: str = "iso8601"
+    timestamp_formats: dict[str, str] = {}
+    duration_unit: Literal["seconds", "ms", "go", "hhmmsscc"] = "seconds"
+    columns: dict[str, Source]
+    optional: list[str] = []
+    constants: dict[str, Any] = {}
+    value_maps: dict[str, dict[Any, Any]] = {}
+    derive: dict[str, str] = {}
+    record_filter: RecordFilter | None = None
+    trailer: Trailer | None = None
+    description: str | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _time_zone(cls, value: str) -> str:  # refused here, not by every file it would fail to parse
+        return checks.time_zone(value)
+
+    @field_validator("encoding")
+    @classmethod
+    def _encoding(cls, value: str) -> str:
+        return checks.encoding(value)
+
+    @field_validator("columns", "constants", "value_maps", "timestamp_formats", "derive")
+    @classmethod
+    def _known_fields(cls, value: dict, info) -> dict:
+        return _canonical(value, info.field_name)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Mapping:
+        if "carrier_call_id" not in self.columns:
+            raise ValueError("columns must name the source of carrier_call_id")
+        if "start_time" not in self.columns and "start_time" not in self.derive:
+            raise ValueError("columns must name start_time, or derive it")
+        for name, rule in self.derive.items():
+            if rule not in DERIVATIONS.get(name, set()):
+                raise ValueError(f"derive {name}: {rule!r} is not one of {sorted(DERIVATIONS.get(name, set()))}")
+        if self.layout == "xml" and not self.record:
+            raise ValueError("layout xml needs 'record', the element that is one CDR")
+        if self.layout == "fixed_width":
+            for name, source in self.columns.items():
+                if not isinstance(source, Slice):
+                    raise ValueError(f"fixed_width column {name} needs {{start, end}}")
+        return self
 
 
 def load_mapping(path: Path) -> dict:
@@ -97,50 +171,26 @@ def load_mapping(path: Path) -> dict:
     return check_mapping(mapping, str(path))
 
 
-def _fields(where: str, value: dict, name: str) -> None:
-    if not isinstance(value, dict):
-        raise MappingError(f"{where}: '{name}' must be a mapping of canonical field -> value")
-    unknown = sorted(set(value) - FIELDS)
-    if unknown:
-        raise MappingError(
-            f"{where}: '{name}' names unknown canonical field(s) {unknown}; known: {', '.join(sorted(FIELDS))}"
-        )
-
-
 def check_mapping(mapping: object, where: str = "mapping") -> dict:
+    """``mapping`` (the YAML document) checked against :class:`Mapping`; returned as it was,
+    since the parser reads the document itself. :class:`MappingError` names ``where`` and the key."""
     if not isinstance(mapping, dict):
         raise MappingError(f"{where}: a mapping file is a YAML mapping of keys")
-    unknown = sorted(set(mapping) - KEYS)
-    if unknown:
-        raise MappingError(f"{where}: unknown key(s) {unknown}; known keys: {', '.join(sorted(KEYS))}")
-    if mapping.get("layout", "delimited") not in LAYOUTS:
-        raise MappingError(f"{where}: layout must be one of {sorted(LAYOUTS)}, got {mapping['layout']!r}")
-    if "columns" not in mapping:
-        raise MappingError(f"{where}: 'columns' is required (canonical field -> source column)")
-    for name in ("columns", "constants", "value_maps", "timestamp_formats", "derive"):
-        if name in mapping:
-            _fields(where, mapping[name], name)
-    if "carrier_call_id" not in mapping["columns"]:
-        raise MappingError(f"{where}: columns must name the source of carrier_call_id")
-    if "start_time" not in mapping["columns"] and mapping.get("derive", {}).get("start_time") is None:
-        raise MappingError(f"{where}: columns must name start_time, or derive it")
-    if mapping.get("duration_unit", "seconds") not in DURATION_UNITS:
-        raise MappingError(f"{where}: duration_unit must be one of {sorted(DURATION_UNITS)}")
-    for key, check in (("timezone", checks.time_zone), ("encoding", checks.encoding)):
-        if key in mapping:
-            try:
-                check(mapping[key])
-            except ValueError as exc:  # refused here, not by every file it would fail to parse
-                raise MappingError(f"{where}: {key}: {exc}") from None
-    for field_name, rule in mapping.get("derive", {}).items():
-        if rule not in DERIVATIONS.get(field_name, set()):
-            raise MappingError(
-                f"{where}: derive {field_name}: {rule!r} is not one of {sorted(DERIVATIONS.get(field_name, set()))}"
-            )
-    if mapping.get("layout") == "xml" and not mapping.get("record"):
-        raise MappingError(f"{where}: layout xml needs 'record', the element that is one CDR")
-    if mapping.get("layout") == "fixed_width":
-        for field_name, source in mapping["columns"].items():
-            if not (isinstance(source, dict) and {"start", "end"} <= set(source)):
-                raise MappingError(f"{where}: fixed_width column {field_name} needs {{start, end}}")
+    try:
+        Mapping.model_validate(mapping)
+    except ValidationError as exc:
+        raise MappingError(f"{where}: {_first_problem(exc, mapping)}") from None
     return mapping
+
+
+def _first_problem(exc: ValidationError, mapping: dict) -> str:
+    """One line for the first error pydantic found, in the words the mapping's author used."""
+    error = exc.errors(include_url=False)[0]
+    where = ".".join(str(p) for p in error["loc"] if not isinstance(p, int) or len(error["loc"]) > 1)
+    if error["type"] == "extra_forbidden" and len(error["loc"]) == 1:
+        unknown = sorted(set(mapping) - set(Mapping.model_fields))
+        return f"unknown key(s) {unknown}; known keys: {', '.join(sorted(Mapping.model_fields))}"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "literal_error":
+        return f"{where} must be {message.removeprefix('Input should be ')}, got {error.get('input')!r}"
+    return f"{where}: {message}" if where else message

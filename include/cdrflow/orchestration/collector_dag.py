@@ -24,19 +24,13 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 
-import pendulum
 from airflow.sdk import DAG, DeltaTriggerTimetable, get_current_context, task
 from airflow.sdk.exceptions import AirflowSkipException
 
 from cdrflow.orchestration.assets import FILES_RECEIVED
+from cdrflow.orchestration.defaults import START_DATE, default_args
 
-DEFAULT_ARGS = {
-    "owner": "cdrflow",
-    "retries": 3,
-    "retry_delay": timedelta(seconds=30),
-    "retry_exponential_backoff": True,
-    "max_retry_delay": timedelta(minutes=10),
-}
+DEFAULT_ARGS = default_args(retries=3, retry_delay=timedelta(seconds=30), max_retry_delay=timedelta(minutes=10))
 
 _TITLES = {
     "mailbox": "carriers' mailboxes (IMAP)",
@@ -56,7 +50,7 @@ def collector_dag(kind: str) -> DAG:
         dag_id=f"cdrflow_collect_{kind}",
         description=f"Register new CDR files from the {_TITLES[kind]}",
         schedule=DeltaTriggerTimetable(every()),
-        start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+        start_date=START_DATE,
         catchup=False,
         max_active_runs=1,  # a slow server must not pile up runs
         dagrun_timeout=timedelta(hours=1),
