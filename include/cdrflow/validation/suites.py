@@ -107,10 +107,13 @@ def _view(frame: pd.DataFrame, file_type: str) -> pd.DataFrame:
 def _epoch_seconds(column: pd.Series) -> np.ndarray:
     """Seconds since 1970 (NaN for missing) in the column's own unit: no detour through
     nanoseconds, whose range ends in 2262."""
-    if column.dt.tz is not None:
-        column = column.dt.tz_convert("UTC").dt.tz_localize(None)
-    values = column.to_numpy()
-    return (values - np.datetime64(0, "s")) / np.timedelta64(1, "s")
+    values = column.array  # its integers count from 1970 in UTC, aware or not
+    seconds = values.asi8 / _PER_SECOND[values.unit]
+    seconds[np.asarray(values.isna())] = np.nan
+    return seconds
+
+
+_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 
 
 @lru_cache(maxsize=16)
