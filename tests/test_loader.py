@@ -289,10 +289,10 @@ def test_files_sharing_calls_loading_at_the_same_moment_still_hold_each_call_onc
         conn.execute(text("SELECT cdrflow_ensure_calls_partition('2026-11-01 14:00:00+00')"))
         conn.execute(
             text(
-                "INSERT INTO calls (carrier, carrier_call_id, start_time, file_id, line_number) "
-                "VALUES ('acme', 'u3', '2026-11-01 14:00:00+00', :f, 1)"
+                "INSERT INTO calls (carrier, carrier_call_id, record_key, start_time, file_id, line_number) "
+                "VALUES ('acme', 'u3', :key, '2026-11-01 14:00:00+00', :f, 1)"
             ),
-            {"f": first.file_id},
+            {"f": first.file_id, "key": "u3|SIP/b-1|Dial|SIP/b,60|ANSWERED|65|60"},  # an 18-column line's key
         )
         results = {}
         threads = [

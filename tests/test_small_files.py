@@ -215,7 +215,7 @@ def test_copy_payloads_of_a_group_hold_each_files_rows_in_key_order(engine):
 
 
 def _binary_ids(data: bytes, file_id: int) -> list[str]:
-    """carrier_call_id of each row of a binary COPY payload; checks the file id of each."""
+    """record_key of each row of a binary COPY payload (the key order); checks the file id of each."""
     import struct
 
     from cdrflow.loading.payloads import CALL_COLUMNS
@@ -235,7 +235,7 @@ def _binary_ids(data: bytes, file_id: int) -> list[str]:
                 values[name] = data[pos : pos + length]
                 pos += length
         assert struct.unpack(">q", values["file_id"])[0] == file_id
-        ids.append(values["carrier_call_id"].decode())
+        ids.append(values["record_key"].decode())
 
 
 def test_without_binary_copy_the_loader_builds_each_files_payload(engine, store):

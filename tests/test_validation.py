@@ -64,12 +64,12 @@ def test_each_bad_row_is_named_with_what_it_failed():
         ],
         3: ["expect_column_pair_values_a_to_be_greater_than_b(duration_seconds,billing_seconds)"],
         4: ["expect_column_values_to_match_regex(caller_number)"],
-        5: ["expect_column_values_to_be_unique(carrier_call_id)", "expect_column_values_to_be_in_set(direction)"],
-        6: ["expect_column_values_to_be_unique(carrier_call_id)", "expect_column_values_to_be_between(start_time)"],
+        5: ["expect_column_values_to_be_in_set(direction)", "expect_column_values_to_be_unique(record_key)"],
+        6: ["expect_column_values_to_be_between(start_time)", "expect_column_values_to_be_unique(record_key)"],
     }
     failed = {s.expectation: s.unexpected_count for s in result.summary if not s.success}
     assert failed["expect_column_values_to_match_regex(caller_number)"] == 1
-    assert failed["expect_column_values_to_be_unique(carrier_call_id)"] == 2
+    assert failed["expect_column_values_to_be_unique(record_key)"] == 2
 
 
 def test_an_absurd_duration_fails_its_range():

@@ -20,6 +20,20 @@ billsec -> billing_seconds, duration - billsec -> ringing_seconds, disposition a
 record_type ``complete`` for ANSWERED calls and ``incomplete`` otherwise. Every other
 column (dcontext, clid, channel, dstchannel, lastapp, lastdata, amaflags, userfield,
 peeraccount, linkedid, sequence) goes to extras under its Asterisk name.
+
+Record identity (``record_key``): one channel writes several records with one ``uniqueid``
+and one ``start`` (``Dial(SIP/301&SIP/200)`` forks, queues, ``Local/`` chains, transfers), so
+the call id alone does not tell records apart:
+
+- with a ``sequence`` column (21 columns) that is not empty: ``uniqueid#sequence`` (Asterisk
+  numbers every record it writes);
+- otherwise (16 to 20 columns): ``uniqueid|dstchannel|lastapp|lastdata|disposition|duration|billsec``,
+  the fields in which the records of one channel differ (each forked leg has its own
+  ``dstchannel``, e.g. ``SIP/301-0000000a``) and which a true repeat, the same line again, has
+  alike. Records that agree in all of them are one record.
+
+``uniqueid`` here is the call id as above (``channel@start`` without one). A ``systemname-``
+prefix appearing mid-file changes the key: those records are new ones, and load.
 """
 
 from __future__ import annotations
@@ -193,6 +207,7 @@ def _canonical(cols: dict[str, pa.Array], options: ParseOptions, printable: bool
     unique = cols.get("uniqueid")
     fallback = pc.binary_join_element_wise(cols["channel"], cols["start"], "@")
     call_id = fallback if unique is None else pc.if_else(pc.equal(unique, ""), fallback, unique)
+    record_key = _record_key(cols, call_id, duration, billsec)
     extras_cols = {c: cols[c] for c in EXTRA_COLUMNS if c in cols}
     flags = dst_flags(dst)
     if flags is not None:
@@ -200,6 +215,7 @@ def _canonical(cols: dict[str, pa.Array], options: ParseOptions, printable: bool
     keep = pc.invert(failed) if problems else None
     out = {
         "carrier_call_id": call_id,
+        "record_key": record_key,
         "start_time": start,
         "answer_time": answer,
         "end_time": end,
@@ -218,3 +234,28 @@ def _canonical(cols: dict[str, pa.Array], options: ParseOptions, printable: bool
     }
     kept = out if keep is None else {k: pc.filter(v, keep) for k, v in out.items()}
     return to_frame(kept, len(kept["line_number"])), problems
+
+
+def _record_key(cols: dict[str, pa.Array], call_id: pa.Array, duration: pa.Array, billsec: pa.Array) -> pa.Array:
+    """What makes one record unique (module docstring), vectorised."""
+    n = len(call_id)
+
+    def text(values: pa.Array) -> pa.Array:
+        return pc.fill_null(pc.cast(values, pa.string()), "")
+
+    fallback = pc.binary_join_element_wise(
+        call_id,
+        *(text(cols[c]) if c in cols else pa.array([""] * n, pa.string()) for c in _FALLBACK_FIELDS),
+        text(cols["disposition"]),
+        text(duration),
+        text(billsec),
+        "|",
+    )
+    sequence = cols.get("sequence")
+    if sequence is None:
+        return fallback
+    numbered = pc.binary_join_element_wise(call_id, sequence, "#")
+    return pc.if_else(pc.equal(sequence, ""), fallback, numbered)
+
+
+_FALLBACK_FIELDS = ("dstchannel", "lastapp", "lastdata")

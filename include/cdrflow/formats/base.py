@@ -13,6 +13,13 @@ Parsers report per-row problems instead of raising; they raise :class:`FormatErr
 the file as a whole is unusable (binary garbage, wrong format for the type, trailer count
 mismatch), with a message that names the problem.
 
+Record identity: ``record_key`` is what makes one record unique in its format (the primary
+key of ``calls`` is carrier, record_key, start_time; every duplicate check uses it), while
+``carrier_call_id`` is the call, which several records (legs, forks) may share. A parser that
+sets no ``record_key`` gets its ``carrier_call_id`` (one record per call id: FreeSWITCH
+``uuid``, Kazoo ``call_id``, Telnyx leg id, billing feed ``id``); Asterisk builds its own, and
+a mapping names it with ``key:``. A true repeat (the same record again) must get the same key.
+
 Rules: timestamps become UTC (``datetime64[us, UTC]``); local carrier times are converted with
 ``ParseOptions.timezone`` (:func:`cdrflow.formats.arrow_text.to_utc`, which flags clock-change
 times); Gregorian seconds are Unix + :data:`GREGORIAN_OFFSET`; a time outside
@@ -37,7 +44,8 @@ TS = "datetime64[us, UTC]"
 
 # name -> pandas dtype; the order is the order of the calls table's loaded columns
 CANONICAL: dict[str, str] = {
-    "carrier_call_id": "str",
+    "carrier_call_id": "str",  # the call: several records (legs) may share it
+    "record_key": "str",  # what makes one record of its format unique (module docstring)
     "start_time": TS,
     "other_leg_call_id": "str",
     "direction": "str",  # inbound | outbound
@@ -104,11 +112,14 @@ class Parser(Protocol):
 
 
 def conform(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` with exactly FRAME_COLUMNS, in order, with their dtypes (missing -> NA)."""
+    """``frame`` with exactly FRAME_COLUMNS, in order, with their dtypes (missing -> NA; a
+    missing ``record_key`` is the ``carrier_call_id``: one record per call id)."""
     out = {}
     n = len(frame)
     for name, dtype in {**CANONICAL, **BOOKKEEPING}.items():
-        if name in frame:
+        if name == "record_key" and name not in frame and "carrier_call_id" in frame:
+            col = frame["carrier_call_id"]
+        elif name in frame:
             col = frame[name]
         else:
             col = pd.Series([None] * n, index=frame.index, dtype="object")

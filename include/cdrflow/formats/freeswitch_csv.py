@@ -4,7 +4,8 @@ The stock ``cdr_csv.conf.xml`` sets ``default-template`` to ``example``: 15 quot
 header: caller_id_name, caller_id_number, destination_number, context, start_stamp,
 answer_stamp, end_stamp, duration, billsec, hangup_cause, uuid, bleg_uuid, accountcode,
 read_codec, write_codec. Stamps are the switch's local time (the carrier's ``timezone``).
-With ``legs=ab`` a call gives an A-leg and a B-leg row, linked by uuid / bleg_uuid.
+With ``legs=ab`` a call gives an A-leg and a B-leg row, linked by uuid / bleg_uuid; each leg's
+``uuid`` is its record identity (``record_key``, the default: the call id).
 """
 
 from __future__ import annotations

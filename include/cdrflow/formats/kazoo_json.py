@@ -18,7 +18,9 @@ Mapping: call_id, other_leg_call_id, call_direction -> direction, duration/billi
 seconds, caller/callee id number and name, from_uri/to_uri (else from/to), hangup_cause,
 hangup_code (``sip:487`` -> 487), disposition; ``custom_channel_vars`` (or the flattened
 webhook keys) account_id, owner_id (else username) -> user_id, realm, authorizing_id.
-``record_type`` is ``complete`` when billing_seconds > 0. Every other field (billing
+``record_type`` is ``complete`` when billing_seconds > 0. Record identity (``record_key``) is
+``call_id``: every Kazoo leg is a channel with its own Call-ID (the stored document's ``_id`` is
+``YYYYMM-`` + it), so an A and a B leg are two records, tied by ``other_leg_call_id``. Every other field (billing
 properties rate, base_cost, rate_minimum, rate_increment, surcharge, rate_name, reseller_*,
 fax_* properties, SDP, user agent, the remaining custom channel vars, ...) stays in extras
 with its JSON value.

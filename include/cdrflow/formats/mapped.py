@@ -296,6 +296,7 @@ def convert(
             out[field] = empty_to_null(pc.utf8_trim_whitespace(text))
     if "carrier_call_id" in out:
         check("carrier_call_id", out["carrier_call_id"], raw_values["carrier_call_id"], True)
+        out["record_key"] = _record_key(mapping.get("key") or ["carrier_call_id"], out, raw_values, source)
     derive = mapping.get("derive", {})
     duration = out.get("duration_seconds")
     if derive.get("start_time") == "end_minus_duration" and duration is not None:
@@ -331,6 +332,27 @@ def convert(
     keep = pa.array(~failed)
     kept = {k: pc.filter(v, keep) for k, v in out.items()}
     return to_frame(kept, int((~failed).sum())), problems
+
+
+def _record_key(
+    names: list[str], out: dict[str, pa.Array], raw_values: dict[str, pa.Array], source: dict[str, pa.Array]
+) -> pa.Array:
+    """The mapping's ``key``: each name a canonical field (its value as read: text, before
+    conversion, so that a repeat has the same key) or a source column; joined with ``|``."""
+    parts = []
+    for name in names:
+        if name == "carrier_call_id":
+            part = out[name]  # trimmed, as stored
+        elif name in raw_values:
+            part = raw_values[name]
+        elif name in source:
+            part = source[name]
+        else:
+            raise FormatError(f"mapping key names {name!r}, which is neither a mapped field nor a column of the file")
+        parts.append(pc.fill_null(pc.cast(part, pa.string()), ""))
+    if len(parts) == 1:
+        return out["carrier_call_id"] if names == ["carrier_call_id"] else parts[0]
+    return pc.binary_join_element_wise(*parts, "|")
 
 
 def _normal(name: str) -> str:

@@ -28,6 +28,9 @@ constants         canonical field -> fixed value for every row
 value_maps        canonical field -> {source value: canonical value}; unmapped values kept
 derive            ``start_time: end_minus_duration``, ``end_time: start_plus_duration``,
                   ``duration_seconds: end_minus_start``, ``billing_seconds: end_minus_answer``
+key               what makes one record unique (``record_key``): a list of canonical fields or
+                  source columns whose values are joined with ``|`` (default ``[carrier_call_id]``:
+                  one record per call id); e.g. ``[call_id, leg]`` when several legs share a call id
 record_filter     ``{source: S, pattern: REGEX}``: only matching lines are records (others skipped)
 trailer           fixed_width: ``{pattern: REGEX, count: {start: S, end: E}}``: the trailer line's
                   record count must equal the records read, or the file is refused
@@ -48,7 +51,7 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationErr
 from cdrflow.config import checks
 from cdrflow.formats.base import CANONICAL, FormatError
 
-FIELDS = set(CANONICAL) - {"extras"}
+FIELDS = set(CANONICAL) - {"extras", "record_key"}  # record_key: see ``key``
 DERIVATIONS = {
     "start_time": {"end_minus_duration"},
     "end_time": {"start_plus_duration"},
@@ -123,6 +126,7 @@ class Mapping(_Strict):
     constants: dict[str, Any] = {}
     value_maps: dict[str, dict[Any, Any]] = {}
     derive: dict[str, str] = {}
+    key: list[str] = Field(["carrier_call_id"], min_length=1)
     record_filter: RecordFilter | None = None
     trailer: Trailer | None = None
     description: str | None = None

@@ -32,7 +32,7 @@ class CheckedChunk:
     rejected: list[RowProblem]  # rows that did not, with reasons
     summary: list  # validation summary of this chunk
     lines: int  # records read in this chunk
-    repeats: int = 0  # records that repeat an earlier record of the chunk (same call id and start)
+    repeats: int = 0  # records that repeat an earlier record of the chunk (same record_key and start)
     batch: Batch | None = None  # COPY payloads of ``calls``, when built already (small_files)
 
 
@@ -61,7 +61,7 @@ def parsed_chunks(stream: BinaryIO, file_type: str, options: ParseOptions) -> It
     for chunk in get_parser(file_type).parse(readable, options):
         frame = chunk.calls
         # The same call delivered twice is a duplicate, not a broken row: drop exact repeats
-        # before the suite checks that call ids are unique within the file.
+        # before the suite checks that record keys are unique within the file.
         repeat = repeats(frame)
         if repeat.any():
             frame = frame[~repeat]

@@ -1,7 +1,7 @@
 """Call keys: which rows repeat a call, and which UTC day each call falls on.
 
-A call is identified by ``(carrier_call_id, start_time)`` within its carrier (the primary key
-of ``calls``). Repeats inside one file are found here, vectorised; a call that repeats another
+A record is identified by ``(record_key, start_time)`` within its carrier (the primary key
+of ``calls``; ``record_key`` is the format's own record identity, see :mod:`cdrflow.formats.base`). Repeats inside one file are found here, vectorised; a call that repeats another
 file's is refused by the primary key while loading (see :mod:`cdrflow.loading.writer`).
 """
 
@@ -27,7 +27,7 @@ def utc_days(start: pd.Series) -> np.ndarray:
 
 
 def repeats(frame: pd.DataFrame, hashes: np.ndarray | None = None, owner: np.ndarray | None = None) -> np.ndarray:
-    """Mask of the rows whose (carrier_call_id, start_time) repeats an earlier row of ``frame``
+    """Mask of the rows whose (record_key, start_time) repeats an earlier row of ``frame``
     (what ``DataFrame.duplicated`` says, which only runs on rows whose key hashes collide).
     ``owner``: the file of each row, when ``frame`` holds several files (a repeat is a repeat
     within its own file; pass ``hashes`` that include the owner, see :func:`owned_hashes`)."""
@@ -37,7 +37,7 @@ def repeats(frame: pd.DataFrame, hashes: np.ndarray | None = None, owner: np.nda
     same = ordered[1:][ordered[1:] == ordered[:-1]]
     if len(same):  # a repeat, or (rarely) two keys with one hash
         twice = np.isin(hashes, same)
-        keys = frame[["carrier_call_id", "start_time"]][twice]
+        keys = frame[["record_key", "start_time"]][twice]
         if owner is not None:
             keys = keys.assign(_owner=owner[twice])
         repeat[twice] = keys.duplicated().to_numpy()
@@ -57,11 +57,11 @@ def _mix64(x: np.ndarray) -> np.ndarray:
 
 
 def key_hashes(frame: pd.DataFrame) -> np.ndarray:
-    """A 64-bit hash of each row's (carrier_call_id, start_time), vectorised over the bytes of
+    """A 64-bit hash of each row's (record_key, start_time), vectorised over the bytes of
     the ids (pandas' hash of a string column goes through Python objects, ~1 s a million).
     Equal keys always hash alike; the rare different keys that collide only cost a lookup."""
     n = len(frame)
-    ids = pa.array(frame["carrier_call_id"], from_pandas=True)
+    ids = pa.array(frame["record_key"], from_pandas=True)
     if isinstance(ids, pa.ChunkedArray):
         ids = ids.combine_chunks()
     missing = ids.is_null().to_numpy(zero_copy_only=False) if ids.null_count else np.zeros(n, dtype=bool)

@@ -114,7 +114,7 @@ def call_rows(
 
 
 def _key_order(frame: pd.DataFrame) -> pa.Array:
-    """Row order of the primary key (carrier, carrier_call_id, start_time; one carrier here).
+    """Row order of the primary key (carrier, record_key, start_time; one carrier here).
 
     PostgreSQL then inserts a chunk's keys into the index from left to right, each next to
     the one before, instead of all over it: the index half of the COPY takes a fraction of
@@ -123,7 +123,7 @@ def _key_order(frame: pd.DataFrame) -> pa.Array:
     """
     keys = pa.table(
         {
-            "id": pa.array(frame["carrier_call_id"], from_pandas=True),
+            "id": pa.array(frame["record_key"], from_pandas=True),
             "start": pa.array(frame["start_time"], from_pandas=True),
         }
     )

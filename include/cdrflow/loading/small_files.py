@@ -196,7 +196,7 @@ def _batches(
             {
                 "owner": owner,
                 "month": month,
-                "id": pa.array(calls["carrier_call_id"], from_pandas=True),
+                "id": pa.array(calls["record_key"], from_pandas=True),
                 "start": pa.array(calls["start_time"], from_pandas=True),
             }
         ),

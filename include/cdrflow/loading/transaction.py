@@ -169,22 +169,22 @@ def _parse_stored(store: RawStore, key: str, file_type: str, options: ParseOptio
 # go over to one of those files (the lowest id) instead of being deleted.
 _HAND_OVER = text("""
 WITH heirs AS (
-    SELECT DISTINCT ON (d.carrier, d.carrier_call_id, d.start_time)
-           d.carrier, d.carrier_call_id, d.start_time, d.file_id, d.line_number
+    SELECT DISTINCT ON (d.carrier, d.record_key, d.start_time)
+           d.carrier, d.record_key, d.start_time, d.file_id, d.line_number
     FROM call_duplicates d
-    JOIN calls c ON c.carrier = d.carrier AND c.carrier_call_id = d.carrier_call_id
+    JOIN calls c ON c.carrier = d.carrier AND c.record_key = d.record_key
                 AND c.start_time = d.start_time AND c.file_id = :id
     WHERE d.file_id <> :id
-    ORDER BY d.carrier, d.carrier_call_id, d.start_time, d.file_id
+    ORDER BY d.carrier, d.record_key, d.start_time, d.file_id
 ), moved AS (
     UPDATE calls c SET file_id = h.file_id, line_number = h.line_number
     FROM heirs h
-    WHERE c.carrier = h.carrier AND c.carrier_call_id = h.carrier_call_id AND c.start_time = h.start_time
+    WHERE c.carrier = h.carrier AND c.record_key = h.record_key AND c.start_time = h.start_time
       AND c.file_id = :id
-    RETURNING c.carrier, c.carrier_call_id, c.start_time, h.file_id AS heir
+    RETURNING c.carrier, c.record_key, c.start_time, h.file_id AS heir
 ), released AS (  -- the heir's rows of these calls are no longer duplicates: the calls are its own
     DELETE FROM call_duplicates d USING moved m
-    WHERE d.file_id = m.heir AND d.carrier = m.carrier AND d.carrier_call_id = m.carrier_call_id
+    WHERE d.file_id = m.heir AND d.carrier = m.carrier AND d.record_key = m.record_key
       AND d.start_time = m.start_time
 )
 SELECT heir, count(*) AS n FROM moved GROUP BY heir ORDER BY heir

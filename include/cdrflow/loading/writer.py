@@ -45,7 +45,7 @@ class Writer(threading.Thread):
     def _existing(self, cur, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Mask of the rows of ``frame`` whose key is already in calls (primary key probes),
         and the file each such call belongs to (0 elsewhere)."""
-        ids = frame["carrier_call_id"].to_numpy(dtype=object)
+        ids = frame["record_key"].to_numpy(dtype=object)
         starts = frame["start_time"].dt.strftime("%Y-%m-%d %H:%M:%S.%f+00").to_numpy(dtype=object)
         # One primary-key probe per key (LATERAL ... LIMIT 1 is always a nested loop). A plain
         # join lets the planner pick a merge or hash join over the whole partition when its
@@ -54,7 +54,7 @@ class Writer(threading.Thread):
         # 150k calls, growing with the month).
         cur.execute(
             "SELECT k.i, hit.file_id FROM unnest(%s::text[], %s::timestamptz[]) WITH ORDINALITY AS k(id, st, i) "
-            "CROSS JOIN LATERAL (SELECT c.file_id FROM calls c WHERE c.carrier = %s AND c.carrier_call_id = k.id "
+            "CROSS JOIN LATERAL (SELECT c.file_id FROM calls c WHERE c.carrier = %s AND c.record_key = k.id "
             "AND c.start_time = k.st LIMIT 1) AS hit",
             (list(ids), list(starts), self.carrier),
         )
@@ -74,13 +74,15 @@ class Writer(threading.Thread):
             return
         rows = frame[theirs]
         cur.execute(
-            "INSERT INTO call_duplicates (file_id, line_number, carrier, carrier_call_id, start_time) "
-            "SELECT %s, n, %s, id, st FROM unnest(%s::integer[], %s::text[], %s::timestamptz[]) AS t(n, id, st)",
+            "INSERT INTO call_duplicates (file_id, line_number, carrier, carrier_call_id, record_key, start_time) "
+            "SELECT %s, n, %s, id, k, st FROM unnest(%s::integer[], %s::text[], %s::text[], %s::timestamptz[]) "
+            "AS t(n, id, k, st)",
             (
                 self.file_id,
                 self.carrier,
                 [int(n) for n in rows["line_number"]],
                 list(rows["carrier_call_id"].to_numpy(dtype=object)),
+                list(rows["record_key"].to_numpy(dtype=object)),
                 list(rows["start_time"].dt.strftime("%Y-%m-%d %H:%M:%S.%f+00").to_numpy(dtype=object)),
             ),
         )

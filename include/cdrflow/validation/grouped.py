@@ -22,16 +22,16 @@ def validate_owned(
     """ONE suite run over the rows of several files; ``owner[i]`` is the file (0 ..
     ``owners`` - 1) of row i. Returns the failed expectations of each failing row (by its
     position in ``calls``) and each file's summary, which count its own rows only: exactly what
-    validating each file alone gives. Call ids are made file-specific for the uniqueness
+    validating each file alone gives. Record keys are made file-specific for the uniqueness
     expectation (unique within a file, not across files)."""
     used = suites.columns(file_type)
     view = calls[[name for name in used if name in calls]]
     changes: dict = {"line_number": np.arange(len(view))}  # GX reports rows by this column
-    if "carrier_call_id" in view:
-        ids = pa.array(view["carrier_call_id"], from_pandas=True)
+    if "record_key" in view:
+        ids = pa.array(view["record_key"], from_pandas=True)
         prefix = pc.cast(pa.array(owner, pa.int64()), pa.string())
         owned = pc.binary_join_element_wise(prefix, pc.cast(ids, pa.string()), "\x1f")  # null stays null
-        changes["carrier_call_id"] = pd.array(owned.cast(pa.large_string()), dtype=_STR)
+        changes["record_key"] = pd.array(owned.cast(pa.large_string()), dtype=_STR)
     checked = suites.validate_chunk(view.assign(**changes), file_type)
     counts = np.zeros((owners, len(checked.summary)), dtype=np.int64)
     index = {s.expectation: k for k, s in enumerate(checked.summary)}
