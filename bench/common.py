@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 
 from sqlalchemy import create_engine
@@ -42,9 +44,12 @@ def peak_rss_mib():
 
 def run_child(code: str, *args: str) -> dict:
     """Run ``code`` in a fresh Python process; it prints one JSON line last. Adds the child's
-    peak RSS in MiB as ``peak_rss_mib``."""
+    peak RSS in MiB as ``peak_rss_mib``. The child finds the wall-clock time (``time.time()``)
+    at which it was started in the environment variable ``CDRFLOW_BENCH_SPAWNED``, to measure
+    its start-up."""
     wrapper = code + PEAK_RSS + "\nimport json as _j\nprint(_j.dumps({**RESULT, 'peak_rss_mib': peak_rss_mib()}))\n"
-    out = subprocess.run([sys.executable, "-c", wrapper, *args], capture_output=True, text=True)
+    env = {**os.environ, "CDRFLOW_BENCH_SPAWNED": repr(time.time())}
+    out = subprocess.run([sys.executable, "-c", wrapper, *args], capture_output=True, text=True, env=env)
     if out.returncode:
         raise SystemExit(out.stderr)
     return json.loads(out.stdout.strip().splitlines()[-1])

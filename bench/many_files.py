@@ -1,5 +1,10 @@
 """Benchmark: 1,000 files of 1,000 rows against one file of 1,000,000 rows, through the same path.
 
+The same calls on both sides: one day written in time order as a PBX appends its Master.csv
+(``--order shuffled``: in random order within the day), and the same file cut into
+consecutive pieces of ``--rows`` lines, as a PBX that rotates its file every few minutes
+would deliver it.
+
 The path is what the DAGs run: the bucket collector takes the files from a local upload
 folder (stream, SHA1, raw store, registry row, move to processed/), then the processing
 DAG's steps claim them, cut them into batches and process each batch (parse, validate,
@@ -7,7 +12,8 @@ load in one transaction per file). Each side runs in a fresh process on a fresh 
 worker (batches one after another), so the ratio measures what files cost per file.
 Goal: the 1,000 files in at most 3x the time of the single file.
 
-Usage: python bench/many_files.py [--files 1000] [--rows 1000] [--repeat 1] [--database-url URL]
+Usage: python bench/many_files.py [--files 1000] [--rows 1000] [--repeat 1] [--order time|shuffled]
+                                  [--database-url URL]
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+from itertools import islice
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -64,11 +71,23 @@ def run_once(database_url: str | None, work: Path, folder: Path) -> dict:
         shutil.rmtree(work / "drop", ignore_errors=True)
 
 
+def cut(big: Path, folder: Path, rows: int) -> int:
+    """Write the lines of ``big`` into ``folder`` as files of ``rows`` lines each, in order
+    (no value of the generated files spans two lines); returns how many files."""
+    files = 0
+    with open(big, "rb") as lines:
+        while piece := list(islice(lines, rows)):
+            (folder / f"Master-{files:05d}.csv").write_bytes(b"".join(piece))
+            files += 1
+    return files
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--files", type=int, default=1000)
     parser.add_argument("--rows", type=int, default=1000, help="rows per small file")
     parser.add_argument("--repeat", type=int, default=1, help="runs per side (medians are printed)")
+    parser.add_argument("--order", choices=generate.ORDERS, default="time", help="row order of the day's calls")
     parser.add_argument("--database-url")
     args = parser.parse_args()
     total = args.files * args.rows
@@ -76,17 +95,15 @@ def main() -> None:
         work = Path(tmp)
         one, many = work / "one", work / "many"
         one.mkdir(), many.mkdir()
-        generate.write_asterisk_csv_fast(one / "Master-big.csv", total, seed=1)
-        for i in range(args.files):
-            generate.write_asterisk_csv_fast(
-                many / f"Master-{i:05d}.csv", args.rows, seed=100 + i, first_index=i * args.rows
-            )
+        generate.write_asterisk_csv_fast(one / "Master-big.csv", total, seed=1, order=args.order)
+        cut(one / "Master-big.csv", many, args.rows)
         results = {"one": [], "many": []}
         for _ in range(args.repeat):  # alternate, so that drift on the machine hits both sides
             for side, folder in (("one", one), ("many", many)):
                 r = run_once(args.database_url, work, folder)
                 assert r["loaded"] == total, r
                 results[side].append(r)
+        print(f"{args.order}-ordered calls, medians of {args.repeat} run(s)")
         print(f"{'side':>24} {'files':>6} {'collect s':>9} {'total s':>8} {'rows/s':>9} {'peak RSS MiB':>12}")
         for side, label in (("one", f"1 file x {total:,} rows"), ("many", f"{args.files} files x {args.rows:,} rows")):
             r = sorted(results[side], key=lambda x: x["seconds"])[len(results[side]) // 2]

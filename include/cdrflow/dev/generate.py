@@ -127,12 +127,23 @@ def asterisk_bytes(n: int, *, seed: int, day: datetime | None = None) -> bytes:
     return out.getvalue().encode()
 
 
+ORDERS = ("shuffled", "time")
+
+
 def write_asterisk_csv_fast(
-    path: Path, n: int, *, seed: int, day: datetime | None = None, first_index: int = 0
+    path: Path, n: int, *, seed: int, day: datetime | None = None, first_index: int = 0, order: str = "shuffled"
 ) -> Path:
     """The same layout as :func:`write_asterisk_csv`, vectorised (millions of rows in seconds)
     for benchmarks; the values are random but well-formed, one day of calls. Call ids count
-    from ``first_index``: files written with disjoint ranges hold distinct calls."""
+    from ``first_index``: files written with disjoint ranges hold distinct calls.
+
+    ``order``: ``"shuffled"`` writes the calls in random order within the day (what this
+    function always wrote); ``"time"`` writes them as a PBX appends its Master.csv, in order of
+    their end, with the counter in ``uniqueid`` (and the channel names) rising with the start,
+    as Asterisk numbers channels when it creates them. A seed gives the same start times and
+    durations either way (ids and numbers are dealt in the file's order)."""
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {', '.join(ORDERS)}, got {order!r}")
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -146,6 +157,9 @@ def write_asterisk_csv_fast(
     answered = rng.random(n) < 0.75
     billsec = np.where(answered, rng.integers(1, 3_600, n), 0)
     end = start + ring + billsec
+    if order == "time":  # counters rise with the start: number the calls in that order
+        by_start = np.argsort(start, kind="stable")
+        start, ring, answered, billsec, end = (a[by_start] for a in (start, ring, answered, billsec, end))
 
     def stamp(seconds):
         return pc.strftime(pa.array(seconds.astype("datetime64[s]")), format="%Y-%m-%d %H:%M:%S")
@@ -180,6 +194,8 @@ def write_asterisk_csv_fast(
             "userfield": pa.array([""] * n),
         }
     )
+    if order == "time":  # a call's record is appended when it ends
+        table = table.take(pa.array(np.argsort(end, kind="stable")))
     pacsv.write_csv(table, path, pacsv.WriteOptions(include_header=False, quoting_style="all_valid"))
     return path
 
