@@ -8,6 +8,7 @@ bucket afterwards with their own boto3 client.
 from __future__ import annotations
 
 import json
+import re
 import socket
 from pathlib import Path
 
@@ -264,6 +265,20 @@ def test_an_unwritable_raw_store_stops_the_collector_and_blames_the_store(engine
     assert sorted(p.name for p in folder.iterdir()) == ["ok.csv", "processed"]  # left for the next run
 
 
+def _refused_by_store(engine, carrier, store: RawStore, tmp_path, seed: int) -> tuple[str, Path]:
+    """Collect a drop folder of one file into ``store``, which must refuse it: the one-line
+    message, and the folder (whose file must still be there, nothing registered)."""
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    (folder / "ok.csv").write_bytes(asterisk_bytes(2, seed=seed))
+    with pytest.raises(RawStoreUnavailable) as caught:
+        bucket.collect(engine, store, carrier, BucketSource(url=str(folder)))
+    assert rows(engine) == [] and (folder / "ok.csv").exists()
+    message = str(caught.value)
+    assert "\n" not in message
+    return message, folder
+
+
 def _s3_store(s3_server, monkeypatch, bucket_name: str, **conn) -> RawStore:
     """A raw store ``s3://<conn>@bucket/raw`` on the moto server, the connection's fields overridden."""
     spec = json.loads(s3_server.airflow_conn_json(max_attempts=1))
@@ -279,19 +294,10 @@ def test_an_s3_raw_store_without_credentials_is_one_line_naming_it(engine, carri
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.delenv(name)
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server.endpoint_url)
-    store = RawStore(f"s3://{raw_bucket}/raw")
-    folder = tmp_path / "drop"
-    folder.mkdir()
-    (folder / "ok.csv").write_bytes(asterisk_bytes(2, seed=52))
-
-    with pytest.raises(RawStoreUnavailable) as caught:
-        bucket.collect(engine, store, carrier, BucketSource(url=str(folder)))
-
-    message = str(caught.value)
+    message, _ = _refused_by_store(engine, carrier, RawStore(f"s3://{raw_bucket}/raw"), tmp_path, seed=52)
     assert message.startswith(f"raw store s3://{raw_bucket}/raw is unavailable: ")
-    assert "NoCredentialsError" in message and "\n" not in message
-    assert rows(engine) == [] and s3_server.keys(raw_bucket) == []
-    assert (folder / "ok.csv").exists()
+    assert "NoCredentialsError" in message
+    assert s3_server.keys(raw_bucket) == []
 
 
 def test_an_s3_raw_store_refusing_its_connection_is_raw_store_unavailable(
@@ -302,27 +308,13 @@ def test_an_s3_raw_store_refusing_its_connection_is_raw_store_unavailable(
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.delenv(name)
     store = _s3_store(s3_server, monkeypatch, raw_bucket, login=None, password=None)
-    folder = tmp_path / "drop"
-    folder.mkdir()
-    (folder / "ok.csv").write_bytes(asterisk_bytes(2, seed=54))
-
-    with pytest.raises(RawStoreUnavailable) as caught:
-        bucket.collect(engine, store, carrier, BucketSource(url=str(folder)))
-
-    message = str(caught.value)
+    message, _ = _refused_by_store(engine, carrier, store, tmp_path, seed=54)
     assert message.startswith(f"raw store s3://cdrflow_test_raw_s3@{raw_bucket}/raw is unavailable: ")
-    assert "\n" not in message
-    assert rows(engine) == [] and (folder / "ok.csv").exists()
 
 
 def test_an_s3_raw_store_whose_bucket_is_missing_is_raw_store_unavailable(
     engine, carrier, tmp_path, s3_server, monkeypatch
 ):
     store = _s3_store(s3_server, monkeypatch, "no-such-raw-bucket-cdrflow")
-    folder = tmp_path / "drop"
-    folder.mkdir()
-    (folder / "ok.csv").write_bytes(asterisk_bytes(2, seed=53))
-
-    with pytest.raises(RawStoreUnavailable, match=r"^raw store s3://\S+no-such-raw-bucket-cdrflow/raw is unavailable"):
-        bucket.collect(engine, store, carrier, BucketSource(url=str(folder)))
-    assert rows(engine) == [] and (folder / "ok.csv").exists()
+    message, _ = _refused_by_store(engine, carrier, store, tmp_path, seed=53)
+    assert re.match(r"^raw store s3://\S+no-such-raw-bucket-cdrflow/raw is unavailable", message)

@@ -61,39 +61,15 @@ from cdrflow.formats.base import Chunk, FormatError, ParseOptions, RowProblem
 from cdrflow.formats.delimited import DelimitedText
 from cdrflow.formats.joined import Joined, parse_joined
 
-BASE_COLUMNS = [
-    "accountcode",
-    "src",
-    "dst",
-    "dcontext",
-    "clid",
-    "channel",
-    "dstchannel",
-    "lastapp",
-    "lastdata",
-    "start",
-    "answer",
-    "end",
-    "duration",
-    "billsec",
-    "disposition",
-    "amaflags",
-]
-OPTIONAL_COLUMNS = ["uniqueid", "userfield", "peeraccount", "linkedid", "sequence"]
+# cdr_csv's columns in file order (Asterisk's cdr_csv.c); the optional ones follow when enabled.
+BASE_COLUMNS = (
+    "accountcode src dst dcontext clid channel dstchannel lastapp lastdata start answer end duration billsec "
+    "disposition amaflags"
+).split()
+OPTIONAL_COLUMNS = "uniqueid userfield peeraccount linkedid sequence".split()
 ALL_COLUMNS = BASE_COLUMNS + OPTIONAL_COLUMNS
 # Columns read into canonical ones; every other source column is kept in calls.extras.
-CANONICAL_SOURCES = {
-    "accountcode",
-    "src",
-    "dst",
-    "start",
-    "answer",
-    "end",
-    "duration",
-    "billsec",
-    "disposition",
-    "uniqueid",
-}
+CANONICAL_SOURCES = set("accountcode src dst start answer end duration billsec disposition uniqueid".split())
 EXTRA_COLUMNS = [c for c in ALL_COLUMNS if c not in CANONICAL_SOURCES]
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 _MIN, _MAX = len(BASE_COLUMNS), len(ALL_COLUMNS)
