@@ -159,7 +159,8 @@ def write_asterisk_csv_fast(
     end = start + ring + billsec
     if order == "time":  # counters rise with the start: number the calls in that order
         by_start = np.argsort(start, kind="stable")
-        start, ring, answered, billsec, end = (a[by_start] for a in (start, ring, answered, billsec, end))
+        start, ring, billsec, end = start[by_start], ring[by_start], billsec[by_start], end[by_start]
+        answered = answered[by_start]
 
     def stamp(seconds):
         return pc.strftime(pa.array(seconds.astype("datetime64[s]")), format="%Y-%m-%d %H:%M:%S")
