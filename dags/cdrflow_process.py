@@ -56,9 +56,7 @@ def cdrflow_process():
         from cdrflow.intake.rawstore import RawStore
         from cdrflow.warehouse import db
 
-        repairs = housekeeping.run(db.get_engine(), RawStore(settings.raw_store_url()))
-        for line in repairs.lines():
-            print(line)
+        repairs = housekeeping.run(db.get_engine(), RawStore(settings.raw_store_url()))  # logs each repair
         return {
             "expired_claims": len(repairs.expired_claims),
             "requeued": repairs.requeued,
