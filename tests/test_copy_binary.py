@@ -198,7 +198,9 @@ def test_a_chunk_with_nothing_but_nulls_in_optional_columns_loads(engine):
     (row,) = read(engine, 5)
     got = dict(zip([c for c in COLUMNS if c != "file_id"], row))
     assert got["start_time"] == datetime(2026, 11, 1, tzinfo=UTC) and got["extras"] == {}
-    assert got["record_key"] == "x"  # one record per call id unless the format says otherwise
+    assert got["record_key"] == got["call_key"] == "x"  # one record per call id unless the format says otherwise
     assert all(
-        got[c] is None for c in CANONICAL_COLUMNS if c not in ("carrier_call_id", "record_key", "start_time", "extras")
+        got[c] is None
+        for c in CANONICAL_COLUMNS
+        if c not in ("carrier_call_id", "record_key", "call_key", "start_time", "extras")
     )

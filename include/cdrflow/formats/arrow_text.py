@@ -252,7 +252,10 @@ def to_frame(columns: dict[str, pa.Array], length: int) -> pd.DataFrame:
     out = {}
     for name in FRAME_COLUMNS:
         col = columns.get(name)
-        if col is None and name == "record_key":  # one record per call id unless the format says otherwise
+        if col is None and name in (
+            "record_key",
+            "call_key",
+        ):  # one record per call id unless the format says otherwise
             col = columns.get("carrier_call_id")
         if col is None:
             col = pa.nulls(

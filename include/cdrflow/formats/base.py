@@ -72,6 +72,12 @@ CANONICAL: dict[str, str] = {
     "call_type": "str",
     "call_sub_type": "str",
     "record_type": "str",  # complete | incomplete | error
+    "call_key": "str",  # the call the leg belongs to (legs of one call share it; default: carrier_call_id)
+    "caller_e164": "str",  # set by cdrflow.formats.numbering after parsing, never by a parser
+    "callee_e164": "str",
+    "caller_number_type": "str",
+    "callee_number_type": "str",
+    "quality": "str",  # JSON array of the flag-severity checks the row failed; set by validation
     "extras": "str",  # JSON object text
 }
 BOOKKEEPING: dict[str, str] = {"line_number": "Int64", "raw_text": "str"}
@@ -117,7 +123,7 @@ def conform(frame: pd.DataFrame) -> pd.DataFrame:
     out = {}
     n = len(frame)
     for name, dtype in {**CANONICAL, **BOOKKEEPING}.items():
-        if name == "record_key" and name not in frame and "carrier_call_id" in frame:
+        if name in ("record_key", "call_key") and name not in frame and "carrier_call_id" in frame:
             col = frame["carrier_call_id"]
         elif name in frame:
             col = frame[name]

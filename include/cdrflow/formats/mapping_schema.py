@@ -51,7 +51,15 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationErr
 from cdrflow.config import checks
 from cdrflow.formats.base import CANONICAL, FormatError
 
-FIELDS = set(CANONICAL) - {"extras", "record_key"}  # record_key: see ``key``
+FIELDS = set(CANONICAL) - {
+    "extras",
+    "record_key",
+    "quality",
+    "caller_e164",
+    "callee_e164",
+    "caller_number_type",
+    "callee_number_type",
+}  # record_key: see ``key``; the others are set after parsing
 DERIVATIONS = {
     "start_time": {"end_minus_duration"},
     "end_time": {"start_plus_duration"},
