@@ -131,7 +131,14 @@ ORDERS = ("shuffled", "time")
 
 
 def write_asterisk_csv_fast(
-    path: Path, n: int, *, seed: int, day: datetime | None = None, first_index: int = 0, order: str = "shuffled"
+    path: Path,
+    n: int,
+    *,
+    seed: int,
+    day: datetime | None = None,
+    first_index: int = 0,
+    order: str = "shuffled",
+    columns: int = 18,
 ) -> Path:
     """The same layout as :func:`write_asterisk_csv`, vectorised (millions of rows in seconds)
     for benchmarks; the values are random but well-formed, one day of calls. Call ids count
@@ -141,9 +148,15 @@ def write_asterisk_csv_fast(
     function always wrote); ``"time"`` writes them as a PBX appends its Master.csv, in order of
     their end, with the counter in ``uniqueid`` (and the channel names) rising with the start,
     as Asterisk numbers channels when it creates them. A seed gives the same start times and
-    durations either way (ids and numbers are dealt in the file's order)."""
+    durations either way (ids and numbers are dealt in the file's order).
+
+    ``columns``: 18 (``uniqueid`` and ``userfield``) or 21, the layout of current Asterisk
+    versions, which adds ``peeraccount``, ``linkedid`` (here the call's own ``uniqueid``: one
+    record per call) and ``sequence`` (a counter, as Asterisk numbers its CDRs)."""
     if order not in ORDERS:
         raise ValueError(f"order must be one of {', '.join(ORDERS)}, got {order!r}")
+    if columns not in (18, 21):
+        raise ValueError(f"columns must be 18 or 21, got {columns!r}")
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -195,6 +208,12 @@ def write_asterisk_csv_fast(
             "userfield": pa.array([""] * n),
         }
     )
+    if columns == 21:
+        table = (
+            table.append_column("peeraccount", pa.array([""] * n))
+            .append_column("linkedid", table.column("uniqueid"))
+            .append_column("sequence", idx)
+        )
     if order == "time":  # a call's record is appended when it ends
         table = table.take(pa.array(np.argsort(end, kind="stable")))
     pacsv.write_csv(table, path, pacsv.WriteOptions(include_header=False, quoting_style="all_valid"))

@@ -34,7 +34,7 @@ _INT_TYPES = {
     "int8": (">i8", 8, -(1 << 63), (1 << 63) - 1),
 }
 
-_TEXT_TYPES = {"text", "varchar"}
+_TEXT_TYPES = {"text", "varchar", "json"}  # json's binary form is its text
 
 KNOWN_TYPES = {"timestamptz", "jsonb", "_text"} | _TEXT_TYPES | set(_INT_TYPES)
 
