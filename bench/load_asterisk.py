@@ -1,12 +1,15 @@
 """Benchmark: a generated Asterisk Master.csv through the whole path, against PostgreSQL's COPY.
 
-The files: one day of calls (18 columns), written in time order as a PBX appends its
+The files: one day of calls (21 columns, the layout of current Asterisk versions, with
+``linkedid`` and ``sequence``; ``--columns 18`` for the older one, whose record key is the longer
+documented fallback), written in time order as a PBX appends its
 Master.csv (a record when its call ends; ``uniqueid`` counters rising with the start), and
 the same day shuffled (random order within the day, what this benchmark used to load).
 
 Baselines, measured in the same run on the same server, on fresh databases:
-  raw COPY    ``COPY`` of the file into a table of its 18 columns as text with a primary key
-              on (uniqueid, start): PostgreSQL loading the file by itself.
+  raw COPY    ``COPY`` of the file into a table of its columns as text with a primary key
+              on the record id (uniqueid, sequence, start; 18 columns: uniqueid, start):
+              PostgreSQL loading the file by itself.
   floor       the rows cdrflow writes, COPYed into ``calls`` alone: the binary payloads
               cdrflow builds (in primary key order), sent through the loader's own writer,
               one transaction; parsing, validating and building them is done before the
@@ -135,15 +138,14 @@ def libpq(url: str) -> str:
     return " ".join(parts)
 
 
-def baseline_copy(url: str, path: Path) -> float:
-    columns = [c if c != "end" else "end_" for c in ALL_COLUMNS[:18]]
+def baseline_copy(url: str, path: Path, width: int) -> float:
+    columns = [c if c != "end" else "end_" for c in ALL_COLUMNS[:width]]
+    key = "uniqueid, sequence, start" if width == 21 else "uniqueid, start"
     conn = psycopg2.connect(libpq(url))
     conn.autocommit = True
     with conn.cursor() as cur:
         cur.execute(
-            "CREATE TABLE baseline_master ("
-            + ", ".join(f"{c} text" for c in columns)
-            + ", PRIMARY KEY (uniqueid, start))"
+            "CREATE TABLE baseline_master (" + ", ".join(f"{c} text" for c in columns) + f", PRIMARY KEY ({key}))"
         )
         started = time.perf_counter()
         with open(path, "rb") as f:
@@ -178,11 +180,11 @@ def fresh_warehouse(database_url: str | None, work: Path) -> Iterator[tuple[str,
         shutil.rmtree(work / "raw", ignore_errors=True)
 
 
-def run_once(path: Path, rows: int, database_url: str | None, work: Path, everything: bool) -> dict:
+def run_once(path: Path, rows: int, database_url: str | None, work: Path, everything: bool, width: int) -> dict:
     """One run of each measurement on ``path``, each on a fresh database; ``everything``: also
     the floor and the command (else only raw COPY and cdrflow in process)."""
     with fresh_warehouse(database_url, work) as (url, store_url):
-        raw = baseline_copy(url, path)  # its table is dropped: calls is still empty
+        raw = baseline_copy(url, path, width)  # its table is dropped: calls is still empty
         run = run_child(CDRFLOW, url, store_url, str(path))
     assert run["status"] == "loaded" and run["loaded"] == rows, run
     run["raw"] = raw
@@ -235,22 +237,28 @@ def main() -> None:
     parser.add_argument("--memory-rows", type=int, default=0)
     parser.add_argument("--database-url")
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure (medians are printed)")
+    parser.add_argument("--columns", type=int, choices=[18, 21], default=21, help="Asterisk layout of the files")
     args = parser.parse_args()
     orders = ["time", "shuffled"] if args.order == "both" else [args.order]
     with tempfile.TemporaryDirectory(prefix="cdrflow-bench-") as tmp:
         work = Path(tmp)
         files = {
             order: generate.write_asterisk_csv_fast(
-                work / f"Master-{order}.csv", args.rows, seed=args.rows, order=order
+                work / f"Master-{order}.csv", args.rows, seed=args.rows, order=order, columns=args.columns
             )
             for order in orders
         }
         size = files[orders[0]].stat().st_size
-        print(f"{args.rows:,} rows ({size / 1e6:.0f} MB) per file, medians of {args.repeat} run(s)", flush=True)
+        print(
+            f"{args.rows:,} rows ({size / 1e6:.0f} MB, {args.columns} columns) per file, medians of {args.repeat} run(s)",
+            flush=True,
+        )
         runs: dict[str, list[dict]] = {order: [] for order in orders}
         for _ in range(args.repeat):  # alternate, so that drift on the machine hits every figure
             for order in orders:
-                runs[order].append(run_once(files[order], args.rows, args.database_url, work, everything=True))
+                runs[order].append(
+                    run_once(files[order], args.rows, args.database_url, work, everything=True, width=args.columns)
+                )
         for path in files.values():
             path.unlink()
         print(HEADER)
@@ -258,16 +266,18 @@ def main() -> None:
             print_rows(order, args.rows, medians(runs[order]))
         if args.memory_rows:
             path = generate.write_asterisk_csv_fast(
-                work / "Master-memory.csv", args.memory_rows, seed=args.memory_rows, order="time"
+                work / "Master-memory.csv", args.memory_rows, seed=args.memory_rows, order="time", columns=args.columns
             )
             print(f"\n{args.memory_rows:,} rows ({path.stat().st_size / 1e6:.0f} MB), time order, one run, for memory:")
             print(HEADER)
             print_rows(
-                "time", args.memory_rows, medians([run_once(path, args.memory_rows, args.database_url, work, False)])
+                "time",
+                args.memory_rows,
+                medians([run_once(path, args.memory_rows, args.database_url, work, False, args.columns)]),
             )
             path.unlink()
         print(
-            "raw COPY: the file into 18 text columns + PK; floor: cdrflow's finished rows COPYed into calls alone;\n"
+            "raw COPY: the file into its columns as text + PK on the record id; floor: cdrflow's finished rows COPYed into calls alone;\n"
             "start-up: process start to first byte read; cdrflow = register + load, after start-up;\n"
             "cdrflow load: the whole command, wall clock. Goals: load/floor <= 1.15, cdrflow load/raw <= 2.0."
         )
