@@ -49,6 +49,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/register_memory.py
 	$(BIN)/python bench/load_asterisk.py --memory-rows 5000000
 	$(BIN)/python bench/many_files.py
+	$(BIN)/python bench/numbering.py
 
 # Re-resolve requirements.in into the fully pinned requirements.txt.
 requirements:

@@ -10,6 +10,8 @@ claim not renewed for five minutes belongs to a dead run and is taken again); ``
 
 Manual runs (Trigger DAG w/ config): reprocess given file ids (loaded, failed or rejected files
 go back to received and are loaded again, replacing their earlier calls), or only one carrier.
+**Accept file ids**: files that failed their carrier's rejection threshold (or a check of
+severity ``fail``) are loaded anyway, their quarantine kept; each file's log names this run.
 """
 
 from __future__ import annotations
@@ -41,6 +43,16 @@ from cdrflow.orchestration.defaults import START_DATE, default_args
             title="Reprocess file ids",
             description="Loaded, failed or rejected files to load again; empty: every received file",
         ),
+        "accept_file_ids": Param(
+            [],
+            type=["array", "string", "null"],
+            items={"type": ["integer", "string"]},
+            title="Accept file ids",
+            description=(
+                "Failed files to load anyway, over their rejection threshold, with their quarantine kept "
+                "(one id per line, or 3, 4)"
+            ),
+        ),
         "carrier": Param(
             None, type=["null", "string"], title="Only this carrier", description="Carrier code; empty: all carriers"
         ),
@@ -67,11 +79,16 @@ def cdrflow_process():
     @task
     def claim(params: dict | None = None) -> list[list[int]]:
         from cdrflow.intake import claims
+        from cdrflow.orchestration.params import file_id_list
         from cdrflow.warehouse import db
 
         engine = db.get_engine()
         run_id = get_current_context()["run_id"]
-        ids = list(params.get("file_ids") or [])
+        accept = file_id_list(params.get("accept_file_ids"), "accept_file_ids")
+        ids = file_id_list(params.get("file_ids"), "file_ids")
+        ids += [i for i in accept if i not in ids]  # an accepted file is re-run too
+        if accept:
+            print(f"accepting {accept} over their rejection threshold (run {run_id})")
         if ids:
             waiting = claims.requeue(engine, ids, f"operator re-run requested (run {run_id})")
             print(f"re-run requested for {ids}: {waiting} waiting to be processed")
@@ -90,13 +107,22 @@ def cdrflow_process():
         from cdrflow.config.errors import CdrflowError
         from cdrflow.intake.rawstore import RawStore
         from cdrflow.loading.batches import process_batch
+        from cdrflow.orchestration.params import file_id_list
         from cdrflow.warehouse import db
 
-        get_current_context()["batch_label"] = f"files {file_ids[0]}..{file_ids[-1]} ({len(file_ids)})"
+        context = get_current_context()
+        context["batch_label"] = f"files {file_ids[0]}..{file_ids[-1]} ({len(file_ids)})"
         log = logging.getLogger("cdrflow.loading.batches")
-        run_id = get_current_context()["run_id"]
+        run_id = context["run_id"]
+        accept = set(file_id_list((context.get("params") or {}).get("accept_file_ids"), "accept_file_ids"))
         outcome = process_batch(
-            db.get_engine(), RawStore(settings.raw_store_url()), file_ids, run_id=run_id, progress=log.info
+            db.get_engine(),
+            RawStore(settings.raw_store_url()),
+            file_ids,
+            run_id=run_id,
+            progress=log.info,
+            accept=accept & set(file_ids),
+            accepted_by=f"the processing run {run_id} (accept_file_ids)",
         )
         summary = outcome.summary()
         if outcome.errors:  # the other files are loaded; these stay received for the retry
@@ -108,14 +134,22 @@ def cdrflow_process():
 
     @task
     def report(summaries) -> dict:
-        total = {"files": 0, "calls_loaded": 0, "rows_rejected": 0, "duplicates": 0, "by_status": {}}
+        total = {
+            "files": 0,
+            "calls_loaded": 0,
+            "calls_flagged": 0,
+            "rows_rejected": 0,
+            "duplicates": 0,
+            "by_status": {},
+        }
         for s in summaries:
-            for key in ("files", "calls_loaded", "rows_rejected", "duplicates"):
-                total[key] += s[key]
+            for key in ("files", "calls_loaded", "calls_flagged", "rows_rejected", "duplicates"):
+                total[key] += s.get(key, 0)
             for status, n in s["by_status"].items():
                 total["by_status"][status] = total["by_status"].get(status, 0) + n
         print(
-            f"{total['files']} file(s): {total['by_status']}; {total['calls_loaded']:,} calls loaded, "
+            f"{total['files']} file(s): {total['by_status']}; {total['calls_loaded']:,} calls loaded "
+            f"({total['calls_flagged']:,} flagged), "
             f"{total['rows_rejected']:,} rows quarantined, {total['duplicates']:,} duplicate calls"
         )
         return total

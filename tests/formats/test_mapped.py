@@ -84,10 +84,12 @@ CASES = [
     (
         "cgrates/opensips_flatstore_acc_success.log",
         "opensips_flatstore.yaml",
-        4,
+        8,  # 4 INVITE and 4 BYE legs
         (
             0,
             {
+                "call_key": "dd0c4c617a9919d29a6175cdff223a9e@0:0:0:0:0:0:0:0",
+                "record_key": "dd0c4c617a9919d29a6175cdff223a9e@0:0:0:0:0:0:0:0;2daec40c;548625ac|INVITE",
                 "hangup_code": 200,
                 "start_time": pd.Timestamp(1436454408, unit="s", tz="UTC"),
                 "carrier_call_id": "dd0c4c617a9919d29a6175cdff223a9e@0:0:0:0:0:0:0:0;2daec40c;548625ac",

@@ -16,8 +16,9 @@ def outcome_line(r) -> str:
     """One file's outcome, as ``cdrflow process`` and ``cdrflow load`` print it."""
     if r.status in ("loaded", "failed") and r.lines:
         return (
-            f"file {r.file_id}: {r.status}: {r.lines} lines, {r.loaded} calls loaded, "
-            f"{r.rejected} rejected, {r.duplicates} duplicates"
+            f"file {r.file_id}: {r.status}{' (accepted over its threshold)' if r.accepted else ''}: {r.lines} lines, "
+            f"{r.loaded} calls loaded, {r.rejected} rejected, {r.duplicates} duplicates"
+            + (f" ({r.flagged} of the calls loaded flagged)" if r.flagged else "")
         )
     first = r.message.splitlines()[0] if r.message else ""
     return f"file {r.file_id}: {r.status}" + (f": {first}" if first else "")
@@ -48,12 +49,23 @@ def cmd_process(args: argparse.Namespace) -> int:
 
     engine, store = common.engine(), common.store()
     run_id = f"cli-{uuid.uuid4().hex[:12]}"
+    if args.accept and not args.file_id:
+        raise CdrflowError("--accept needs the --file-id of the files to accept")
     if args.file_id:
         claims.requeue(engine, args.file_id, f"re-run requested from the command line ({run_id})")
     claimed = claims.claim(engine, run_id, carrier=args.carrier, file_ids=args.file_id or None)
     results, errors = [], {}
+    accept = set(args.file_id or []) if args.accept else set()
     for batch in claims.batches(claimed):
-        outcome = process_batch(engine, store, batch, run_id=run_id, progress=lambda m: print(m, file=sys.stderr))
+        outcome = process_batch(
+            engine,
+            store,
+            batch,
+            run_id=run_id,
+            progress=lambda m: print(m, file=sys.stderr),
+            accept=accept,
+            accepted_by=f"`cdrflow process --accept` ({run_id})",
+        )
         results += outcome.results
         errors.update(outcome.errors)
     code = report(results, errors)
@@ -72,6 +84,7 @@ def cmd_parse(args: argparse.Namespace) -> int:
 
     from cdrflow.formats.base import ParseOptions
     from cdrflow.loading.chunks import validated_chunks
+    from cdrflow.loading.counts import Counts
 
     mapping = None
     if args.mapping:
@@ -82,6 +95,7 @@ def cmd_parse(args: argparse.Namespace) -> int:
     out = sys.stdout
     calls = rejected = 0
     summaries = []
+    counts = Counts()
     try:
         stream = open(args.file, "rb")
     except OSError as exc:
@@ -92,6 +106,11 @@ def cmd_parse(args: argparse.Namespace) -> int:
             calls += len(frame)
             rejected += len(chunk.rejected)
             summaries.append(chunk.summary)
+            counts.read += chunk.lines
+            counts.flagged += int(frame["quality"].notna().sum())
+            counts.repeats += chunk.repeats
+            counts.repeat_lines += [(n, None, m) for n, m in chunk.repeat_lines]
+            counts.add_rejected(p.reasons for p in chunk.rejected)
             if args.output == "jsonl":
                 for record in json.loads(frame.to_json(orient="records", date_format="iso")):
                     record["extras"] = json.loads(record["extras"] or "{}")
@@ -103,7 +122,12 @@ def cmd_parse(args: argparse.Namespace) -> int:
     from cdrflow.validation import suites
 
     if any(summaries):
-        print(suites.format_summary(suites.merge_summaries([s for s in summaries if s])), file=sys.stderr)
+        merged = suites.merge_summaries([s for s in summaries if s])
+        print(suites.format_summary(merged), file=sys.stderr)
+        counts.add_summary(merged)
+    counts.loaded, counts.rejected = calls, rejected
+    for line in counts.lines():  # what became of every record (a dry run: "loaded" would load)
+        print(line, file=sys.stderr)
     print(f"{calls} calls, {rejected} rejected rows", file=sys.stderr)
     return 0
 
@@ -131,19 +155,32 @@ def cmd_load(args: argparse.Namespace) -> int:
         with engine.connect() as conn:
             original = get_file(conn, reg.duplicate_of)
         said = f"file {reg.file_id}: duplicate of file {reg.duplicate_of} (same SHA1 {reg.sha1})"
-        if original["status"] != "received":  # loaded (nothing to do), or failed/rejected: say so
+        if args.accept and original["status"] == "failed":  # the operator accepts the failed original
+            from cdrflow.intake import claims
+
+            print(f"{said}; accepting file {reg.duplicate_of}, which failed: loading it with its quarantine")
+            claims.requeue(engine, [reg.duplicate_of], "accepted from the command line (`cdrflow load --accept`)")
+        elif original["status"] != "received":  # loaded (nothing to do), or failed/rejected: say so
             print(f"{said}; not loaded again: file {reg.duplicate_of} is {original['status']}")
             if original["status"] == "loaded":
                 return 0
             print(
                 f"error: file {reg.duplicate_of} is {original['status']}; see `cdrflow file {reg.duplicate_of}`, "
-                f"re-run it with `cdrflow process --file-id {reg.duplicate_of}`",
+                f"re-run it with `cdrflow process --file-id {reg.duplicate_of}`"
+                + (" (or load it over its threshold with --accept)" if original["status"] == "failed" else ""),
                 file=sys.stderr,
             )
             return 1
-        print(f"{said}, which was never loaded: loading file {reg.duplicate_of} (the same bytes)")
+        else:
+            print(f"{said}, which was never loaded: loading file {reg.duplicate_of} (the same bytes)")
         file_id = reg.duplicate_of
-    results = process_tree(engine, store, file_id, progress=lambda m: print(m, file=sys.stderr))
+    results = process_tree(
+        engine,
+        store,
+        file_id,
+        progress=lambda m: print(m, file=sys.stderr),
+        accepted_by="`cdrflow load --accept`" if args.accept else None,
+    )
     errors = {r.file_id: r.message for r in results if r.status == "error"}
     code = report([r for r in results if r.status != "error"], errors)
     for r in results:
@@ -156,6 +193,11 @@ def add_parsers(sub) -> None:
     p = sub.add_parser("process", help="claim received files and load them (what the processing DAG runs)")
     p.add_argument("--carrier", help="only this carrier's files")
     p.add_argument("--file-id", type=int, action="append", help="(re)process this file; repeatable")
+    p.add_argument(
+        "--accept",
+        action="store_true",
+        help="load the --file-id files even over their rejection threshold, keeping their quarantine",
+    )
     p.set_defaults(func=cmd_process)
     p = sub.add_parser("parse", help="dry run: print canonical rows and the validation summary")
     p.add_argument("file")
@@ -170,4 +212,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--carrier", required=True)
     p.add_argument("--type", help="file type (default: the carrier's)")
     p.add_argument("--source", default="upload", choices=FILE_SOURCES)
+    p.add_argument(
+        "--accept",
+        action="store_true",
+        help="load it even over its rejection threshold, keeping its quarantine (also a failed earlier copy)",
+    )
     p.set_defaults(func=cmd_load)

@@ -25,10 +25,12 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-from cdrflow.config import checks, settings
+from cdrflow.config import checks, settings, severities
+from cdrflow.config import checks as value_checks  # CarrierEntry has a field named checks
 from cdrflow.config.errors import ConfigurationError
 from cdrflow.config.vocabulary import (
     AFTER_ACTIONS,
+    BILLABLE_LEG_RULES,
     CARRIER_CODE_PATTERN,
     CARRIER_CODE_RULE,
     DELIVERIES,
@@ -51,7 +53,7 @@ class Carrier:
     billable: bool = True
     delivery: str = "daily"  # or "monthly"
     reject_threshold: float = 0.05
-    config: dict[str, Any] = field(default_factory=dict)  # timezone, encoding
+    config: dict[str, Any] = field(default_factory=dict)  # timezone, encoding, dial_plan
 
 
 # --- field rules -----------------------------------------------------------------------------
@@ -139,6 +141,23 @@ SOURCE_MODELS: dict[str, type[Source]] = {
 
 # --- carriers --------------------------------------------------------------------------------
 
+Prefix = Annotated[str, AfterValidator(checks.digits)]  # a string: YAML reads 00 as 0 and 011 as 9
+NationalPrefix = Annotated[
+    str, BeforeValidator(lambda v: str(v) if type(v) is int and 0 <= v <= 9 else v), AfterValidator(checks.digits)
+]
+
+
+class DialPlanEntry(_Model):
+    """How the carrier's switches write numbers: what turns ``89161234567`` into
+    ``+79161234567`` (:mod:`cdrflow.formats.numbering`). Prefixes default to the country's own,
+    from phonenumbers' metadata."""
+
+    country: Annotated[str, AfterValidator(checks.country)]  # ISO 3166 region: RU, DE, US, GB
+    national_prefix: NationalPrefix | None = None  # trunk prefix: 8 (RU), 0 (DE, GB), 1 (US)
+    # read as international besides the country's own (810 RU, 00 DE, 011 US) and '+'
+    international_prefixes: Annotated[tuple[Prefix, ...], BeforeValidator(_one_or_many)] | None = None
+    extension_digits: int = Field(5, ge=0, le=9)  # internal extensions have up to this many digits
+
 
 class CarrierEntry(_Model):
     """One carrier as the file (or ``cdrflow carrier add``) spells it."""
@@ -150,8 +169,11 @@ class CarrierEntry(_Model):
     billable: bool = True
     delivery: Annotated[str, _word(DELIVERIES, "delivery")] = "daily"
     reject_threshold: float = Field(0.05, ge=0, le=1)
-    timezone: Annotated[str, AfterValidator(checks.time_zone)] | None = None
-    encoding: Annotated[str, AfterValidator(checks.encoding)] | None = None
+    timezone: Annotated[str, AfterValidator(value_checks.time_zone)] | None = None
+    encoding: Annotated[str, AfterValidator(value_checks.encoding)] | None = None
+    billable_leg: Annotated[str, _word(BILLABLE_LEG_RULES, "billable_leg rule")] | None = None  # default: the format's
+    dial_plan: DialPlanEntry | None = None
+    checks: dict[str, str] | None = None  # check name (or its column) -> reject | flag | fail
     sources: list[Any] | None = None  # each checked by parse_source, which names its position
 
     @model_validator(mode="after")
@@ -162,6 +184,8 @@ class CarrierEntry(_Model):
             path = Path(self.mapping)
             if not (path if path.is_absolute() else settings.REPO_DIR / path).is_file():
                 raise ValueError(f"mapping: no such mapping file {self.mapping!r}")
+        if self.checks:  # names in full from here on (the warehouse and the logs show full names)
+            object.__setattr__(self, "checks", severities.resolve(self.checks, self.file_type))
         return self
 
     def carrier(self) -> Carrier:
@@ -173,7 +197,11 @@ class CarrierEntry(_Model):
             billable=self.billable,
             delivery=self.delivery,
             reject_threshold=self.reject_threshold,
-            config={k: getattr(self, k) for k in ("timezone", "encoding") if getattr(self, k)},
+            config={
+                **{k: getattr(self, k) for k in ("timezone", "encoding", "billable_leg") if getattr(self, k)},
+                **({"dial_plan": self.dial_plan.model_dump(exclude_none=True)} if self.dial_plan else {}),
+                **({"checks": dict(self.checks)} if self.checks else {}),
+            },
         )
 
 
@@ -187,14 +215,20 @@ class CarrierConfig:
         return self.carrier.code
 
 
+_NESTED: dict[str, type[BaseModel]] = {"dial_plan": DialPlanEntry}
+
+
 def _problem(exc: ValidationError, model: type[BaseModel], where: str) -> ConfigurationError:
     """pydantic's report as one line naming ``where`` and the key."""
     errors = exc.errors()
     unknown = [str(e["loc"][-1]) for e in errors if e["type"] == "extra_forbidden"]
     if unknown:
+        inner = [e["loc"][:-1] for e in errors if e["type"] == "extra_forbidden"][0]
+        if inner and inner[0] in _NESTED:  # a key inside dial_plan: name the section and its keys
+            where, model = f"{where}: {inner[0]}", _NESTED[str(inner[0])]
         allowed = ", ".join(sorted(model.model_fields))
         return ConfigurationError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {allowed}")
-    missing = [str(e["loc"][-1]) for e in errors if e["type"] == "missing"]
+    missing = [".".join(str(p) for p in e["loc"]) for e in errors if e["type"] == "missing"]
     if missing:
         return ConfigurationError(f"{where}: missing {', '.join(missing)}")
     first = errors[0]

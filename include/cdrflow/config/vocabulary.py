@@ -26,6 +26,21 @@ FILE_TYPES: dict[str, str] = {
 # How often a carrier sends a file (carriers.delivery).
 DELIVERIES: tuple[str, ...] = ("daily", "monthly")
 
+# Which leg of a call is billed (carriers.yaml ``billable_leg``; the call views of
+# sql/010_calls_by_call.sql apply it): answered_longest (the answered leg with the most billing
+# seconds), originating (the leg whose call id is the call's key: the A-leg), every_leg (each leg
+# bills on its own), merged (the legs are pieces of one record).
+BILLABLE_LEG_RULES: tuple[str, ...] = ("answered_longest", "originating", "every_leg", "merged")
+# The rule a format bills by when its carrier names none (the same defaults are in sql/010).
+DEFAULT_BILLABLE_LEG: dict[str, str] = {
+    "asterisk_csv": "answered_longest",
+    "freeswitch_csv": "originating",
+    "kazoo_json": "originating",
+    "telnyx_csv": "every_leg",
+    "billing_feed_csv": "every_leg",
+    "mapped": "every_leg",
+}
+
 # What a remote (SFTP/FTP) source does with a file once it is registered.
 AFTER_ACTIONS: tuple[str, ...] = ("keep", "delete", "move")
 

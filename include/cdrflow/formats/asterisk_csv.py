@@ -32,6 +32,11 @@ the call id alone does not tell records apart:
   ``dstchannel``, e.g. ``SIP/301-0000000a``) and which a true repeat, the same line again, has
   alike. Records that agree in all of them are one record.
 
+Call (``call_key``): ``linkedid`` where the column exists and is not empty (Asterisk gives
+every channel of one call, ``Local/`` halves, queue members, transfer targets, the ``linkedid`` of
+the channel that started it), else the ``uniqueid`` (the call id above). ``linkedid`` also stays
+in extras.
+
 ``uniqueid`` here is the call id as above (``channel@start`` without one). A ``systemname-``
 prefix appearing mid-file changes the key: those records are new ones, and load.
 """
@@ -184,6 +189,8 @@ def _canonical(cols: dict[str, pa.Array], options: ParseOptions, printable: bool
     fallback = pc.binary_join_element_wise(cols["channel"], cols["start"], "@")
     call_id = fallback if unique is None else pc.if_else(pc.equal(unique, ""), fallback, unique)
     record_key = _record_key(cols, call_id, duration, billsec)
+    linked = cols.get("linkedid")
+    call_key = call_id if linked is None else pc.if_else(pc.equal(linked, ""), call_id, linked)
     extras_cols = {c: cols[c] for c in EXTRA_COLUMNS if c in cols}
     flags = dst_flags(dst)
     if flags is not None:
@@ -192,6 +199,7 @@ def _canonical(cols: dict[str, pa.Array], options: ParseOptions, printable: bool
     out = {
         "carrier_call_id": call_id,
         "record_key": record_key,
+        "call_key": call_key,
         "start_time": start,
         "answer_time": answer,
         "end_time": end,

@@ -33,11 +33,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 import pandas as pd
 
 from cdrflow.config.errors import CdrflowError
+
+if TYPE_CHECKING:
+    from cdrflow.formats.dial_plan import DialPlan
 
 GREGORIAN_OFFSET = 62167219200  # Gregorian seconds - Unix seconds
 TS = "datetime64[us, UTC]"
@@ -95,6 +98,7 @@ class ParseOptions:
     encoding: str = "utf-8"  # utf-8 also accepts a BOM; latin-1 where a mapping says so
     chunk_rows: int = 100_000
     mapping: dict | None = None  # for the 'mapped' type: the parsed YAML mapping
+    dial_plan: DialPlan | None = None  # the carrier's, for the E.164 numbers (formats/numbering.py)
 
 
 @dataclass

@@ -5,7 +5,10 @@ header: caller_id_name, caller_id_number, destination_number, context, start_sta
 answer_stamp, end_stamp, duration, billsec, hangup_cause, uuid, bleg_uuid, accountcode,
 read_codec, write_codec. Stamps are the switch's local time (the carrier's ``timezone``).
 With ``legs=ab`` a call gives an A-leg and a B-leg row, linked by uuid / bleg_uuid; each leg's
-``uuid`` is its record identity (``record_key``, the default: the call id).
+``uuid`` is its record identity (``record_key``, the default: the call id). The call
+(``call_key``) is the A-leg's uuid: each leg starts with its own, and the A-leg's ``bleg_uuid``
+(``other_leg_call_id``) gives the B-leg the A-leg's when both are loaded, in whichever order and
+file (:mod:`cdrflow.loading.legs`).
 """
 
 from __future__ import annotations

@@ -20,7 +20,11 @@ hangup_code (``sip:487`` -> 487), disposition; ``custom_channel_vars`` (or the f
 webhook keys) account_id, owner_id (else username) -> user_id, realm, authorizing_id.
 ``record_type`` is ``complete`` when billing_seconds > 0. Record identity (``record_key``) is
 ``call_id``: every Kazoo leg is a channel with its own Call-ID (the stored document's ``_id`` is
-``YYYYMM-`` + it), so an A and a B leg are two records, tied by ``other_leg_call_id``. Every other field (billing
+``YYYYMM-`` + it), so an A and a B leg are two records, tied by ``other_leg_call_id``.
+Call (``call_key``): ``interaction_id`` (Kazoo's id of the whole interaction, shared by every leg;
+else the custom channel var ``call_interaction_id``) when the record has one, else its own
+``call_id``; legs without it are joined when loaded, through ``other_leg_call_id``
+(:mod:`cdrflow.loading.legs`). ``interaction_id`` also stays in extras. Every other field (billing
 properties rate, base_cost, rate_minimum, rate_increment, surcharge, rate_name, reseller_*,
 fax_* properties, SDP, user agent, the remaining custom channel vars, ...) stays in extras
 with its JSON value.
@@ -73,6 +77,7 @@ _FIRST, _LAST = ((moment - datetime(1970, 1, 1)) // timedelta(seconds=1) for mom
 
 class KazooJsonParser:
     name = "kazoo_json"
+    other_legs = True  # A and B legs name each other (cdrflow.loading.legs joins them)
 
     def parse(self, stream: BinaryIO, options: ParseOptions) -> Iterator[Chunk]:
         text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="replace", newline="")
@@ -250,8 +255,10 @@ def _canonical(number: int, raw: str, record: Any) -> tuple[dict | None, RowProb
     rest_ccv = {k: v for k, v in ccv.items() if k not in _CCV_MAPPED}
     if rest_ccv:
         extras[_CCV] = rest_ccv
+    interaction = record.get("interaction_id") or ccv.get("call_interaction_id")
     return {
         "carrier_call_id": str(record["call_id"]),
+        "call_key": str(interaction) if interaction else str(record["call_id"]),
         "start_time": start,
         "end_time": end,
         "answer_time": end - pd.Timedelta(seconds=billing) if billing else None,

@@ -297,6 +297,8 @@ def convert(
     if "carrier_call_id" in out:
         check("carrier_call_id", out["carrier_call_id"], raw_values["carrier_call_id"], True)
         out["record_key"] = _record_key(mapping.get("key") or ["carrier_call_id"], out, raw_values, source)
+        if mapping.get("call"):
+            out["call_key"] = _call_key(mapping["call"], out, raw_values, source)
     derive = mapping.get("derive", {})
     duration = out.get("duration_seconds")
     if derive.get("start_time") == "end_minus_duration" and duration is not None:
@@ -334,22 +336,53 @@ def convert(
     return to_frame(kept, int((~failed).sum())), problems
 
 
-def _record_key(
-    names: list[str], out: dict[str, pa.Array], raw_values: dict[str, pa.Array], source: dict[str, pa.Array]
-) -> pa.Array:
-    """The mapping's ``key``: each name a canonical field (its value as read: text, before
-    conversion, so that a repeat has the same key) or a source column; joined with ``|``."""
+def _parts(
+    names: list[str | int],
+    out: dict[str, pa.Array],
+    raw_values: dict[str, pa.Array],
+    source: dict[str, pa.Array],
+    what: str = "key",
+) -> list[pa.Array]:
+    """The values ``key`` or ``call`` names: a canonical field (its value as read: text, before
+    conversion, so that a repeat has the same key), a source column, or a column's position."""
     parts = []
     for name in names:
-        if name == "carrier_call_id":
+        if isinstance(name, int):
+            if name >= len(source):
+                raise FormatError(f"mapping {what} names column {name}, but lines have {len(source)} columns")
+            part = source[list(source)[name]]
+        elif name == "carrier_call_id":
             part = out[name]  # trimmed, as stored
         elif name in raw_values:
             part = raw_values[name]
         elif name in source:
             part = source[name]
         else:
-            raise FormatError(f"mapping key names {name!r}, which is neither a mapped field nor a column of the file")
+            raise FormatError(
+                f"mapping {what} names {name!r}, which is neither a mapped field nor a column of the file"
+            )
         parts.append(pc.fill_null(pc.cast(part, pa.string()), ""))
+    return parts
+
+
+def _call_key(
+    names: list[str | int], out: dict[str, pa.Array], raw_values: dict[str, pa.Array], source: dict[str, pa.Array]
+) -> pa.Array:
+    """The mapping's ``call``: the named values joined with ``|``; a record whose values are
+    all empty is its own call (its ``carrier_call_id``)."""
+    parts = [pc.utf8_trim_whitespace(p) for p in _parts(names, out, raw_values, source, "call")]
+    joined = parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, "|")
+    empty = pc.equal(parts[0], "")
+    for part in parts[1:]:
+        empty = pc.and_(empty, pc.equal(part, ""))
+    return pc.if_else(empty, out["carrier_call_id"], joined)
+
+
+def _record_key(
+    names: list[str | int], out: dict[str, pa.Array], raw_values: dict[str, pa.Array], source: dict[str, pa.Array]
+) -> pa.Array:
+    """The mapping's ``key``: the values :func:`_parts` finds, joined with ``|``."""
+    parts = _parts(names, out, raw_values, source)
     if len(parts) == 1:
         return out["carrier_call_id"] if names == ["carrier_call_id"] else parts[0]
     return pc.binary_join_element_wise(*parts, "|")

@@ -30,10 +30,18 @@ derive            ``start_time: end_minus_duration``, ``end_time: start_plus_dur
                   ``duration_seconds: end_minus_start``, ``billing_seconds: end_minus_answer``
 key               what makes one record unique (``record_key``): a list of canonical fields or
                   source columns whose values are joined with ``|`` (default ``[carrier_call_id]``:
-                  one record per call id); e.g. ``[call_id, leg]`` when several legs share a call id
+                  one record per call id); e.g. ``[call_id, leg]`` when several legs share a call id;
+                  a 0-based position names a column of a file without a header
+call              the call a record (leg) belongs to (``call_key``): a list like ``key``, joined with
+                  ``|`` (default: ``carrier_call_id``, each record its own call); e.g. ``[callid]``
+                  when INVITE and BYE records of one dialog, or partial records of one call, are
+                  legs of one call. A record whose ``call`` columns are all empty is its own call
 record_filter     ``{source: S, pattern: REGEX}``: only matching lines are records (others skipped)
 trailer           fixed_width: ``{pattern: REGEX, count: {start: S, end: E}}``: the trailer line's
                   record count must equal the records read, or the file is refused
+checks            validation severities for this layout: check name (or, when not ambiguous,
+                  its column) -> ``reject``, ``flag`` or ``fail``, e.g. ``{caller_number: reject}``;
+                  over the suite's defaults, under the carrier's own ``checks:`` (README, Validation)
 description       free text
 
 Every source column not named under ``columns`` goes to extras under its header name (or
@@ -48,7 +56,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError, field_validator, model_validator
 
-from cdrflow.config import checks
+from cdrflow.config import checks, severities
 from cdrflow.formats.base import CANONICAL, FormatError
 
 FIELDS = set(CANONICAL) - {
@@ -134,9 +142,11 @@ class Mapping(_Strict):
     constants: dict[str, Any] = {}
     value_maps: dict[str, dict[Any, Any]] = {}
     derive: dict[str, str] = {}
-    key: list[str] = Field(["carrier_call_id"], min_length=1)
+    key: list[str | int] = Field(["carrier_call_id"], min_length=1)
+    call: list[str | int] | None = Field(None, min_length=1)
     record_filter: RecordFilter | None = None
     trailer: Trailer | None = None
+    checks: dict[str, str] | None = None
     description: str | None = None
 
     @field_validator("timezone")
@@ -153,6 +163,15 @@ class Mapping(_Strict):
     @classmethod
     def _known_fields(cls, value: dict, info) -> dict:
         return _canonical(value, info.field_name)
+
+    @field_validator("checks")
+    @classmethod
+    def _severities(cls, value: dict | None) -> dict | None:
+        try:  # known names and severities; the policy reads them later
+            severities.resolve(value, "mapped")
+        except ValueError as exc:  # pydantic names the key already
+            raise ValueError(str(exc).removeprefix("checks: ")) from None
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> Mapping:

@@ -15,7 +15,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, text
@@ -28,6 +28,7 @@ from cdrflow.loading import file_errors, small_files
 from cdrflow.loading.chunks import CheckedChunk, options_for
 from cdrflow.loading.payloads import column_kinds
 from cdrflow.loading.transaction import FileBusy, LoadResult, load_file
+from cdrflow.validation.policy import policy_for
 from cdrflow.warehouse import carriers
 
 log = logging.getLogger(__name__)
@@ -39,14 +40,21 @@ LOADERS = 2  # small files loading at the same time
 
 
 def process_tree(
-    engine: Engine, store: RawStore, file_id: int, *, progress: Callable[[str], None] | None = None
+    engine: Engine,
+    store: RawStore,
+    file_id: int,
+    *,
+    progress: Callable[[str], None] | None = None,
+    accepted_by: str | None = None,
 ) -> list[LoadResult]:
     """Process ``file_id``: load a CDR file, or unpack an archive and process its members right
     after it. Returns the file's outcome first, then its members'. Never raises for one file's
     problem: an exception becomes that file's outcome (see :mod:`cdrflow.loading.file_errors`:
-    ``failed`` when its stored bytes are missing, else ``error``, the file left received)."""
+    ``failed`` when its stored bytes are missing, else ``error``, the file left received).
+    ``accepted_by``: an operator accepts the file (and an archive's members) even over its
+    threshold (see :func:`load_file`)."""
     say = progress or log.info
-    return _guarded(engine, store, file_id, lambda: _tree(engine, store, file_id, say))
+    return _guarded(engine, store, file_id, lambda: _tree(engine, store, file_id, say, accepted_by))
 
 
 def process_file(
@@ -66,14 +74,14 @@ def _guarded(engine, store, file_id: int, fn: Callable[[], list[LoadResult]]) ->
         return [file_errors.after_exception(engine, store, file_id, exc)]
 
 
-def _tree(engine, store, file_id: int, say) -> list[LoadResult]:
+def _tree(engine, store, file_id: int, say, accepted_by: str | None = None) -> list[LoadResult]:
     with engine.connect() as conn:
         key = conn.execute(text("SELECT stored_file_id FROM cdr_files WHERE id = :id"), {"id": file_id}).scalar()
     if key is None:
         raise FileNotRegistered(f"no registered file has id {file_id}")
     if _is_archive(store, key):
-        return _unpack(engine, store, file_id, say)
-    return [load_file(engine, store, file_id, progress=say)]
+        return _unpack(engine, store, file_id, say, accepted_by)
+    return [load_file(engine, store, file_id, progress=say, accepted_by=accepted_by)]
 
 
 def _is_archive(store: RawStore, key: str) -> bool:
@@ -81,7 +89,7 @@ def _is_archive(store: RawStore, key: str) -> bool:
         return archives.kind_of(stream.read(4)) is not None
 
 
-def _unpack(engine, store, file_id, say) -> list[LoadResult]:
+def _unpack(engine, store, file_id, say, accepted_by: str | None = None) -> list[LoadResult]:
     try:
         members = archives.unpack(engine, store, file_id)
     except archives.ArchiveRejected as exc:
@@ -92,7 +100,7 @@ def _unpack(engine, store, file_id, say) -> list[LoadResult]:
     out = [LoadResult(file_id, "loaded", message=f"archive unpacked: {len(members)} member(s)")]
     for member in members:
         if not member.is_duplicate:
-            out += process_tree(engine, store, member.file_id, progress=say)
+            out += process_tree(engine, store, member.file_id, progress=say, accepted_by=accepted_by)
     return out
 
 
@@ -110,6 +118,7 @@ class BatchOutcome:
             "files": len(self.results) + len(self.errors),
             "by_status": by_status,
             "calls_loaded": sum(r.loaded for r in self.results),
+            "calls_flagged": sum(r.flagged for r in self.results),
             "rows_rejected": sum(r.rejected for r in self.results),
             "duplicates": sum(r.duplicates for r in self.results),
             "errors": {str(k): v for k, v in self.errors.items()},
@@ -124,6 +133,7 @@ class _Small:
     chunks: list[CheckedChunk] | None = None
     error: FormatError | None = None  # not a file of its type: rejected by the loader
     failure: Exception | None = None  # could not be prepared at all: raised before loading
+    accepted_by: str | None = None  # an operator accepts it over its threshold
 
     def prepared(self):
         if self.error is not None:
@@ -133,7 +143,17 @@ class _Small:
     def load(self, engine, store, say, kinds) -> list[LoadResult]:
         if self.failure is not None:
             raise self.failure
-        return [load_file(engine, store, self.id, prepared=self.prepared(), progress=say, kinds=kinds)]
+        return [
+            load_file(
+                engine,
+                store,
+                self.id,
+                prepared=self.prepared(),
+                progress=say,
+                kinds=kinds,
+                accepted_by=self.accepted_by,
+            )
+        ]
 
 
 def process_batch(
@@ -143,6 +163,8 @@ def process_batch(
     *,
     run_id: str | None = None,
     progress: Callable[[str], None] | None = None,
+    accept: Collection[int] = (),
+    accepted_by: str | None = None,
 ) -> BatchOutcome:
     """Process ``file_ids``; one file's failure never stops the others (see
     :func:`process_tree`). A file another worker holds, or that is no longer received, is skipped.
@@ -152,7 +174,8 @@ def process_batch(
     while it works, a heartbeat renews the claims (:class:`cdrflow.intake.claims.Heartbeat`);
     whatever happens, the claims are released at the end, so a file left received is taken by
     the next run at once. Without ``run_id``, whoever's claims on ``file_ids`` are renewed and
-    released."""
+    released. ``accept``: files an operator accepts (``accepted_by``: who) even over their
+    threshold, their quarantine kept."""
     say = progress or log.info
     started = time.perf_counter()
     results: list[LoadResult] = []
@@ -164,7 +187,7 @@ def process_batch(
             results.append(LoadResult(other, "skipped", message="not received any more, or claimed by another run"))
     try:
         with claims.Heartbeat(engine, run_id, todo):
-            _process(engine, store, todo, results, errors, say)
+            _process(engine, store, todo, results, errors, say, dict.fromkeys(accept, accepted_by or "an operator"))
     finally:
         try:
             claims.release(engine, todo, run_id)
@@ -179,7 +202,7 @@ def process_batch(
     return outcome
 
 
-def _process(engine, store, file_ids: list[int], results: list, errors: dict, say) -> None:
+def _process(engine, store, file_ids: list[int], results: list, errors: dict, say, accept: dict[int, str]) -> None:
     def settle(r: LoadResult) -> None:
         if r.status == "error":
             errors[r.file_id] = r.message
@@ -206,7 +229,7 @@ def _process(engine, store, file_ids: list[int], results: list, errors: dict, sa
     small = []
     for row in rows:
         if row.file_size > SMALL_FILE_BYTES or not row.file_type:
-            run(row.id, functools.partial(_tree, engine, store, row.id, say))
+            run(row.id, functools.partial(_tree, engine, store, row.id, say, accept.get(row.id)))
             continue
         try:
             archive = _is_archive(store, row.stored_file_id)
@@ -214,7 +237,7 @@ def _process(engine, store, file_ids: list[int], results: list, errors: dict, sa
             settle(file_errors.after_exception(engine, store, row.id, exc))
             continue
         if archive:
-            run(row.id, functools.partial(_unpack, engine, store, row.id, say))
+            run(row.id, functools.partial(_unpack, engine, store, row.id, say, accept.get(row.id)))
         else:
             small.append(row)
     # Small files: a thread prepares the next group (small_files: parsed, validated and encoded
@@ -234,6 +257,7 @@ def _process(engine, store, file_ids: list[int], results: list, errors: dict, sa
 
     def load_prepared() -> None:
         while (f := files.get()) is not None:
+            f.accepted_by = accept.get(f.id)
             run(f.id, lambda: f.load(engine, store, say, kinds))
 
     loaders = [threading.Thread(target=load_prepared, name=f"cdrflow-load-{n}", daemon=True) for n in range(LOADERS)]
@@ -289,19 +313,24 @@ def _prepared_apart(store, rows, known, kinds) -> list[_Small]:
 
 def _prepared(store, rows, known, kinds) -> list[_Small]:
     file_type = rows[0].file_type
-    options = {}
+    options, policies = {}, {}
     failed = []
     for carrier in {row.carrier for row in rows}:
         try:
             options[carrier] = options_for(known[carrier], file_type)
+            policies[carrier] = policy_for(
+                file_type, options[carrier].mapping, known[carrier].config.get("checks"), where=f"carrier {carrier}"
+            )
         except CdrflowError as exc:  # e.g. a mapping file that does not load: that carrier's files
             failed += [_Small(row.id, file_type, failure=exc) for row in rows if row.carrier == carrier]
-    rows = [row for row in rows if row.carrier in options]
+    rows = [row for row in rows if row.carrier in policies]
     if not rows:
         return failed
     datas = []
     for row in rows:
         with store.open(row.stored_file_id) as stream:
             datas.append(stream.read())
-    prepared = small_files.prepare(datas, [r.carrier for r in rows], [r.id for r in rows], file_type, options, kinds)
+    prepared = small_files.prepare(
+        datas, [r.carrier for r in rows], [r.id for r in rows], file_type, options, kinds, policies
+    )
     return failed + [_Small(row.id, file_type, p.chunks, p.error) for row, p in zip(rows, prepared)]

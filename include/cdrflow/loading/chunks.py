@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -19,25 +19,28 @@ from cdrflow.config import settings
 from cdrflow.config.errors import CdrflowError
 from cdrflow.formats import get_parser
 from cdrflow.formats.base import FormatError, ParseOptions, RowProblem
-from cdrflow.loading.keys import repeats
+from cdrflow.formats.numbering import DialPlan, normalise
+from cdrflow.loading.keys import repeat_lines, repeats
 from cdrflow.loading.payloads import Batch
 from cdrflow.validation import suites
 from cdrflow.validation.grouped import validate_owned
+from cdrflow.validation.policy import Policy, policy_for
 from cdrflow.warehouse import carriers
 
 
 @dataclass
 class CheckedChunk:
-    calls: pd.DataFrame  # rows that parsed and passed validation
+    calls: pd.DataFrame  # rows that parsed and passed validation (or only failed checks that flag)
     rejected: list[RowProblem]  # rows that did not, with reasons
     summary: list  # validation summary of this chunk
     lines: int  # records read in this chunk
     repeats: int = 0  # records that repeat an earlier record of the chunk (same record_key and start)
     batch: Batch | None = None  # COPY payloads of ``calls``, when built already (small_files)
+    repeat_lines: list[tuple[int, int]] = field(default_factory=list)  # (line, the line it repeats)
 
 
 def options_for(carrier: carriers.Carrier, file_type: str) -> ParseOptions:
-    """Parse options from the carrier's configuration (time zone, encoding, mapping)."""
+    """Parse options from the carrier's configuration (time zone, encoding, mapping, dial plan)."""
     mapping = None
     if file_type == "mapped":
         if not carrier.mapping:
@@ -50,6 +53,7 @@ def options_for(carrier: carriers.Carrier, file_type: str) -> ParseOptions:
         timezone=carrier.config.get("timezone", "UTC"),
         encoding=carrier.config.get("encoding", "utf-8"),
         mapping=mapping,
+        dial_plan=DialPlan.from_config(carrier.config.get("dial_plan")),
     )
 
 
@@ -63,32 +67,42 @@ def parsed_chunks(stream: BinaryIO, file_type: str, options: ParseOptions) -> It
         # The same call delivered twice is a duplicate, not a broken row: drop exact repeats
         # before the suite checks that record keys are unique within the file.
         repeat = repeats(frame)
+        pairs = repeat_lines(frame, repeat)
         if repeat.any():
             frame = frame[~repeat]
-        yield CheckedChunk(frame, list(chunk.problems), [], len(chunk.calls) + len(chunk.problems), int(repeat.sum()))
+        frame = normalise(frame, options.dial_plan)  # E.164 numbers and number types
+        yield CheckedChunk(
+            frame, list(chunk.problems), [], len(chunk.calls) + len(chunk.problems), int(repeat.sum()), None, pairs
+        )
 
 
-def _apply(chunk: CheckedChunk, checked: suites.ChunkValidation) -> CheckedChunk:
-    """Move the rows that failed an expectation (by line number) from ``calls`` to ``rejected``."""
+def _apply(chunk: CheckedChunk, checked: suites.ChunkValidation, policy: Policy) -> CheckedChunk:
+    """Apply ``policy`` to the rows that failed an expectation (by line number)."""
     lines = chunk.calls["line_number"].to_numpy()
     bad = {int(p): checked.bad_rows[int(lines[p])] for p in np.flatnonzero(np.isin(lines, list(checked.bad_rows)))}
-    return _apply_at(chunk, bad, checked.summary)
+    return _apply_at(chunk, bad, checked.summary, policy)
 
 
 VALIDATION_ROWS = 60_000  # rows per Great Expectations run, about (a run costs ~0.1 s plus its rows)
 
 
-def validated_chunks(stream: BinaryIO, file_type: str, options: ParseOptions) -> Iterator[CheckedChunk]:
+def validated_chunks(
+    stream: BinaryIO, file_type: str, options: ParseOptions, policy: Policy | None = None
+) -> Iterator[CheckedChunk]:
     """Parse ``stream`` as ``file_type`` and validate each chunk (Great Expectations).
 
-    Rows that fail parsing or an expectation come back in ``rejected`` with their line
-    numbers and the names of what they failed. :class:`FormatError` propagates.
+    Rows that fail parsing, or an expectation whose severity in ``policy`` is ``reject`` or
+    ``fail``, come back in ``rejected`` with their line numbers and the names of what they
+    failed; rows that failed only ``flag`` checks stay in ``calls`` with those names in
+    ``quality``. ``policy``: default, the suite's severities with the mapping's ``checks:``.
+    :class:`FormatError` propagates.
 
     A suite run costs about 0.1 s whatever its size and a parser's chunk holds some 30,000
     rows, so chunks are validated in groups of about :data:`VALIDATION_ROWS` rows, with the
     results of validating each chunk alone (see :func:`validate_together`); they still come
     out one by one. The first chunk is validated by itself, so that loading starts early.
     """
+    policy = policy or policy_for(file_type, options.mapping, where="mapping")
     parsed = parsed_chunks(stream, file_type, options)
     group: list[CheckedChunk] = []
     rows = 0
@@ -99,30 +113,33 @@ def validated_chunks(stream: BinaryIO, file_type: str, options: ParseOptions) ->
         except StopIteration:
             break
         except FormatError:
-            yield from _validated_group(group, file_type)  # what was read before, as before
+            yield from _validated_group(group, file_type, policy)  # what was read before, as before
             raise
         group.append(chunk)
         rows += len(chunk.calls)
         del chunk  # not kept alive while the next chunks are parsed
         if first or rows >= VALIDATION_ROWS:
-            yield from _validated_group(group, file_type)
+            yield from _validated_group(group, file_type, policy)
             group, rows, first = [], 0, False
-    yield from _validated_group(group, file_type)
+    yield from _validated_group(group, file_type, policy)
 
 
-def _validated_group(group: list[CheckedChunk], file_type: str) -> Iterator[CheckedChunk]:
+def _validated_group(group: list[CheckedChunk], file_type: str, policy: Policy) -> Iterator[CheckedChunk]:
     """The chunks of ``group``, validated; each is let go of once handed out (memory)."""
     if sum(1 for c in group if len(c.calls)) > 1:
-        group[:] = [chunk for (chunk,) in validate_together([[c] for c in group], file_type)]
+        group[:] = [chunk for (chunk,) in validate_together([[c] for c in group], file_type, [policy] * len(group))]
     else:
-        group[:] = [_apply(c, suites.validate_chunk(c.calls, file_type)) if len(c.calls) else c for c in group]
+        group[:] = [_apply(c, suites.validate_chunk(c.calls, file_type), policy) if len(c.calls) else c for c in group]
     group.reverse()
     while group:
         yield group.pop()
 
 
-def validate_together(files: list[list[CheckedChunk]], file_type: str) -> list[list[CheckedChunk]]:
-    """Validate the parsed chunks of several small files of one type in ONE suite run.
+def validate_together(
+    files: list[list[CheckedChunk]], file_type: str, policies: list[Policy] | None = None
+) -> list[list[CheckedChunk]]:
+    """Validate the parsed chunks of several small files of one type in ONE suite run;
+    ``policies``: each file's (default: the suite's severities).
 
     A Great Expectations run costs about a third of a second whatever its size, which would
     dominate a file of a thousand calls; a day of thousands of small files is validated in
@@ -138,6 +155,7 @@ def validate_together(files: list[list[CheckedChunk]], file_type: str) -> list[l
                 where.append((f, c, len(chunk.calls)))
     if not parts:
         return files
+    policies = policies or [policy_for(file_type)] * len(files)
     combined = pd.concat(parts, ignore_index=True)
     owner = np.repeat(np.array([f for f, _, _ in where], dtype=np.int64), [n for _, _, n in where])
     bad, summaries = validate_owned(combined, owner, len(files), file_type)
@@ -155,21 +173,29 @@ def validate_together(files: list[list[CheckedChunk]], file_type: str) -> list[l
             )
             for s in summaries[f]
         ]
-        out[f][c] = _apply_at(out[f][c], mine, summary)
+        out[f][c] = _apply_at(out[f][c], mine, summary, policies[f])
         offset += n
     return out
 
 
-def _apply_at(chunk: CheckedChunk, bad: dict[int, list[str]], summary) -> CheckedChunk:
-    """Move the rows at positions ``bad`` (failed expectations) from ``calls`` to ``rejected``."""
+def _apply_at(chunk: CheckedChunk, bad: dict[int, list[str]], summary, policy: Policy) -> CheckedChunk:
+    """Apply ``policy`` to the rows at positions ``bad`` (their failed expectations): move those
+    to reject from ``calls`` to ``rejected``, write the names of flagged rows' checks in their
+    ``quality``. Clean rows are not touched one by one."""
     frame = chunk.calls
     rejected = list(chunk.rejected)
-    if bad:
+    to_reject, flagged = policy.split(bad)
+    if flagged:
+        at = np.fromiter(flagged, dtype=np.int64, count=len(flagged))
+        quality = frame["quality"].to_numpy(dtype=object, na_value=None).copy()
+        quality[at] = [flagged[int(p)] for p in at]
+        frame = frame.assign(quality=pd.array(quality, dtype=frame["quality"].dtype))
+    if to_reject:
         mask = np.zeros(len(frame), dtype=bool)
-        positions = np.sort(np.fromiter(bad, dtype=np.int64, count=len(bad)))
+        positions = np.sort(np.fromiter(to_reject, dtype=np.int64, count=len(to_reject)))
         mask[positions] = True
         lines = frame["line_number"].to_numpy()[positions]
         texts = frame["raw_text"].to_numpy(dtype=object)[positions]
-        rejected += [RowProblem(int(n), t, bad[int(p)]) for p, n, t in zip(positions, lines, texts)]
+        rejected += [RowProblem(int(n), t, to_reject[int(p)]) for p, n, t in zip(positions, lines, texts)]
         frame = frame[~mask]
-    return CheckedChunk(frame, rejected, summary, chunk.lines, chunk.repeats)
+    return CheckedChunk(frame, rejected, policy.label(summary), chunk.lines, chunk.repeats, None, chunk.repeat_lines)

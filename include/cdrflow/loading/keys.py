@@ -90,3 +90,24 @@ def key_hashes(frame: pd.DataFrame) -> np.ndarray:
         else pd.util.hash_pandas_object(start, index=False).to_numpy().view(np.int64)
     )
     return _mix64(ids_hash ^ micros.view(np.uint64))
+
+
+def repeat_lines(
+    frame: pd.DataFrame, repeat: np.ndarray, hashes: np.ndarray | None = None, owner: np.ndarray | None = None
+) -> list[tuple[int, int]]:
+    """(line, the earlier line it repeats) for each row of ``repeat`` (:func:`repeats`), in the
+    rows' order, so a dropped repeat can be named in the log. Only the rows whose key hash is a repeated one are
+    grouped: nothing is done for a file without repeats, and little for one with a few."""
+    if not repeat.any():
+        return []
+    hashes = key_hashes(frame) if hashes is None else hashes
+    involved = np.isin(hashes, hashes[repeat])
+    keys = frame.loc[involved, ["record_key", "start_time", "line_number"]]
+    group = ["record_key", "start_time"]
+    if owner is not None:
+        keys = keys.assign(_owner=owner[involved])
+        group.append("_owner")
+    first = keys.groupby(group, sort=False, dropna=False)["line_number"].transform("first").to_numpy()
+    lines = keys["line_number"].to_numpy()
+    mine = repeat[involved]
+    return [(int(n), int(f)) for n, f in zip(lines[mine], first[mine])]

@@ -31,10 +31,12 @@ import pyarrow.compute as pc
 from cdrflow.formats import get_parser
 from cdrflow.formats.base import FormatError, ParseOptions, RowProblem
 from cdrflow.formats.joined import Joined, JoinedChunk
+from cdrflow.formats.numbering import normalise
 from cdrflow.loading.chunks import CheckedChunk, parsed_chunks, validate_together
-from cdrflow.loading.keys import day_counts, owned_hashes, repeats, utc_days
+from cdrflow.loading.keys import day_counts, owned_hashes, repeat_lines, repeats, utc_days
 from cdrflow.loading.payloads import Batch, call_rows
 from cdrflow.validation.grouped import validate_owned
+from cdrflow.validation.policy import Policy, policy_for
 from cdrflow.warehouse.copy_binary import BinaryCopy
 
 
@@ -53,13 +55,17 @@ def prepare(
     file_type: str,
     options: dict[str, ParseOptions],
     kinds: dict[str, str] | None,
+    policies: dict[str, Policy] | None = None,
 ) -> list[Prepared]:
     """Parse and validate the files ``datas`` (whole contents; ``carriers`` and ``file_ids``
-    theirs), all of ``file_type``; ``options``: each carrier's parse options. Files are parsed
-    per carrier (time zone, encoding), validated all together. ``kinds``: the calls columns'
+    theirs), all of ``file_type``; ``options``: each carrier's parse options; ``policies``:
+    each carrier's validation policy (default: the suite's severities and the mapping's). Files
+    are parsed per carrier (time zone, encoding), validated all together. ``kinds``: the calls columns'
     types (see :func:`cdrflow.loading.payloads.column_kinds`); None builds no COPY data here (the loader
     then does, per file)."""
     out = [Prepared() for _ in datas]
+    policies = policies or {}
+    policy = {c: policies.get(c) or policy_for(file_type, options[c].mapping, where="mapping") for c in set(carriers)}
     parser = get_parser(file_type)
     chunks: list[JoinedChunk] = []
     alone, together = [], []
@@ -75,7 +81,11 @@ def prepare(
             out[members[k]].error = exc
         for chunk in joined.chunks:  # positions among this carrier's files -> in ``datas``
             chunks.append(
-                JoinedChunk(chunk.calls, members[chunk.files], [(int(members[k]), p) for k, p in chunk.problems])
+                JoinedChunk(
+                    normalise(chunk.calls, options[carrier].dial_plan),  # as parsed_chunks does
+                    members[chunk.files],
+                    [(int(members[k]), p) for k, p in chunk.problems],
+                )
             )
         for k in joined.alone:
             i = int(members[k])
@@ -86,12 +96,19 @@ def prepare(
         out_of_join = set(joined.errors) | set(joined.alone)
         together += [int(members[k]) for k in range(len(mine)) if k not in out_of_join]
     if alone:
-        for (i, _), checked in zip(alone, validate_together([c for _, c in alone], file_type)):
+        rules = [policy[carriers[i]] for i, _ in alone]
+        for (i, _), checked in zip(alone, validate_together([c for _, c in alone], file_type, rules)):
             out[i].chunks = checked
     together.sort()
     if together:
         files = _together(
-            chunks, together, np.array(carriers, dtype=object), np.asarray(file_ids, dtype=np.int64), file_type, kinds
+            chunks,
+            together,
+            np.array(carriers, dtype=object),
+            np.asarray(file_ids, dtype=np.int64),
+            file_type,
+            kinds,
+            [policy[c] for c in carriers],
         )
         for i in together:
             out[i].chunks = [files[i]]
@@ -105,6 +122,7 @@ def _together(
     file_ids: np.ndarray,
     file_type: str,
     kinds: dict[str, str] | None,
+    policies: list[Policy],
 ) -> dict[int, CheckedChunk]:
     n = len(file_ids)
     problems: dict[int, list[RowProblem]] = {i: [] for i in members}
@@ -122,8 +140,13 @@ def _together(
         calls, owner = None, np.zeros(0, dtype=np.int64)
     records = np.bincount(owner, minlength=n)
 
-    repeat = repeats(calls, owned_hashes(calls, owner), owner) if len(owner) else np.zeros(0, dtype=bool)
+    hashes = owned_hashes(calls, owner) if len(owner) else None
+    repeat = repeats(calls, hashes, owner) if len(owner) else np.zeros(0, dtype=bool)
     repeated = np.bincount(owner[repeat], minlength=n)
+    pairs: dict[int, list[tuple[int, int]]] = {}
+    if repeat.any():
+        for i, pair in zip(owner[repeat], repeat_lines(calls, repeat, hashes, owner)):
+            pairs.setdefault(int(i), []).append(pair)
     if repeat.any():
         calls, owner = calls[~repeat].reset_index(drop=True), owner[~repeat]
 
@@ -132,12 +155,19 @@ def _together(
     rejected = {i: list(found) for i, found in problems.items()}  # plus the rows failing the suite
     if len(owner):
         bad, summaries = validate_owned(calls, owner, n, file_type)
-        if bad:
-            positions = np.sort(np.fromiter(bad, dtype=np.int64, count=len(bad)))
+        summaries = [policies[i].label(s) for i, s in enumerate(summaries)]
+        to_reject, flagged = _split(bad, owner, policies)
+        if flagged:
+            at = np.fromiter(flagged, dtype=np.int64, count=len(flagged))
+            quality = calls["quality"].to_numpy(dtype=object, na_value=None).copy()
+            quality[at] = [flagged[int(p)] for p in at]
+            calls = calls.assign(quality=pd.array(quality, dtype=calls["quality"].dtype))
+        if to_reject:
+            positions = np.sort(np.fromiter(to_reject, dtype=np.int64, count=len(to_reject)))
             lines = calls["line_number"].to_numpy()[positions]
             texts = calls["raw_text"].to_numpy(dtype=object)[positions]
             for p, line, text in zip(positions, lines, texts):
-                rejected[int(owner[p])].append(RowProblem(int(line), text, bad[int(p)]))
+                rejected[int(owner[p])].append(RowProblem(int(line), text, to_reject[int(p)]))
             keep = np.ones(len(owner), dtype=bool)
             keep[positions] = False
             calls, owner = calls[keep].reset_index(drop=True), owner[keep]
@@ -157,8 +187,26 @@ def _together(
             int(records[i]) + len(problems[i]),
             int(repeated[i]),
             batches.get(i),
+            pairs.get(i, []),
         )
     return out
+
+
+def _split(
+    bad: dict[int, list[str]], owner: np.ndarray, policies: list[Policy]
+) -> tuple[dict[int, list[str]], dict[int, str]]:
+    """:meth:`Policy.split` of each failing row by its own file's policy (files of several
+    carriers may be validated together)."""
+    mine: dict[int, dict[int, list[str]]] = {}
+    for p, reasons in bad.items():
+        mine.setdefault(int(owner[p]), {})[p] = reasons
+    to_reject: dict[int, list[str]] = {}
+    flagged: dict[int, str] = {}
+    for i, rows in mine.items():
+        r, f = policies[i].split(rows)
+        to_reject.update(r)
+        flagged.update(f)
+    return to_reject, flagged
 
 
 def _spans(owner: np.ndarray) -> dict[int, tuple[int, int]]:

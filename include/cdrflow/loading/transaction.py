@@ -31,11 +31,14 @@ from cdrflow.config.errors import CdrflowError
 from cdrflow.formats.base import FormatError, ParseOptions
 from cdrflow.intake.rawstore import RawStore
 from cdrflow.intake.registry import append_log, set_status
+from cdrflow.loading import legs
 from cdrflow.loading.chunks import CheckedChunk, options_for, validated_chunks
+from cdrflow.loading.counts import Counts
 from cdrflow.loading.payloads import Batch, column_kinds
 from cdrflow.loading.quarantine import Quarantine
 from cdrflow.loading.writer import Writer
 from cdrflow.validation import suites
+from cdrflow.validation.policy import Policy, failing_the_file, policy_for
 from cdrflow.warehouse import carriers
 
 log = logging.getLogger(__name__)
@@ -48,12 +51,15 @@ class LoadResult:
     file_id: int
     status: str  # loaded | failed | rejected | skipped
     lines: int = 0
-    loaded: int = 0
+    loaded: int = 0  # every call loaded, flagged ones included
     rejected: int = 0
     duplicates: int = 0
     seconds: float = 0.0
     message: str = ""
     failed_expectations: dict[str, int] = field(default_factory=dict)
+    flagged: int = 0  # calls loaded with quality flags (a subset of ``loaded``)
+    counts: Counts = field(default_factory=Counts)  # what became of every record, in words
+    accepted: bool = False  # loaded although over its threshold (an operator accepted it)
 
 
 class FileBusy(CdrflowError):
@@ -71,6 +77,7 @@ def load_file(
     progress: Callable[[str], None] | None = None,
     prepared: Iterable[CheckedChunk] | None = None,
     kinds=_LOOK_UP,
+    accepted_by: str | None = None,
 ) -> LoadResult:
     """Parse, validate and load registered file ``file_id`` in one transaction.
 
@@ -80,6 +87,13 @@ def load_file(
     they may raise :class:`FormatError` while iterated, as parsing would. They are written from
     this thread (there is no parsing left to overlap with).
     ``kinds``: what :func:`column_kinds` returns, when the caller has it already.
+    ``accepted_by``: an operator accepted the file (who: a run or a command): it loads even
+    over its carrier's threshold or with rows failing a ``fail`` check, its quarantine kept,
+    and its log says so.
+
+    Validation follows the carrier's policy (:mod:`cdrflow.validation.policy`): rows failing
+    a ``flag`` check load with ``quality`` set; only quarantined rows count against the
+    threshold; a row failing a ``fail`` check fails the file.
 
     Re-run of a file that was loaded before (an operator re-queued it): the new load replaces
     the earlier one in the same transaction, under the savepoint that holds the new calls, so
@@ -122,7 +136,10 @@ def load_file(
         if prepared is None:
             suites.warm_up(row.file_type)
             options = options_for(carrier, row.file_type)
-            prepared = _parse_stored(store, row.stored_file_id, row.file_type, options)
+            policy = policy_for(
+                row.file_type, options.mapping, carrier.config.get("checks"), where=f"carrier {carrier.code}"
+            )
+            prepared = _parse_stored(store, row.stored_file_id, row.file_type, options, policy)
         result, writer = _load(
             dbapi,
             file_id,
@@ -133,6 +150,7 @@ def load_file(
             column_kinds(dbapi) if kinds is _LOOK_UP else kinds,
             inline,
             keep_quarantine=not earlier,
+            accepted_by=accepted_by,
         )
         result.seconds = time.perf_counter() - started
         if earlier and result.status != "loaded":
@@ -146,10 +164,14 @@ def load_file(
             return result
         set_status(conn, file_id, result.status, result.message, lines=result.lines, processed=True)
         conn.execute(
-            text("UPDATE cdr_files SET calls_loaded = :l, calls_rejected = :r, calls_duplicate = :d WHERE id = :id"),
-            {"l": result.loaded, "r": result.rejected, "d": result.duplicates, "id": file_id},
+            text(
+                "UPDATE cdr_files SET calls_loaded = :l, calls_rejected = :r, calls_duplicate = :d, "
+                "calls_flagged = :f WHERE id = :id"
+            ),
+            {"l": result.loaded, "r": result.rejected, "d": result.duplicates, "f": result.flagged, "id": file_id},
         )
         if result.status == "loaded":
+            legs.join_legs(conn, carrier, file_id, row.file_type)  # legs naming each other: one call
             # last: files of one carrier and day loading side by side wait for each other's
             # call_days row here, so it is held from this point to the commit only
             writer.record_days()
@@ -157,12 +179,16 @@ def load_file(
         f"file {file_id} {row.file_name}: {result.status}: {result.message.splitlines()[0] if result.message else ''} "
         f"({result.seconds:.1f}s)"
     )
+    for line in result.counts.lines() if result.lines else []:  # the task log: what became of each record
+        say(f"file {file_id}: {line}")
     return result
 
 
-def _parse_stored(store: RawStore, key: str, file_type: str, options: ParseOptions) -> Iterator[CheckedChunk]:
+def _parse_stored(
+    store: RawStore, key: str, file_type: str, options: ParseOptions, policy: Policy
+) -> Iterator[CheckedChunk]:
     with store.open(key) as stream:
-        yield from validated_chunks(stream, file_type, options)
+        yield from validated_chunks(stream, file_type, options, policy)
 
 
 # Calls of the re-run file that other files also carry (their rows were refused as duplicates)
@@ -236,10 +262,12 @@ def _load(
     inline: bool,
     *,
     keep_quarantine=True,
+    accepted_by: str | None = None,
 ) -> tuple[LoadResult, Writer]:
     """Write ``chunks`` (after ``SAVEPOINT calls``); ``inline``: from this thread, else from a
     writer thread while this one parses the next chunk. ``keep_quarantine``: write the rejected
-    rows of a load that is not ``loaded`` too (False: a refused re-run leaves no trace but its log)."""
+    rows of a load that is not ``loaded`` too (False: a refused re-run leaves no trace but its log).
+    ``accepted_by``: load even when the file would fail (see :func:`load_file`)."""
     result = LoadResult(file_id, "loaded")
     quarantine = Quarantine(file_id)
     writer = Writer(dbapi, carrier.code, file_id, kinds)
@@ -250,6 +278,7 @@ def _load(
         writer.start()
         send = writer.inbox.put
     summaries = []
+    repeat_lines: list[tuple[int, int | None, int]] = []
     started = last_report = time.perf_counter()
     try:
         for chunk in chunks:
@@ -257,6 +286,7 @@ def _load(
                 quarantine.add(p.line_number, p.raw_text, p.reasons, p.raw_bytes)
             result.lines += chunk.lines
             result.duplicates += chunk.repeats
+            repeat_lines += [(n, None, m) for n, m in chunk.repeat_lines[: 20 - len(repeat_lines)]]
             if chunk.summary:
                 summaries.append(chunk.summary)
             if writer.error:
@@ -283,31 +313,69 @@ def _load(
     if writer.error:
         raise writer.error
     result.loaded = writer.loaded
+    result.flagged = writer.flagged
     result.duplicates += writer.duplicates
     result.rejected = len(quarantine)
+    counts = result.counts
+    counts.read, counts.loaded, counts.flagged = result.lines, result.loaded, result.flagged
+    counts.rejected, counts.repeats = result.rejected, result.duplicates
+    counts.repeat_lines = repeat_lines + [(n, None if f == file_id else f, m) for n, f, m in writer.repeat_lines]
+    counts.add_rejected(r[3] for r in quarantine.rows)
+    fatal: dict[str, int] = {}
     if summaries:
         merged = suites.merge_summaries(summaries)
         result.failed_expectations = {s.expectation: s.unexpected_count for s in merged if not s.success}
         result.message += suites.format_summary(merged)
+        counts.add_summary(merged)
+        fatal = failing_the_file(merged)
     with dbapi.cursor() as cur:
-        if result.status == "loaded" and result.lines and result.rejected / result.lines > carrier.reject_threshold:
+        refusal = _refusal(result, carrier, fatal, quarantine) if result.status == "loaded" else ""
+        if refusal and accepted_by:
+            result.accepted = True
+            result.message = f"accepted by {accepted_by} although {refusal}; its quarantine is kept\n" + result.message
+        elif refusal:
             result.status = "failed"
             samples = "; ".join(f"line {r[0]}: {r[3]}" for r in quarantine.rows[:SAMPLE_LINES])
+            failing = {k: n for k, n in result.failed_expectations.items() if counts.severities.get(k) != "flag"}
             result.message = (
-                f"{result.rejected} of {result.lines} lines rejected "
-                f"({result.rejected / result.lines:.1%} > threshold "
-                f"{carrier.reject_threshold:.0%}); nothing loaded. Failing: "
-                f"{result.failed_expectations or 'parse errors'}. Samples: {samples}\n" + result.message
+                f"{refusal}; nothing loaded. Failing: {failing or 'parse errors'}. Samples: {samples}\n"
+                + result.message
             )
         if result.status != "loaded":
             cur.execute("ROLLBACK TO SAVEPOINT calls")
-            result.loaded = result.duplicates = 0
+            counts.not_loaded, counts.loaded, counts.flagged = result.loaded, 0, 0
+            result.loaded = result.duplicates = result.flagged = 0
             if not keep_quarantine:
                 return result, writer
+            if result.lines:
+                result.message = _with_counts(result.message, counts, at=1)
         else:
-            result.message = (
-                f"{result.lines} lines: {result.loaded} calls loaded, {result.rejected} "
-                f"rejected, {result.duplicates} duplicates\n" + result.message
+            result.message = _with_counts(
+                f"{result.lines} lines: {result.loaded} calls loaded ({result.flagged} flagged), {result.rejected} "
+                f"rejected, {result.duplicates} duplicates\n" + result.message,
+                counts,
+                at=1 + result.accepted,
             )
         quarantine.write(cur)
     return result, writer
+
+
+def _refusal(result: LoadResult, carrier, fatal: dict[str, int], quarantine: Quarantine) -> str:
+    """Why the file fails (empty: it does not): too many quarantined rows (flagged rows do not
+    count), or rows failing a check whose severity is ``fail``."""
+    why = []
+    if result.lines and result.rejected / result.lines > carrier.reject_threshold:
+        why.append(
+            f"{result.rejected} of {result.lines} lines rejected "
+            f"({result.rejected / result.lines:.1%} > threshold {carrier.reject_threshold:.0%})"
+        )
+    if fatal:
+        why.append("rows failed checks of severity fail: " + ", ".join(f"{k} {n}" for k, n in fatal.items()))
+    return "; ".join(why)
+
+
+def _with_counts(message: str, counts: Counts, at: int) -> str:
+    """``message`` with the counts' lines (equation, top failing checks, repeats) after its
+    first ``at`` lines."""
+    lines = message.split("\n")
+    return "\n".join(lines[:at] + counts.lines() + lines[at:])

@@ -17,6 +17,8 @@ _COPY_ATTEMPTS = 10  # COPY rounds of one batch while concurrent files commit th
 
 _READ_BYTES = 4 << 20  # bytes handed to libpq per call while COPYing
 
+REPEATS_KEPT = 20  # repeats remembered with the line they repeat (the log lists these; the count is whole)
+
 
 class Writer(threading.Thread):
     """Owns the database connection while loading: COPYs (and, when the primary key refuses
@@ -28,7 +30,9 @@ class Writer(threading.Thread):
         self.conn, self.carrier, self.file_id, self.kinds = raw_conn, carrier, file_id, kinds
         self.inbox: queue.Queue[Batch | None] = queue.Queue(maxsize=2)
         self.loaded = 0
+        self.flagged = 0  # calls loaded with a quality flag (a subset of ``loaded``)
         self.duplicates = 0
+        self.repeat_lines: list[tuple[int, int, int]] = []  # (line, file it repeats, that file's line)
         self.per_day: dict[str, int] = {}
         self.error: BaseException | None = None
         self.partitions: dict[str, str] = {}
@@ -44,7 +48,8 @@ class Writer(threading.Thread):
 
     def _existing(self, cur, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Mask of the rows of ``frame`` whose key is already in calls (primary key probes),
-        and the file each such call belongs to (0 elsewhere)."""
+        and the file each such call belongs to (0 elsewhere); the first :data:`REPEATS_KEPT`
+        go to ``repeat_lines`` with the line they repeat."""
         ids = frame["record_key"].to_numpy(dtype=object)
         starts = frame["start_time"].dt.strftime("%Y-%m-%d %H:%M:%S.%f+00").to_numpy(dtype=object)
         # One primary-key probe per key (LATERAL ... LIMIT 1 is always a nested loop). A plain
@@ -53,9 +58,10 @@ class Writer(threading.Thread):
         # made each small file on a busy day scan every call of the month (seen: 0.15 s at
         # 150k calls, growing with the month).
         cur.execute(
-            "SELECT k.i, hit.file_id FROM unnest(%s::text[], %s::timestamptz[]) WITH ORDINALITY AS k(id, st, i) "
-            "CROSS JOIN LATERAL (SELECT c.file_id FROM calls c WHERE c.carrier = %s AND c.record_key = k.id "
-            "AND c.start_time = k.st LIMIT 1) AS hit",
+            "SELECT k.i, hit.file_id, hit.line_number FROM unnest(%s::text[], %s::timestamptz[]) "
+            "WITH ORDINALITY AS k(id, st, i) "
+            "CROSS JOIN LATERAL (SELECT c.file_id, c.line_number FROM calls c WHERE c.carrier = %s "
+            "AND c.record_key = k.id AND c.start_time = k.st LIMIT 1) AS hit",
             (list(ids), list(starts), self.carrier),
         )
         found = cur.fetchall()
@@ -64,6 +70,10 @@ class Writer(threading.Thread):
         at = np.array([r[0] - 1 for r in found], dtype=np.int64)
         mask[at] = True
         owners[at] = [r[1] for r in found]
+        room = REPEATS_KEPT - len(self.repeat_lines)
+        if room > 0 and len(found):
+            lines = frame["line_number"].to_numpy()
+            self.repeat_lines += sorted((int(lines[r[0] - 1]), int(r[1]), int(r[2] or 0)) for r in found)[:room]
         return mask, owners
 
     def _record(self, cur, frame: pd.DataFrame, refused: np.ndarray, owners: np.ndarray) -> None:
@@ -126,6 +136,8 @@ class Writer(threading.Thread):
             for day_key, count in batch.per_day.items():
                 self.per_day[day_key] = self.per_day.get(day_key, 0) + count
             self.loaded += sum(rows for _, rows, _, _ in batch.payloads)
+            if "quality" in frame:
+                self.flagged += int(frame["quality"].notna().sum())
 
     def _copy(self, cur, batch: Batch) -> None:
         for month, _rows, fmt, payload in batch.payloads:

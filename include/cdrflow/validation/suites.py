@@ -1,18 +1,18 @@
 """Validation of canonical calls with Great Expectations (GX Core 1.x, inside the task).
 
-The suites are JSON files in ``include/cdrflow/expectations/``, reviewed like code: the
+The suites are JSON files in ``include/cdrflow/validation/expectations/``, reviewed like code: the
 canonical call (``canonical_call.json``) plus one file per format with its additions. A
 suite is built once per process and day (GX setup is slow; ``{now+1d}`` in a suite is the
 day after validation) and run on each chunk as a runtime DataFrame.
 
 Row-level results come from GX's unexpected-index output keyed by our ``line_number``
-column, so every rejected row is named with the expectations it failed, e.g.
-``expect_column_values_to_be_between(duration_seconds)``.
+column, so every failing row is named with the expectations it failed, e.g.
+``expect_column_values_to_be_between(duration_seconds)``. What a failure costs the row (reject,
+flag, fail the file) is not decided here: see :mod:`cdrflow.validation.policy`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -20,7 +20,6 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -29,12 +28,16 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")  # no phoning home (there
 import great_expectations as gx
 import great_expectations.expectations as gxe
 
+from cdrflow.config.severities import SUITES, expectation_name, suite_config
+
+# the suites' catalogue lives in config: carrier and mapping files are checked against it when read
+__all__ = ["SUITES", "expectation_name", "suite_config"]
+
 log = logging.getLogger(__name__)
 # GX's INFO/WARNING chatter on every context and run (one module sets its own level)
 for _name in ("great_expectations", "great_expectations.data_context.types.base"):
     logging.getLogger(_name).setLevel(logging.ERROR)
 
-SUITES = Path(__file__).resolve().parent / "expectations"
 _LOCK = threading.Lock()
 
 
@@ -44,6 +47,7 @@ class ValidationSummary:
     success: bool
     unexpected_count: int
     column: str | None = None
+    severity: str = "reject"  # what failing it costs a row (set by the policy, cdrflow.validation.policy)
 
 
 @dataclass
@@ -54,21 +58,6 @@ class ChunkValidation:
 
 def _camel(name: str) -> str:
     return "".join(part.capitalize() for part in name.split("_"))
-
-
-def suite_config(file_type: str) -> list[dict]:
-    """The expectations for ``file_type``: the canonical call plus the format's own."""
-    entries = json.loads((SUITES / "canonical_call.json").read_text())["expectations"]
-    own = SUITES / f"{file_type}.json"
-    if own.exists():
-        entries = entries + json.loads(own.read_text())["expectations"]
-    return entries
-
-
-def expectation_name(entry: dict) -> str:
-    kwargs = entry["kwargs"]
-    columns = kwargs.get("column") or ",".join(v for k, v in kwargs.items() if k.startswith("column_"))
-    return f"{entry['type']}({columns})"
 
 
 # Timestamps are handed to GX as seconds since the epoch and nullable integers as floats: its
@@ -197,15 +186,20 @@ def merge_summaries(parts: list[list[ValidationSummary]]) -> list[ValidationSumm
     for part in parts:
         for s in part:
             if s.expectation not in merged:
-                merged[s.expectation] = ValidationSummary(s.expectation, True, 0, s.column)
+                merged[s.expectation] = ValidationSummary(s.expectation, True, 0, s.column, s.severity)
             m = merged[s.expectation]
             m.success = m.success and s.success
             m.unexpected_count += s.unexpected_count
+            m.severity = s.severity
     return list(merged.values())
 
 
+_COST = {"reject": "rejected", "flag": "flagged, loaded", "fail": "fails the file"}
+
+
 def format_summary(summary: list[ValidationSummary]) -> str:
-    """Lines for the processing log, one per expectation."""
+    """Lines for the processing log, one per expectation, with its severity."""
     return "".join(
-        f"  {s.expectation}: {'ok' if s.success else f'FAILED for {s.unexpected_count} row(s)'}\n" for s in summary
+        f"  {s.expectation}: {'ok' if s.success else f'FAILED for {s.unexpected_count} row(s) ({_COST[s.severity]})'}\n"
+        for s in summary
     )
