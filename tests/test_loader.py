@@ -178,24 +178,28 @@ def test_unusable_files_are_rejected_with_a_reason_and_kept(engine, store, acme,
         assert blob.read() == data  # the bytes are kept
 
 
-def test_odd_but_valid_lines_load_and_a_line_of_invalid_bytes_is_quarantined_byte_for_byte(engine, store, acme):
+def test_odd_but_valid_lines_load_a_latin1_line_loads_flagged_and_nul_bytes_are_quarantined(engine, store, acme):
     crlf = ROW.format(uid="crlf").replace("\n", "\r\n").encode()
     quoted = ROW.format(uid="q").replace('"Dial"', '"Dial, then ""Hangup"""').encode()
     latin = ROW.format(uid="lat").replace("DOCUMENTATION", "DOC\u00c9").encode("latin-1")  # not UTF-8
+    nul = ROW.format(uid="nul").replace("DOCUMENTATION", "DOC\x00").encode()
     truncated = ROW.format(uid="t")[:60].encode()  # a last line cut short, no newline
-    reg = register(engine, store, b"\xef\xbb\xbf" + crlf + quoted + latin + truncated)
+    reg = register(engine, store, b"\xef\xbb\xbf" + crlf + quoted + latin + nul + truncated)
     with engine.begin() as conn:
         conn.execute(text("UPDATE carriers SET reject_threshold = 0.5"))
     result = load_file(engine, store, reg.file_id)
-    assert (result.status, result.loaded, result.rejected) == ("loaded", 2, 2)
-    by_id = {r.carrier_call_id: r for r in q(engine, "SELECT carrier_call_id, extras FROM calls")}
-    assert set(by_id) == {"crlf", "q"} and by_id["q"].extras["lastapp"] == 'Dial, then "Hangup"'
-    bad = {r.line_number: r for r in q(engine, "SELECT line_number, raw_text, raw_bytes, reasons FROM rejected_rows")}
-    assert bytes(bad[3].raw_bytes) == latin.rstrip(b"\n")  # every byte kept, exactly
+    assert (result.status, result.loaded, result.rejected) == ("loaded", 3, 2)
+    by_id = {r.carrier_call_id: r for r in q(engine, "SELECT carrier_call_id, extras, quality FROM calls")}
+    assert set(by_id) == {"crlf", "q", "lat"} and by_id["q"].extras["lastapp"] == 'Dial, then "Hangup"'
+    # the Latin-1 line loads as the text its bytes are in Latin-1, flagged with where it went wrong
     at = latin.index(b"\xc9") + 1
-    assert bad[3].reasons == [f"parse:encoding:not valid utf-8 (byte 0xc9 at {at})"]
-    assert "DOC\ufffd" in bad[3].raw_text
-    assert bad[4].reasons[0].startswith("parse:column_count")
+    assert by_id["lat"].extras["amaflags"] == "DOC\u00c9"
+    assert by_id["lat"].quality == [f"parse:encoding:not valid utf-8 (byte 0xc9 at {at}), read as latin-1"]
+    assert by_id["q"].quality is None
+    bad = {r.line_number: r for r in q(engine, "SELECT line_number, raw_text, raw_bytes, reasons FROM rejected_rows")}
+    assert bytes(bad[4].raw_bytes) == nul.rstrip(b"\n")  # every byte kept, exactly
+    assert bad[4].reasons == ["parse:nul_bytes:1 NUL byte(s) in the line"]
+    assert bad[5].reasons[0].startswith("parse:column_count")
 
 
 def _zip(members: dict[str, bytes]) -> bytes:

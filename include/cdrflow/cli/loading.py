@@ -132,6 +132,23 @@ def cmd_parse(args: argparse.Namespace) -> int:
     return 0
 
 
+def _warm_up(engine, carrier: str, file_type: str | None) -> None:
+    """Build the validation suite (importing Great Expectations, seconds) in a thread while the
+    file is registered: hashing and storing it wait on the disk, not on Python."""
+    from cdrflow.config.errors import CdrflowError
+    from cdrflow.validation import suites
+    from cdrflow.warehouse import carriers
+
+    if file_type is None:
+        try:
+            with engine.connect() as conn:
+                file_type = carriers.get(conn, carrier).file_type
+        except CdrflowError:  # an unknown carrier: register_file says so
+            return
+    if file_type:
+        suites.warm_up(file_type)
+
+
 def cmd_load(args: argparse.Namespace) -> int:
     from cdrflow.intake.registry import get_file, register_file
     from cdrflow.loading.batches import process_tree
@@ -140,6 +157,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     from cdrflow.warehouse import migrations
 
     migrations.upgrade(engine, settings.SQL_DIR)
+    _warm_up(engine, args.carrier, args.type)
     reg = register_file(
         engine,
         store,

@@ -62,7 +62,7 @@ from cdrflow.formats.arrow_text import (
     to_frame,
     to_utc,
 )
-from cdrflow.formats.base import Chunk, FormatError, ParseOptions, RowProblem
+from cdrflow.formats.base import Chunk, FormatError, ParseOptions, RowProblem, with_flags
 from cdrflow.formats.delimited import DelimitedText
 from cdrflow.formats.joined import Joined, parse_joined
 
@@ -97,7 +97,7 @@ class AsteriskCsvParser:
             columns["line_number"] = rows.columns["line_number"]
             columns["raw_text"] = rows.columns["raw_text"]
             calls, more = _canonical(columns, options, rows.printable)
-            yield Chunk(calls=calls, problems=rows.problems + more)
+            yield Chunk(calls=with_flags(calls, rows.flags), problems=rows.problems + more)
 
     def parse_many(self, datas: list[bytes], options: ParseOptions) -> Joined:
         """Many small files parsed as one stream (:mod:`cdrflow.formats.joined`): every line

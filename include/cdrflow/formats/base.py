@@ -31,10 +31,12 @@ whose bytes are not text is a row problem (:func:`line_problem`). Chunks hold at
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
+import numpy as np
 import pandas as pd
 
 from cdrflow.config.errors import CdrflowError
@@ -146,23 +148,47 @@ def tags_literal(tags: list[str] | None) -> str | None:
     return "{" + ",".join('"' + t.replace("\\", "\\\\").replace('"', '\\"') + '"' for t in tags) + "}"
 
 
-def line_problem(number: int, raw: bytes, encoding: str) -> tuple[str, RowProblem | None]:
-    """A line's text, and the problem that keeps it out of the warehouse when its bytes are not
-    text: NUL bytes (PostgreSQL text cannot hold them) or bytes invalid in ``encoding``. Such a
-    line is quarantined with its exact bytes, never loaded with replacement characters: a
-    call id, number or name read wrongly would bill wrongly (or twice, once the carrier sends
-    it right), and a wrong ``encoding`` setting then shows as rejected rows at once."""
+ENCODING_FLAG = "parse:encoding"  # prefix of the quality flag of a line read as Latin-1
+
+
+def line_problem(number: int, raw: bytes, encoding: str) -> tuple[str, RowProblem | None, str | None]:
+    """A line's text, the problem that keeps it out of the warehouse, and a quality flag.
+
+    - NUL bytes: PostgreSQL text cannot hold them; the line is quarantined with its exact bytes.
+    - Bytes not valid in ``encoding`` (a caller name typed on a Latin-1 phone in a UTF-8
+      Master.csv): the line is read as Latin-1 instead and loads, flagged (the third value, for
+      ``calls.quality``). Latin-1 gives every byte a character of its own, so nothing is lost or
+      replaced: the same bytes always read the same (a repeat is still a repeat), and a later
+      UTF-8 copy of the same name reads the same text. The raw store keeps the bytes anyway. A
+      wrong ``encoding`` setting shows as flagged rows at once.
+    """
     try:
         text = raw.decode(encoding)
+        flag = None
     except UnicodeDecodeError as exc:
-        text = raw.decode(encoding, errors="replace")
-        bad = raw[exc.start : exc.start + 1].hex()
-        return text, RowProblem(
-            number, text, [f"parse:encoding:not valid {encoding} (byte 0x{bad} at {exc.start + 1})"], raw
-        )
+        text = raw.decode("latin-1")
+        flag = f"{ENCODING_FLAG}:not valid {encoding} (byte 0x{raw[exc.start : exc.start + 1].hex()} at {exc.start + 1}), read as latin-1"
     if "\x00" in text:
-        return text, RowProblem(number, text, [f"parse:nul_bytes:{text.count(chr(0))} NUL byte(s) in the line"], raw)
-    return text, None
+        return (
+            text,
+            RowProblem(number, text, [f"parse:nul_bytes:{text.count(chr(0))} NUL byte(s) in the line"], raw),
+            None,
+        )
+    return text, None, flag
+
+
+def with_flags(frame: pd.DataFrame, flags: dict[int, str]) -> pd.DataFrame:
+    """``frame`` with ``flags`` (line number -> a quality flag of the parser) in its ``quality``
+    column, as a JSON array (the validation adds its own flags to it)."""
+    if not flags or not len(frame):
+        return frame
+    lines = frame["line_number"].to_numpy()
+    at = np.flatnonzero(np.isin(lines, np.fromiter(flags, dtype=np.int64, count=len(flags))))
+    if not len(at):
+        return frame
+    quality = frame["quality"].to_numpy(dtype=object, na_value=None).copy()
+    quality[at] = [json.dumps([flags[int(lines[p])]]) for p in at]
+    return frame.assign(quality=pd.array(quality, dtype=frame["quality"].dtype))
 
 
 _TEXT_CONTROL = bytes(range(32)).translate(None, b"\t\n\r")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import BinaryIO
 
 import numpy as np
@@ -36,6 +36,7 @@ class Rows:
     columns: dict[str, pa.Array]
     problems: list[RowProblem]
     printable: bool = False  # no value holds a control character (tab, NUL, ...)
+    flags: dict[int, str] = field(default_factory=dict)  # line -> quality flag (read as latin-1)
 
     def __len__(self) -> int:
         return len(self.columns["line_number"])
@@ -198,14 +199,17 @@ class DelimitedText:
         quoted value spanning lines: such a line is quarantined with its exact bytes."""
         width = state["width"]
         rows, numbers, texts, problems = [], [], [], []
+        flags: dict[int, str] = {}
         for number, raw in lines:
             raw = raw.rstrip(b"\r")
-            text, problem = line_problem(number, raw, options.encoding)
+            text, problem, flag = line_problem(number, raw, options.encoding)
             if self._ignored(number, text, state):
                 continue
             if problem is not None:
                 problems.append(problem)
                 continue
+            if flag is not None:
+                flags[number] = flag
             values = self.fields(text)
             if len(values) != width:
                 problems.append(RowProblem(number, text, [f"parse:column_count:expected {width}, got {len(values)}"]))
@@ -216,4 +220,4 @@ class DelimitedText:
         columns = {name: pa.array([r[i] for r in rows], pa.string()) for i, name in enumerate(self.names(width))}
         columns["line_number"] = pa.array(numbers, pa.int64())
         columns["raw_text"] = pa.array(texts, pa.string())
-        return Rows(columns, problems)
+        return Rows(columns, problems, flags=flags)

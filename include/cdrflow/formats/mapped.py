@@ -31,6 +31,7 @@ from cdrflow.formats.base import (
     RowProblem,
     line_problem,
     looks_binary,
+    with_flags,
 )
 from cdrflow.formats.conversions import seconds, tags, timestamps
 from cdrflow.formats.delimited import DelimitedText
@@ -95,7 +96,7 @@ class MappedParser:
                 positional=[f"c{i}" for i in range(width)],
                 printable=rows.printable,
             )
-            yield Chunk(calls, rows.problems + problems)
+            yield Chunk(with_flags(calls, rows.flags), rows.problems + problems)
 
 
 def _fixed_width(stream: BinaryIO, mapping: dict, options: ParseOptions) -> Iterator[Chunk]:
@@ -107,13 +108,16 @@ def _fixed_width(stream: BinaryIO, mapping: dict, options: ParseOptions) -> Iter
     records, declared, seen = 0, None, False
     for block in iter_blocks(stream, options):
         broken: list[RowProblem] = []
+        flags: dict[int, str] = {}
         if isinstance(block, list):  # lines that are not text are quarantined, the rest read
             texts, numbers_kept = [], []
             for number, raw in block:
-                text, problem = line_problem(number, raw, options.encoding)
+                text, problem, flag = line_problem(number, raw, options.encoding)
                 if problem is None:
                     texts.append(text)
                     numbers_kept.append(number)
+                    if flag is not None:
+                        flags[number] = flag
                 elif not record or re.search(record, text):
                     broken.append(problem)
             seen = seen or bool(block)
@@ -141,7 +145,7 @@ def _fixed_width(stream: BinaryIO, mapping: dict, options: ParseOptions) -> Iter
             if isinstance(spec, dict) and "start" in spec
         }
         calls, problems = convert(source, pa.array(numbers, pa.int64()), lines, mapping, options, fixed=True)
-        yield Chunk(calls, broken + problems)
+        yield Chunk(with_flags(calls, flags), broken + problems)
     if not seen:
         raise FormatError("empty file")
     if trailer and declared is None:

@@ -7,6 +7,7 @@ in this module touches the warehouse.
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,6 +179,12 @@ def validate_together(
     return out
 
 
+def _joined(parser_flags: str | None, checks: str) -> str:
+    """The quality of a row the parser flagged already (a line read as Latin-1) and that failed
+    flag checks too: both lists, the parser's first."""
+    return checks if parser_flags is None else json.dumps(json.loads(parser_flags) + json.loads(checks))
+
+
 def _apply_at(chunk: CheckedChunk, bad: dict[int, list[str]], summary, policy: Policy) -> CheckedChunk:
     """Apply ``policy`` to the rows at positions ``bad`` (their failed expectations): move those
     to reject from ``calls`` to ``rejected``, write the names of flagged rows' checks in their
@@ -188,7 +195,7 @@ def _apply_at(chunk: CheckedChunk, bad: dict[int, list[str]], summary, policy: P
     if flagged:
         at = np.fromiter(flagged, dtype=np.int64, count=len(flagged))
         quality = frame["quality"].to_numpy(dtype=object, na_value=None).copy()
-        quality[at] = [flagged[int(p)] for p in at]
+        quality[at] = [_joined(quality[p], flagged[int(p)]) for p in at]
         frame = frame.assign(quality=pd.array(quality, dtype=frame["quality"].dtype))
     if to_reject:
         mask = np.zeros(len(frame), dtype=bool)
