@@ -60,7 +60,8 @@ def test_every_key_is_read():
         "monthly",
         0.1,
     )
-    assert c.config == {"timezone": "Europe/Paris", "encoding": "latin-1"}
+    # billable_leg: the OpenSIPS mapping's own rule (the carrier sets none)
+    assert c.config == {"timezone": "Europe/Paris", "encoding": "latin-1", "billable_leg": "merged"}
     mailbox, sftp, ftp, bucket = acme.sources
     assert mailbox.senders == ("*@acme.example",) and mailbox.processed_folder is None
     assert (sftp.kind, sftp.done_marker, sftp.after, sftp.move_to, sftp.settle_seconds) == (

@@ -332,3 +332,25 @@ def test_billable_leg_is_overridable_per_carrier(engine, store):
     ]  # fmt: skip
     assert q(engine, "SELECT count(*) FILTER (WHERE billable) FROM call_legs")[0][0] == 3
     assert q(engine, "SELECT billable_legs FROM call_summaries")[0][0] == 3
+
+
+def test_a_mapping_declares_its_billable_leg_and_a_carrier_may_override_it():
+    from cdrflow.config.carrier_file import parse
+
+    text = """
+carriers:
+  - code: osips
+    file_type: mapped
+    mapping: mappings/opensips_acc_csv.yaml
+  - code: osips2
+    file_type: mapped
+    mapping: mappings/opensips_acc_csv.yaml
+    billable_leg: every_leg
+  - code: generic
+    file_type: mapped
+    mapping: mappings/cdrstats_cdr_import.yaml
+"""
+    carriers = {c.code: c.carrier for c in parse(text, "test")}
+    assert carriers["osips"].config["billable_leg"] == "merged"  # the mapping's own rule
+    assert carriers["osips2"].config["billable_leg"] == "every_leg"  # the carrier's wins
+    assert "billable_leg" not in carriers["generic"].config  # the format's default (every_leg)

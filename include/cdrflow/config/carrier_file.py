@@ -188,6 +188,19 @@ class CarrierEntry(_Model):
             object.__setattr__(self, "checks", severities.resolve(self.checks, self.file_type))
         return self
 
+    def _mapping_billable_leg(self) -> str | None:
+        """The mapping file's own ``billable_leg`` (read as plain YAML: the mapping's schema lives
+        with the parsers, a layer above; it checks the value when the mapping is loaded)."""
+        if not self.mapping:
+            return None
+        path = Path(self.mapping)
+        try:
+            declared = yaml.safe_load((path if path.is_absolute() else settings.REPO_DIR / path).read_text())
+        except (OSError, yaml.YAMLError):
+            return None  # the mapping's own checks say what is wrong with it, at load
+        leg = declared.get("billable_leg") if isinstance(declared, dict) else None
+        return leg if leg in BILLABLE_LEG_RULES else None
+
     def carrier(self) -> Carrier:
         return Carrier(
             code=self.code,
@@ -198,7 +211,8 @@ class CarrierEntry(_Model):
             delivery=self.delivery,
             reject_threshold=self.reject_threshold,
             config={
-                **{k: getattr(self, k) for k in ("timezone", "encoding", "billable_leg") if getattr(self, k)},
+                **{k: getattr(self, k) for k in ("timezone", "encoding") if getattr(self, k)},
+                **({"billable_leg": leg} if (leg := self.billable_leg or self._mapping_billable_leg()) else {}),
                 **({"dial_plan": self.dial_plan.model_dump(exclude_none=True)} if self.dial_plan else {}),
                 **({"checks": dict(self.checks)} if self.checks else {}),
             },

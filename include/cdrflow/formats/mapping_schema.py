@@ -39,6 +39,10 @@ call              the call a record (leg) belongs to (``call_key``): a list like
 record_filter     ``{source: S, pattern: REGEX}``: only matching lines are records (others skipped)
 trailer           fixed_width: ``{pattern: REGEX, count: {start: S, end: E}}``: the trailer line's
                   record count must equal the records read, or the file is refused
+billable_leg      which leg of a call bills, for carriers of this layout that do not set their own
+                  (``answered_longest``, ``originating``, ``every_leg``, ``merged``; default
+                  ``every_leg``): ``merged`` where the legs are pieces of one record (OpenSIPS
+                  INVITE and BYE, CGRateS partials); see README, "Calls"
 checks            validation severities for this layout: check name (or, when not ambiguous,
                   its column) -> ``reject``, ``flag`` or ``fail``, e.g. ``{caller_number: reject}``;
                   over the suite's defaults, under the carrier's own ``checks:`` (README, Validation)
@@ -147,6 +151,7 @@ class Mapping(_Strict):
     record_filter: RecordFilter | None = None
     trailer: Trailer | None = None
     checks: dict[str, str] | None = None
+    billable_leg: Literal["answered_longest", "originating", "every_leg", "merged"] | None = None
     description: str | None = None
 
     @field_validator("timezone")
