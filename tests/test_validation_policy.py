@@ -297,3 +297,26 @@ def test_small_files_of_two_carriers_prepared_together_each_follow_their_own_pol
     assert "records: 45 read = 40 loaded + 4 flagged + 0 rejected + 1 repeats" in log
     assert "repeats: line 45 repeats line 2" in log
     _adds_up(_file(engine, strict.file_id))
+
+
+def test_parse_with_a_carrier_uses_its_checks_and_dial_plan(tmp_path):
+    """`cdrflow parse --carrier`: the dry run of what loading that carrier's file would do."""
+    carriers = tmp_path / "carriers.yaml"
+    carriers.write_text(
+        "carriers:\n"
+        "  - code: moscow\n"
+        "    file_type: asterisk_csv\n"
+        "    dial_plan: {country: RU}\n"
+        "    checks: {callee_number: reject}\n"
+    )
+    path = tmp_path / "Master.csv"
+    path.write_text(rec("ru1", src="89161234567", dst="810442071230001") + rec("ru2", dst="s"))
+    env = {"CDRFLOW_CARRIERS_FILE": str(carriers)}
+    out = run_cli("parse", "--carrier", "moscow", "--output", "jsonl", str(path), env=env)
+    assert out.returncode == 0, out.stderr
+    (record,) = [json.loads(line) for line in out.stdout.splitlines()]
+    assert (record["caller_e164"], record["callee_e164"]) == ("+79161234567", "+442071230001")
+    assert "records: 2 read = 1 loaded + 0 flagged + 1 rejected + 0 repeats" in out.stderr
+    assert f"rejected line 2: {CALLEE}" in out.stderr  # the carrier's severity, not the suite's flag
+    unknown = run_cli("parse", "--carrier", "nosuch", str(path), env=env)
+    assert unknown.returncode != 0 and "no carrier 'nosuch'" in unknown.stderr and "known: moscow" in unknown.stderr

@@ -79,6 +79,28 @@ def cmd_process(args: argparse.Namespace) -> int:
     return code
 
 
+def _carrier_options(code: str, file_type: str | None):
+    """Parse options, validation policy and file type of carrier ``code`` as the carrier file
+    declares it (time zone, encoding, mapping, dial plan, checks): what loading would use. Read
+    from the file, not the warehouse, so that a dry run needs no database."""
+    from cdrflow.config import carrier_file
+    from cdrflow.loading.chunks import options_for
+    from cdrflow.validation.policy import policy_for
+
+    known = {c.code: c.carrier for c in carrier_file.load()}
+    if code not in known:
+        raise CdrflowError(
+            f"no carrier {code!r} in {carrier_file.config_path()}; known: {', '.join(sorted(known)) or 'none'}"
+        )
+    carrier = known[code]
+    file_type = file_type or carrier.file_type
+    if not file_type:
+        raise CdrflowError(f"carrier {code} names no file_type; give --type")
+    options = options_for(carrier, file_type)
+    policy = policy_for(file_type, options.mapping, carrier.config.get("checks"), where=f"carrier {code}")
+    return options, policy, file_type
+
+
 def cmd_parse(args: argparse.Namespace) -> int:
     import json
 
@@ -86,12 +108,18 @@ def cmd_parse(args: argparse.Namespace) -> int:
     from cdrflow.loading.chunks import validated_chunks
     from cdrflow.loading.counts import Counts
 
-    mapping = None
-    if args.mapping:
-        from cdrflow.formats.mapped import load_mapping
+    policy = None
+    if args.carrier:
+        options, policy, args.type = _carrier_options(args.carrier, args.type)
+    else:
+        if not args.type:
+            raise CdrflowError("name the file's --type, or a --carrier whose settings to parse it with")
+        mapping = None
+        if args.mapping:
+            from cdrflow.formats.mapped import load_mapping
 
-        mapping = load_mapping(Path(args.mapping))
-    options = ParseOptions(timezone=args.timezone, encoding=args.encoding, mapping=mapping)
+            mapping = load_mapping(Path(args.mapping))
+        options = ParseOptions(timezone=args.timezone, encoding=args.encoding, mapping=mapping)
     out = sys.stdout
     calls = rejected = 0
     summaries = []
@@ -101,7 +129,7 @@ def cmd_parse(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise CdrflowError(f"cannot read {args.file}: {exc.strerror}") from None
     with stream:
-        for i, chunk in enumerate(validated_chunks(stream, args.type, options)):
+        for i, chunk in enumerate(validated_chunks(stream, args.type, options, policy)):
             frame = chunk.calls.drop(columns=["raw_text"])
             calls += len(frame)
             rejected += len(chunk.rejected)
@@ -219,7 +247,12 @@ def add_parsers(sub) -> None:
     p.set_defaults(func=cmd_process)
     p = sub.add_parser("parse", help="dry run: print canonical rows and the validation summary")
     p.add_argument("file")
-    p.add_argument("--type", required=True, help=one_of(FILE_TYPES))
+    p.add_argument("--type", help=one_of(FILE_TYPES) + " (default: the --carrier's)")
+    p.add_argument(
+        "--carrier",
+        help="parse with this carrier's settings from the carrier file (time zone, encoding, mapping, "
+        "dial plan, checks): what loading would do; the options below are then ignored",
+    )
     p.add_argument("--mapping", help="mapping YAML for --type mapped")
     p.add_argument("--timezone", default="UTC", help="time zone of local timestamps in the file")
     p.add_argument("--encoding", default="utf-8")
