@@ -106,3 +106,15 @@ def test_summaries_merge_per_file_and_read_well_in_the_log():
     text = format_summary(list(merged.values()))
     assert "expect_column_values_to_be_between(duration_seconds): FAILED for 3 row(s)" in text
     assert "expect_column_values_to_not_be_null(carrier_call_id): ok" in text
+
+
+def test_great_expectations_is_told_not_to_fingerprint_the_chunks():
+    """suites sets GX's HASH_THRESHOLD to 0 (a fingerprint of every cell, twice a run, a third of
+    a clean chunk's validation). If a GX release drops or renames it, this fails: find the new
+    switch, or accept the cost knowingly."""
+    validate_chunk(frame(), "asterisk_csv", now=NOW)
+    from great_expectations.core.batch_spec import RuntimeDataBatchSpec
+    from great_expectations.execution_engine.pandas_execution_engine import PandasExecutionEngine
+
+    _, markers = PandasExecutionEngine().get_batch_data_and_markers(RuntimeDataBatchSpec(batch_data=frame()))
+    assert "pandas_data_fingerprint" not in markers
