@@ -207,13 +207,13 @@ WITH heirs AS (
     FROM heirs h
     WHERE c.carrier = h.carrier AND c.record_key = h.record_key AND c.start_time = h.start_time
       AND c.file_id = :id
-    RETURNING c.carrier, c.record_key, c.start_time, h.file_id AS heir
+    RETURNING c.carrier, c.record_key, c.start_time, h.file_id AS heir, c.quality IS NOT NULL AS flagged
 ), released AS (  -- the heir's rows of these calls are no longer duplicates: the calls are its own
     DELETE FROM call_duplicates d USING moved m
     WHERE d.file_id = m.heir AND d.carrier = m.carrier AND d.record_key = m.record_key
       AND d.start_time = m.start_time
 )
-SELECT heir, count(*) AS n FROM moved GROUP BY heir ORDER BY heir
+SELECT heir, count(*) AS n, count(*) FILTER (WHERE flagged) AS flagged FROM moved GROUP BY heir ORDER BY heir
 """)
 
 _FORGET = text("""
@@ -231,20 +231,21 @@ def _forget_previous_load(conn, file_id: int) -> None:
     calls (those another file also carries go over to that file, whose counts and log say so),
     its duplicate records and its quarantine."""
     handed = conn.execute(_HAND_OVER, {"id": file_id}).all()
-    for heir, n in handed:
+    for heir, n, flagged in handed:
         conn.execute(
             text(
                 "UPDATE cdr_files SET calls_loaded = coalesce(calls_loaded, 0) + :n, "
+                "calls_flagged = coalesce(calls_flagged, 0) + :flagged, "
                 "calls_duplicate = greatest(coalesce(calls_duplicate, 0) - :n, 0) WHERE id = :heir"
             ),
-            {"n": n, "heir": heir},
+            {"n": n, "flagged": flagged, "heir": heir},
         )
         append_log(conn, heir, f"{n} call(s) of file {file_id} (being reprocessed) are this file's now")
     conn.execute(_FORGET, {"id": file_id})
     conn.execute(text("DELETE FROM call_duplicates WHERE file_id = :id"), {"id": file_id})
     conn.execute(text("DELETE FROM rejected_rows WHERE file_id = :id"), {"id": file_id})
     handed_note = (
-        f"; {sum(n for _, n in handed)} call(s) also carried by file(s) {', '.join(str(h) for h, _ in handed)} handed over to them"
+        f"; {sum(n for _, n, _ in handed)} call(s) also carried by file(s) {', '.join(str(h) for h, _, _ in handed)} handed over to them"
         if handed
         else ""
     )
