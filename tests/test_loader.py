@@ -196,6 +196,9 @@ def test_odd_but_valid_lines_load_a_latin1_line_loads_flagged_and_nul_bytes_are_
     assert by_id["lat"].extras["amaflags"] == "DOC\u00c9"
     assert by_id["lat"].quality == [f"parse:encoding:not valid utf-8 (byte 0xc9 at {at}), read as latin-1"]
     assert by_id["q"].quality is None
+    log = q(engine, "SELECT processing_log FROM cdr_files WHERE id = :id", id=reg.file_id)[0][0]
+    assert "records: 5 read = 2 loaded + 1 flagged + 2 rejected + 0 repeats" in log
+    assert "parse:encoding (flag) 1" in log and "parse:nul_bytes (reject) 1" in log
     bad = {r.line_number: r for r in q(engine, "SELECT line_number, raw_text, raw_bytes, reasons FROM rejected_rows")}
     assert bytes(bad[4].raw_bytes) == nul.rstrip(b"\n")  # every byte kept, exactly
     assert bad[4].reasons == ["parse:nul_bytes:1 NUL byte(s) in the line"]

@@ -136,6 +136,7 @@ def cmd_parse(args: argparse.Namespace) -> int:
             summaries.append(chunk.summary)
             counts.read += chunk.lines
             counts.flagged += int(frame["quality"].notna().sum())
+            counts.add_parse_flags(frame["quality"].dropna())
             counts.repeats += chunk.repeats
             counts.repeat_lines += [(n, None, m) for n, m in chunk.repeat_lines]
             counts.add_rejected(p.reasons for p in chunk.rejected)

@@ -14,6 +14,7 @@ line it repeats (the first :data:`SHOWN`).
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -48,6 +49,18 @@ class Counts:
             for reason in row:
                 if reason.startswith("parse:"):
                     self.checks[":".join(reason.split(":")[:2])] += 1
+
+    def add_parse_flags(self, qualities: Iterable[str]) -> None:
+        """Parse flags of loaded rows (``parse:encoding``: a line read as Latin-1), by kind; the
+        checks' flags are in the summary already. ``qualities``: the ``quality`` texts of the
+        flagged rows (few)."""
+        for text in qualities:
+            if '"parse:' in text:
+                for reason in json.loads(text):
+                    if reason.startswith("parse:"):
+                        kind = ":".join(reason.split(":")[:2])
+                        self.checks[kind] += 1
+                        self.severities[kind] = "flag"
 
     def equation(self) -> str:
         text = (

@@ -322,6 +322,7 @@ def _load(
     counts.rejected, counts.repeats = result.rejected, result.duplicates
     counts.repeat_lines = repeat_lines + [(n, None if f == file_id else f, m) for n, f, m in writer.repeat_lines]
     counts.add_rejected(r[3] for r in quarantine.rows)
+    counts.add_parse_flags(writer.qualities)
     fatal: dict[str, int] = {}
     if summaries:
         merged = suites.merge_summaries(summaries)

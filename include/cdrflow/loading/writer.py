@@ -28,9 +28,12 @@ class Writer(threading.Thread):
     def __init__(self, raw_conn, carrier: str, file_id: int, kinds: dict[str, str] | None = None):
         super().__init__(daemon=True)
         self.conn, self.carrier, self.file_id, self.kinds = raw_conn, carrier, file_id, kinds
-        self.inbox: queue.Queue[Batch | None] = queue.Queue(maxsize=2)
+        # room for a validation group's chunks (chunks.VALIDATION_ROWS): the writer keeps COPYing
+        # while the main thread parses the next group (each batch is some 12 MB of payload)
+        self.inbox: queue.Queue[Batch | None] = queue.Queue(maxsize=8)
         self.loaded = 0
         self.flagged = 0  # calls loaded with a quality flag (a subset of ``loaded``)
+        self.qualities: list[str] = []  # the quality of loaded rows the parser flagged
         self.duplicates = 0
         self.repeat_lines: list[tuple[int, int, int]] = []  # (line, file it repeats, that file's line)
         self.per_day: dict[str, int] = {}
@@ -137,7 +140,9 @@ class Writer(threading.Thread):
                 self.per_day[day_key] = self.per_day.get(day_key, 0) + count
             self.loaded += sum(rows for _, rows, _, _ in batch.payloads)
             if "quality" in frame:
-                self.flagged += int(frame["quality"].notna().sum())
+                flagged = frame["quality"].dropna()
+                self.flagged += len(flagged)
+                self.qualities += [q for q in flagged if '"parse:' in q]  # (rare: lines read as Latin-1)
 
     def _copy(self, cur, batch: Batch) -> None:
         for month, _rows, fmt, payload in batch.payloads:
