@@ -84,7 +84,7 @@ def _apply(chunk: CheckedChunk, checked: suites.ChunkValidation, policy: Policy)
     return _apply_at(chunk, bad, checked.summary, policy)
 
 
-VALIDATION_ROWS = 60_000  # rows per Great Expectations run, about (a run costs ~0.1 s plus its rows)
+VALIDATION_ROWS = 60_000  # rows per Great Expectations run, about (a run costs ~0.08 s plus ~0.4 us a row)
 
 
 def validated_chunks(
@@ -98,10 +98,12 @@ def validated_chunks(
     ``quality``. ``policy``: default, the suite's severities with the mapping's ``checks:``.
     :class:`FormatError` propagates.
 
-    A suite run costs about 0.1 s whatever its size and a parser's chunk holds some 30,000
-    rows, so chunks are validated in groups of about :data:`VALIDATION_ROWS` rows, with the
+    A suite run costs about 0.08 s whatever its size (GX builds its configuration objects
+    again on every run; 60,000 rows add 0.02 s) and a parser's chunk holds some 30,000 rows,
+    so chunks are validated in groups of about :data:`VALIDATION_ROWS` rows, with the
     results of validating each chunk alone (see :func:`validate_together`); they still come
     out one by one. The first chunk is validated by itself, so that loading starts early.
+    (Groups of 200,000 rows loaded a 1M-row file 4% faster but took 190 MiB more memory.)
     """
     policy = policy or policy_for(file_type, options.mapping, where="mapping")
     parsed = parsed_chunks(stream, file_type, options)

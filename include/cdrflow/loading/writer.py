@@ -28,9 +28,7 @@ class Writer(threading.Thread):
     def __init__(self, raw_conn, carrier: str, file_id: int, kinds: dict[str, str] | None = None):
         super().__init__(daemon=True)
         self.conn, self.carrier, self.file_id, self.kinds = raw_conn, carrier, file_id, kinds
-        # room for a validation group's chunks (chunks.VALIDATION_ROWS): the writer keeps COPYing
-        # while the main thread parses the next group (each batch is some 12 MB of payload)
-        self.inbox: queue.Queue[Batch | None] = queue.Queue(maxsize=8)
+        self.inbox: queue.Queue[Batch | None] = queue.Queue(maxsize=2)
         self.loaded = 0
         self.flagged = 0  # calls loaded with a quality flag (a subset of ``loaded``)
         self.qualities: list[str] = []  # the quality of loaded rows the parser flagged
