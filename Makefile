@@ -48,7 +48,8 @@ airflow: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/register_memory.py
 	$(BIN)/python bench/load_asterisk.py --memory-rows 5000000
-	$(BIN)/python bench/many_files.py
+	$(BIN)/python bench/row_cost.py
+	$(BIN)/python bench/many_files.py --repeat 3
 	$(BIN)/python bench/numbering.py
 
 # Re-resolve requirements.in into the fully pinned requirements.txt.

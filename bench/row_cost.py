@@ -6,11 +6,10 @@ loader's own writer into a fresh ``calls`` per variant, each variant changing on
 
   calls as it is     the floor itself
   extras empty       every row's ``extras`` is ``{}`` (what the source fields without a column cost)
-  extras as json     the column is ``json``, stored as text, not parsed into ``jsonb``
+  extras as jsonb    the column as it was before migration 012: parsed into ``jsonb``
   no file index      without the BRIN index on ``file_id``
   no primary key     without (carrier, record_key, start_time): what the key's index costs
   no id sequence     without the ``id`` every row draws from a sequence (the billing feed's cursor)
-  id cache 1000      the sequence hands each session 1,000 ids at a time
   18-column key      the record key of an 18-column file (the documented fallback: uniqueid plus
                      the fields that tell forks apart, about 65 bytes) instead of the 21-column
                      file's ``uniqueid#sequence``
@@ -73,11 +72,10 @@ def _fallback_keys(frames: Frames) -> Frames:
 VARIANTS: dict[str, tuple[list[str], Callable[[Frames], Frames] | None]] = {
     "calls as it is": ([], None),
     "extras empty": ([], lambda frames: [f.assign(extras="{}") for f in frames]),
-    "extras as json": (["ALTER TABLE calls ALTER COLUMN extras TYPE json"], None),
+    "extras as jsonb": (["ALTER TABLE calls ALTER COLUMN extras TYPE jsonb USING extras::jsonb"], None),
     "no file index": (["DROP INDEX calls_file_idx"], None),
     "no primary key": (["ALTER TABLE calls DROP CONSTRAINT calls_pkey"], None),
     "no id sequence": (["ALTER TABLE calls ALTER COLUMN id DROP DEFAULT, ALTER COLUMN id DROP NOT NULL"], None),
-    "id cache 1000": (["ALTER SEQUENCE calls_id_seq CACHE 1000"], None),
     "18-column key": ([], _fallback_keys),
 }
 

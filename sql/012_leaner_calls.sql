@@ -9,9 +9,3 @@
 ALTER TABLE calls ALTER COLUMN extras DROP DEFAULT;
 ALTER TABLE calls ALTER COLUMN extras TYPE json USING extras::json;
 ALTER TABLE calls ALTER COLUMN extras SET DEFAULT '{}'::json;
-
--- Every call draws its id (the billing feed's cursor, seed 004) from calls_id_seq. With a cache
--- a session takes 1,000 ids at a time instead of locking the sequence for each call. Ids stay
--- unique and rising within a load; a session that ends returns nothing, so ids may have gaps
--- (the billing feed pages by "ids from N", which gaps do not disturb).
-ALTER SEQUENCE calls_id_seq CACHE 1000;
