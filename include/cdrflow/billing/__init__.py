@@ -1,0 +1,1 @@
+"""Billing: rate decks, rating, billing runs (issue 11)."""

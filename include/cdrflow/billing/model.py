@@ -1,0 +1,70 @@
+"""What a rate deck is, in memory: the shape the importers produce and the rater reads.
+
+A deck (a price list: what cdrflow sells to an account, or buys from a carrier) has versions,
+each in force from a date; a version holds rates, one per prefix. A rate's price is a list of
+slots, as CGRateS has them (``Rates.csv``: ``GroupIntervalStart``, ``Rate``, ``RateUnit``,
+``RateIncrement``): from second ``start`` of the call on, ``price`` per ``unit`` seconds, billed
+in steps of ``increment`` seconds. The usual forms are slots too:
+
+- 60/60 at 0.10 a minute: ``(Slot(0, 0.10, 60, 60),)``
+- 30/6 at 0.10 a minute (first 30 s, then 6 s steps): ``(Slot(0, 0.10, 60, 30), Slot(30, 0.10, 60, 6))``
+- tiers (CGRateS ``RT_10CNT``: 0.10 for the first minute in 60 s steps, 0.05 after in 1 s steps):
+  ``(Slot(0, 0.10, 60, 60), Slot(60, 0.05, 60, 1))``
+
+Money and prices are :class:`~decimal.Decimal`, never float. How the slots turn seconds into a
+cost (increment alignment, minimums, rounding) is the rater's, set per deck (and per rate where
+CGRateS sets it per destination rate).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+
+DECK_KINDS = ("sell", "buy")
+# CGRateS *up, *down, *middle (half up), plus banker's rounding; see the rater for each
+ROUNDING_METHODS = ("up", "down", "half_up", "half_even")
+# Seed 004's call types (its billing feed), see ../shared/seeds
+CALL_TYPES = ("I", "M", "MG", "M3", "S", "L", "8", "9")
+
+
+@dataclass(frozen=True)
+class Slot:
+    start: int  # call second from which this slot applies (0 for the first)
+    price: Decimal  # per `unit` seconds
+    unit: int  # seconds the price is for (60: a price per minute)
+    increment: int  # billing step in seconds (> 0)
+
+
+@dataclass(frozen=True)
+class Rate:
+    prefix: str  # digits; the longest prefix of the number that matches wins
+    destination: str  # a name for people: "United Kingdom - Mobile"
+    slots: tuple[Slot, ...]  # ordered by start; the first starts at 0
+    connect_fee: Decimal = Decimal(0)
+    call_type: str | None = None  # seed 004: I, M, MG, M3, S, L, 8, 9
+    call_sub_type: str | None = None
+    minimum_seconds: int = 0  # billed at least this long (when the call is billed at all)
+    minimum_charge: Decimal = Decimal(0)  # cost at least this (after the connect fee)
+    rounding_method: str | None = None  # None: the deck's
+    rounding_decimals: int | None = None  # None: the deck's
+    max_cost: Decimal | None = None  # CGRateS MaxCost (with max_cost_strategy)
+    max_cost_strategy: str | None = None  # CGRateS *free or *disconnect
+
+
+@dataclass(frozen=True)
+class Deck:
+    name: str
+    currency: str = "USD"  # ISO 4217
+    kind: str = "sell"  # DECK_KINDS
+    rounding_method: str = "up"  # ROUNDING_METHODS, per call
+    rounding_decimals: int = 4
+    timezone: str = "UTC"  # of its time-of-day profiles
+
+
+@dataclass(frozen=True)
+class DeckVersion:
+    deck: Deck
+    effective_from: date
+    rates: tuple[Rate, ...] = field(default_factory=tuple)
