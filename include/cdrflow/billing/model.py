@@ -27,6 +27,15 @@ DECK_KINDS = ("sell", "buy")
 ROUNDING_METHODS = ("up", "down", "half_up", "half_even")
 # Seed 004's call types (its billing feed), see ../shared/seeds
 CALL_TYPES = ("I", "M", "MG", "M3", "S", "L", "8", "9")
+# Where a slot's increments are counted from (README "Rating"): "slot", from where the slot
+# starts (CGRateS, Kazoo: 30/6 bills 30 then steps of 6); "zero", from second 0 of the call
+# (A2Billing: a 45 s first block then 30 s steps bills a 50 s call 60 s, not 75 s)
+ALIGNMENTS = ("slot", "zero")
+# A call shorter than a rate's minimum_seconds: "bill" it as the minimum, or make it "free"
+MINIMUM_POLICIES = ("bill", "free")
+# "call": exact arithmetic, one rounding per call; "increment": CGRateS's arithmetic (each rate
+# slot's cost and each increment rounded half up to increment_decimals, then the call rounded)
+ROUNDING_SCOPES = ("call", "increment")
 
 
 @dataclass(frozen=True)
@@ -61,6 +70,10 @@ class Deck:
     rounding_method: str = "up"  # ROUNDING_METHODS, per call
     rounding_decimals: int = 4
     timezone: str = "UTC"  # of its time-of-day profiles
+    alignment: str = "slot"  # ALIGNMENTS
+    minimum_policy: str = "bill"  # MINIMUM_POLICIES
+    rounding_scope: str = "call"  # ROUNDING_SCOPES; "increment" for decks from CGRateS
+    increment_decimals: int = 5  # rounding_scope "increment": CGRateS general.rounding_decimals
 
 
 @dataclass(frozen=True)

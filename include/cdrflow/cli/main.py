@@ -13,6 +13,9 @@
     cdrflow file ID                         one file with its processing log
     cdrflow claims [release ID...]          which run holds which file; free a claim by hand
     cdrflow housekeeping                    repair what a dead worker left (claims, stranded files, .part)
+    cdrflow rates import FILE --deck D [--format F]  a rate deck file as the deck's next version
+    cdrflow rates list [--deck D]           rate decks and their versions
+    cdrflow rate quote --deck D --to N --seconds S  what a call costs on a deck, and why
     cdrflow demo                            the main job (`make demo`: on the embedded warehouse)
 
 Every command exits 1 with a one-line message on a problem it recognises, and on a warehouse
@@ -32,12 +35,12 @@ from cdrflow.config.errors import CdrflowError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from cdrflow.cli import carriers, db, demo, intake, loading
+    from cdrflow.cli import carriers, db, demo, intake, loading, rate, rates
 
     parser = argparse.ArgumentParser(prog="cdrflow", description=(__doc__ or "").split("\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     sub = parser.add_subparsers(dest="command", required=True)
-    for group in (db, carriers, intake, loading, demo):
+    for group in (db, carriers, intake, loading, rates, rate, demo):
         group.add_parsers(sub)
     return parser
 

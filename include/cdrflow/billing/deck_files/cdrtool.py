@@ -1,0 +1,180 @@
+"""CDRTool's rating tables (``setup/csv`` of AGProjects/cdrtool) as one deck version.
+
+Given a folder holding ``destinations*.csv`` and ``rates*.csv`` (or one of those files: its folder
+is read). CDRTool's columns (its ``library/rating.php`` and ``doc/RATING.txt``):
+
+- ``destinations.csv``: ``Ops,Reseller,Trusted peer,Domain,Subscriber,Destination,Region,
+  Description,Incr,Min Dur,Max Dur,Max Price``. ``Destination`` is the prefix (E.164 without ``+``),
+  ``Description`` (``Region`` when empty) the name, ``Incr`` the billing step in seconds (0: 1 s;
+  CDRTool rounds the whole duration up to a multiple of it, so both increments are ``Incr``),
+  ``Min Dur`` the minimum billed seconds (a shorter answered call is billed ``Min Dur``),
+  ``Max Price`` a cap on the call's price in currency units, not ten-thousandths (``max_cost``
+  with ``*free``).
+- ``rates.csv``: ``Ops,Reseller,Rate,Destination,App,Connect,Duration,Conn In,Duration In``.
+  ``Rate`` is the rate table's name (what CDRTool's profiles pick by hour), ``Destination`` the
+  prefix, ``Connect`` the connect fee and ``Duration`` the price per 60 seconds, both integers in
+  ten-thousandths (CDRTool's ``priceDenominator``: 999 is 0.0999 a minute).
+
+``Ops`` 1 (insert) and 2 (update) add a row, 3 (delete) takes an earlier row of the file out.
+The deck rounds half up to 4 decimals (CDRTool's ``number_format`` at ``priceDecimalDigits``).
+Left out, with a note: ``App`` other than ``audio`` (SMS), rows for one reseller, peer, domain or
+subscriber (CDRTool's per-customer exceptions), ``Max Dur``, inbound prices (``Conn In``,
+``Duration In``), destinations without a rate, and ``profiles.csv``/``customers.csv`` (time of
+day and who uses which table; the sample's one profile uses one table all day).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+from cdrflow.billing.deck_files import Imported, Problems, money, prefix_problem, whole
+from cdrflow.billing.model import Deck, DeckVersion, Rate, Slot
+
+DENOMINATOR = Decimal(10000)
+DESTINATION_HEADER = ["ops", "reseller", "trusted peer", "domain", "subscriber", "destination"]
+RATE_HEADER = ["ops", "reseller", "rate", "destination", "app", "connect", "duration"]
+
+
+def _find(folder: Path, stem: str, problems: Problems) -> Path | None:
+    found = sorted(p for p in folder.glob(f"{stem}*.csv") if p.is_file())
+    if len(found) != 1:
+        problems.add(
+            str(folder),
+            f"not CDRTool rating tables: {'no' if not found else 'more than one'} {stem}*.csv"
+            + (f" ({', '.join(p.name for p in found)})" if found else ""),
+        )
+        return None
+    return found[0]
+
+
+def _lines(path: Path, header: list[str], problems: Problems) -> list[tuple[int, list[str]]]:
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        rows = [(n, [v.strip() for v in values]) for n, values in enumerate(csv.reader(handle), start=1) if values]
+    if not rows or [h.lower() for h in rows[0][1][: len(header)]] != header:
+        problems.add(f"{path.name} line 1", f"not a CDRTool {path.stem} file: the header is not {','.join(header)},...")
+        return []
+    width = len(rows[0][1])
+    out = []
+    for n, values in rows[1:]:
+        if len(values) != width:
+            problems.add(f"{path.name} line {n}", f"{len(values)} fields, the header has {width}")
+            continue
+        if values[0] not in ("1", "2", "3"):
+            problems.add(f"{path.name} line {n}", f"Ops {values[0]!r} is not 1, 2 or 3")
+            continue
+        out.append((n, values))
+    return out
+
+
+def read(path: Path, deck: Deck, effective_from: date, rate_name: str | None = None) -> Imported:
+    """The rate table ``rate_name`` (default: the deck's name when the file has it, else the only
+    table there is) as a version of ``deck``."""
+    folder = path if path.is_dir() else path.parent
+    problems = Problems()
+    dest_path, rate_path = _find(folder, "destinations", problems), _find(folder, "rates", problems)
+    problems.check()
+    assert dest_path is not None and rate_path is not None
+    dest_rows = _lines(dest_path, DESTINATION_HEADER, problems)
+    rate_rows = _lines(rate_path, RATE_HEADER, problems)
+    problems.check()
+    notes: list[str] = []
+    customer_rows = 0
+
+    destinations: dict[str, tuple[int, list[str]]] = {}
+    for n, v in dest_rows:
+        where = f"{dest_path.name} line {n}"
+        if any(v[2:5]):
+            customer_rows += 1
+            continue
+        prefix = v[5]
+        if why := prefix_problem(prefix):
+            problems.add(where, why)
+            continue
+        if v[0] == "3":
+            destinations.pop(prefix, None)
+            continue
+        if prefix in destinations:
+            problems.add(where, f"prefix {prefix} again (first on line {destinations[prefix][0]})")
+            continue
+        destinations[prefix] = (n, v)
+
+    tables = sorted({v[2] for _, v in rate_rows if v[4] == "audio"})
+    if rate_name is None:
+        if deck.name in tables:
+            rate_name = deck.name
+        elif len(tables) == 1:
+            rate_name = tables[0]
+        else:
+            problems.add(rate_path.name, f"rate tables {', '.join(tables) or 'none'}: name the deck after one of them")
+            problems.check()
+    rates: dict[str, tuple[int, Decimal, Decimal]] = {}  # prefix -> (line, connect, per minute)
+    other_apps = 0
+    for n, v in rate_rows:
+        where = f"{rate_path.name} line {n}"
+        if v[2] != rate_name:
+            continue
+        if v[4] != "audio":
+            other_apps += 1
+            continue
+        if any(v[7:9]):
+            notes.append(f"{where}: inbound prices (Conn In, Duration In) left out")
+        prefix = v[3]
+        if why := prefix_problem(prefix):
+            problems.add(where, why)
+            continue
+        if v[0] == "3":
+            rates.pop(prefix, None)
+            continue
+        connect = money(v[5], "Connect", where, problems, blank=Decimal(0))
+        per_minute = money(v[6], "Duration", where, problems)
+        if connect is None or per_minute is None:
+            continue
+        if prefix in rates:
+            problems.add(where, f"prefix {prefix} again (first on line {rates[prefix][0]})")
+            continue
+        if prefix not in destinations:
+            problems.add(where, f"prefix {prefix} is not in {dest_path.name}")
+            continue
+        rates[prefix] = (n, connect, per_minute)
+
+    out: list[Rate] = []
+    for prefix, (n, v) in destinations.items():
+        where = f"{dest_path.name} line {n}"
+        if prefix not in rates:
+            continue
+        _, connect, per_minute = rates[prefix]
+        incr = whole(v[8], "Incr", where, problems, blank=0) if len(v) > 8 else 0
+        min_dur = whole(v[9], "Min Dur", where, problems, blank=0) if len(v) > 9 else 0
+        max_price = money(v[11], "Max Price", where, problems, blank=Decimal(0)) if len(v) > 11 else Decimal(0)
+        if incr is None or min_dur is None or max_price is None:
+            continue
+        if len(v) > 10 and v[10] not in ("", "0"):
+            notes.append(f"{where}: Max Dur {v[10]} left out")
+        out.append(
+            Rate(
+                prefix=prefix,
+                destination=v[7] or v[6],
+                slots=(Slot(0, per_minute / DENOMINATOR, 60, incr or 1),),
+                connect_fee=connect / DENOMINATOR,
+                minimum_seconds=min_dur,
+                max_cost=max_price or None,
+                max_cost_strategy="*free" if max_price else None,
+            )
+        )
+    if not out and not problems:
+        problems.add(rate_path.name, f"no audio rates in table {rate_name}")
+    problems.check()
+    unrated = len(destinations) - len(out)
+    if unrated:
+        notes.append(f"{unrated} destination(s) without a {rate_name} rate left out")
+    if other_apps:
+        notes.append(f"{other_apps} {rate_name} rate(s) for other applications than audio (SMS) left out")
+    if customer_rows:
+        notes.append(f"{customer_rows} per-customer destination row(s) left out")
+    deck = dataclasses.replace(deck, rounding_method="half_up", rounding_decimals=4)
+    version = DeckVersion(deck=deck, effective_from=effective_from, rates=tuple(out))
+    return Imported([version], notes)
