@@ -16,6 +16,8 @@
     cdrflow rates import FILE --deck D [--format F]  a rate deck file as the deck's next version
     cdrflow rates list [--deck D]           rate decks and their versions
     cdrflow rate quote --deck D --to N --seconds S  what a call costs on a deck, and why
+    cdrflow accounts sync|list              load include/accounts.yaml (who pays what) / show it
+    cdrflow bill run --kind K --period P [--account A]  one billing run: charge a period's calls once
     cdrflow demo                            the main job (`make demo`: on the embedded warehouse)
 
 Every command exits 1 with a one-line message on a problem it recognises, and on a warehouse
@@ -35,12 +37,12 @@ from cdrflow.config.errors import CdrflowError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from cdrflow.cli import carriers, db, demo, intake, loading, rate, rates
+    from cdrflow.cli import billing, carriers, db, demo, intake, loading, rate, rates
 
     parser = argparse.ArgumentParser(prog="cdrflow", description=(__doc__ or "").split("\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     sub = parser.add_subparsers(dest="command", required=True)
-    for group in (db, carriers, intake, loading, rates, rate, demo):
+    for group in (db, carriers, intake, loading, rates, rate, billing, demo):
         group.add_parsers(sub)
     return parser
 

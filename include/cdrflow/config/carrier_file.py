@@ -53,7 +53,7 @@ class Carrier:
     billable: bool = True
     delivery: str = "daily"  # or "monthly"
     reject_threshold: float = 0.05
-    config: dict[str, Any] = field(default_factory=dict)  # timezone, encoding, dial_plan
+    config: dict[str, Any] = field(default_factory=dict)  # timezone, encoding, dial_plan, buy_deck, ...
 
 
 # --- field rules -----------------------------------------------------------------------------
@@ -174,6 +174,7 @@ class CarrierEntry(_Model):
     billable_leg: Annotated[str, _word(BILLABLE_LEG_RULES, "billable_leg rule")] | None = None  # default: the format's
     dial_plan: DialPlanEntry | None = None
     checks: dict[str, str] | None = None  # check name (or its column) -> reject | flag | fail
+    buy_deck: Text | None = None  # the rate deck (kind buy) this carrier charges us; billruns add a buy charge
     sources: list[Any] | None = None  # each checked by parse_source, which names its position
 
     @model_validator(mode="after")
@@ -215,6 +216,7 @@ class CarrierEntry(_Model):
                 **({"billable_leg": leg} if (leg := self.billable_leg or self._mapping_billable_leg()) else {}),
                 **({"dial_plan": self.dial_plan.model_dump(exclude_none=True)} if self.dial_plan else {}),
                 **({"checks": dict(self.checks)} if self.checks else {}),
+                **({"buy_deck": self.buy_deck} if self.buy_deck else {}),
             },
         )
 

@@ -1,0 +1,570 @@
+"""One billing run: rate a period's billable calls that have no current charge, exactly once.
+
+:func:`run_billrun` (``cdrflow bill run``) for a kind (daily | monthly), a period (a day or a
+month) and a scope (one account, or every account of that cycle):
+
+1. takes an advisory lock for (kind, period, scope): a second run of the same billrun waits for
+   nothing, it is refused while the first runs (:class:`BillrunBusy`);
+2. streams (server-side cursor, batches of :data:`BATCH` legs: memory stays flat) the billable
+   legs (``cdrflow_call_legs``' ``billable``, of billable carriers and files) that start in the
+   period, which is ``[period_start, period_end)`` at midnight in *each account's* time zone
+   (calls of no configured account: in UTC, taken by ``scope = 'all'`` runs only), and whose
+   (carrier, record_key, start_time, side) has no current charge;
+3. rates each leg on the account's sell deck, the version in force at the call's start in the
+   deck's time zone (:func:`cdrflow.billing.rating.rate_number` on ``callee_e164``, else the
+   callee's digits), and when the carrier has a ``buy_deck`` on that deck too (side ``buy``).
+   Unanswered legs (0 billing seconds) cost 0; a leg that cannot be rated gets a charge row with
+   its ``unrated_reason`` and no cost, never nothing;
+4. appends the charges (COPY into a temporary table per batch, then ``INSERT ... ON CONFLICT DO
+   NOTHING`` on the partial unique index of current charges: a leg another billrun charged
+   meanwhile is skipped, never charged twice), then writes the invoice lines (sums of the
+   rounded call costs per account, currency, destination and call type), the billrun's counts
+   and totals, and ``cdr_files.billrun`` of the files whose calls it charged; all in one
+   transaction, so a failed run charges nothing (its row says ``failed`` and why).
+
+Re-running a billrun whose calls all have a current charge writes nothing and returns the last
+closed billrun with ``new = False``. A re-run that finds calls with no charge (a late file) is
+the next ``version`` of the billrun, an adjustment holding only those calls.
+
+Rating is cached per (deck version, rate, billing seconds): the same call length on the same
+rate is computed once per billrun (``rate_call`` costs 20-40 us a call; most calls repeat).
+"""
+
+from __future__ import annotations
+
+import calendar
+import io
+import json
+import logging
+from bisect import bisect_right
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection, Engine, text
+
+from cdrflow.billing import decks
+from cdrflow.billing.model import DeckVersion
+from cdrflow.billing.prefixes import PrefixIndex, digits_of
+from cdrflow.billing.rating import NO_MATCH, NO_SECONDS, NOT_RATABLE, Charge, charge_dict, rate_call
+from cdrflow.config.errors import CdrflowError
+from cdrflow.warehouse import accounts as account_rows
+
+log = logging.getLogger(__name__)
+
+KINDS = ("daily", "monthly")
+NO_DECK = "no deck for the account"
+NOT_IN_FORCE = "deck not in force"
+REASONS = (NO_DECK, NO_MATCH, NOT_IN_FORCE, NOT_RATABLE, NO_SECONDS)
+BATCH = 5000
+# ratings kept at most (about 1 KB each): a cache that grows past it starts again, so memory stays
+# flat however many distinct (rate, billing seconds) a period has
+CACHE_LIMIT = 100_000
+# legs of one call within this margin of the period are read with it, so that the billable flag
+# (which compares the legs of a call) is the call's, as call_summaries_between does
+MARGIN = timedelta(days=2)
+
+CHARGE_COLUMNS = (
+    "billrun_id",
+    "call_id",
+    "carrier",
+    "record_key",
+    "start_time",
+    "account_id",
+    "side",
+    "deck",
+    "deck_version_id",
+    "prefix",
+    "destination",
+    "call_type",
+    "call_sub_type",
+    "billing_seconds",
+    "billed_seconds",
+    "cost",
+    "currency",
+    "breakdown",
+    "unrated_reason",
+)
+
+
+class BillingError(CdrflowError):
+    """A billrun that cannot start (bad period, unknown account, currency mismatch)."""
+
+
+class BillrunBusy(BillingError):
+    """The same billrun (kind, period, scope) is running in another process."""
+
+
+@dataclass
+class Billrun:
+    id: int
+    kind: str
+    period_start: date
+    period_end: date
+    scope: str
+    version: int
+    status: str
+    calls: int = 0
+    rated: int = 0
+    unrated: dict[str, int] = field(default_factory=dict)
+    totals: dict[str, Decimal] = field(default_factory=dict)
+    buy_rated: int = 0
+    buy_unrated: dict[str, int] = field(default_factory=dict)
+    buy_totals: dict[str, Decimal] = field(default_factory=dict)
+    files: int = 0
+    new: bool = True  # False: nothing was left to charge; this is the last closed run, unchanged
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+# -- periods --------------------------------------------------------------------------------------
+
+
+def period_of(kind: str, period: str | date) -> tuple[date, date]:
+    """[start, end) of a daily (``2026-11-01``) or monthly (``2026-11``) period, as dates."""
+    if kind not in KINDS:
+        raise BillingError(f"unknown billrun kind {kind!r}; known: daily or monthly")
+    try:
+        if kind == "daily":
+            day = period if isinstance(period, date) else date.fromisoformat(period)
+            return day, day + timedelta(days=1)
+        if isinstance(period, date):
+            first = period.replace(day=1)
+        else:
+            year, month = (int(p) for p in period.split("-"))
+            first = date(year, month, 1)
+    except ValueError:
+        wanted = "a day, 2026-11-01" if kind == "daily" else "a month, 2026-11"
+        raise BillingError(f"period {period!r}: a {kind} billrun takes {wanted}") from None
+    days = calendar.monthrange(first.year, first.month)[1]
+    return first, first + timedelta(days=days)
+
+
+def _midnight(day: date, zone: str) -> datetime:
+    return datetime.combine(day, time(), ZoneInfo(zone)).astimezone(UTC)
+
+
+# -- deck versions by moment ---------------------------------------------------------------------
+
+
+class _Decks:
+    """The versions of each deck and their prefix indexes, loaded once per billrun."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.deck_of: dict[str, Any] = {d.name: d for d in decks.decks(conn)}
+        self._starts: dict[str, tuple[list[date], list[int]]] = {}
+        for v in decks.versions(conn):  # by deck, version: a later version wins a tie of dates
+            days, ids = self._starts.setdefault(v.deck, ([], []))
+            days.append(v.effective_from)
+            ids.append(v.id)
+        for name, (days, ids) in list(self._starts.items()):
+            order = sorted(range(len(days)), key=lambda i: (days[i], i))
+            self._starts[name] = ([days[i] for i in order], [ids[i] for i in order])
+        self._zone = {name: ZoneInfo(d.timezone) for name, d in self.deck_of.items()}
+        self._loaded: dict[int, tuple[DeckVersion, PrefixIndex]] = {}
+
+    def in_force(self, deck: str, at: datetime) -> int | None:
+        """Id of the version of ``deck`` in force at ``at`` (its latest effective_from on or before
+        ``at``'s date in the deck's zone; ties: the highest version), None if none yet."""
+        days, ids = self._starts.get(deck, ([], []))
+        i = bisect_right(days, at.astimezone(self._zone[deck]).date())
+        return ids[i - 1] if i else None
+
+    def version(self, version_id: int) -> tuple[DeckVersion, PrefixIndex]:
+        found = self._loaded.get(version_id)
+        if found is None:
+            version = decks.load_version_id(self.conn, version_id)
+            found = self._loaded[version_id] = (version, PrefixIndex.of(version))
+        return found
+
+
+# -- rating one leg ---------------------------------------------------------------------------------
+
+
+# The rating columns of a charge, (deck, version id, prefix, destination, call_type, call_sub_type,
+# billing s, billed s, cost, currency, breakdown json, unrated reason), as COPY text: a cached
+# rating is written without formatting it again.
+def _line(*row: Any) -> str:
+    return "\t".join(map(_copy_text, row))
+
+
+class _Rater:
+    def __init__(self, book: _Decks) -> None:
+        self.book = book
+        self._cache: dict[tuple[int, int, int], str] = {}
+        self.hits = 0
+
+    def rate(self, deck: str | None, at: datetime, number: str | None, seconds: int | None) -> str:
+        """The rating columns of one leg's charge, as COPY text."""
+        if deck is None or deck not in self.book.deck_of:
+            return self._unrated(None, None, seconds, NO_DECK)
+        version_id = self.book.in_force(deck, at)
+        if version_id is None:
+            return self._unrated(deck, None, seconds, NOT_IN_FORCE)
+        version, index = self.book.version(version_id)
+        currency = version.deck.currency
+        digits = digits_of(number)
+        position = index.position(digits) if digits is not None else None
+        if position is None:
+            if seconds == 0:  # unanswered: costs nothing, whatever it dialled
+                return _line(deck, version_id, None, None, None, None, 0, 0, Decimal(0), currency, None, None)
+            return self._unrated(deck, version_id, seconds, NOT_RATABLE if digits is None else NO_MATCH)
+        if seconds is None:
+            return self._unrated(deck, version_id, seconds, NO_SECONDS)
+        key = (version_id, position, seconds)
+        row = self._cache.get(key)
+        if row is not None:
+            self.hits += 1
+            return row
+        if len(self._cache) >= CACHE_LIMIT:
+            self._cache.clear()
+        rate = index.rates[position]
+        result = rate_call(version, rate, seconds)
+        if not isinstance(result, Charge):
+            row = self._unrated(deck, version_id, seconds, result.reason)
+        else:
+            row = _line(
+                deck,
+                version_id,
+                result.prefix,
+                result.destination,
+                result.call_type,
+                result.call_sub_type,
+                seconds,
+                result.billed_seconds,
+                result.cost,
+                result.currency,
+                json.dumps(charge_dict(result), separators=(",", ":")),
+                None,
+            )
+        self._cache[key] = row
+        return row
+
+    @staticmethod
+    def _unrated(deck: str | None, version_id: int | None, seconds: int | None, reason: str) -> str:
+        return _line(deck, version_id, None, None, None, None, seconds, None, None, None, None, reason)
+
+
+# -- the run ----------------------------------------------------------------------------------------
+
+_LEGS = """
+WITH scope AS (
+    SELECT a.account_id, a.sell_deck,
+           (CAST(:ps AS date)::timestamp AT TIME ZONE a.timezone) AS since,
+           (CAST(:pe AS date)::timestamp AT TIME ZONE a.timezone) AS until
+    FROM accounts a
+    WHERE a.cycle = :kind AND (CAST(:account AS text) IS NULL OR a.account_id = :account)
+), legs AS (
+    SELECT l.id, l.carrier, l.record_key, l.start_time, l.billing_seconds, l.callee_number, l.file_id
+    FROM cdrflow_call_legs(:since, :until) l
+    WHERE l.billable AND l.start_time >= :since AND l.start_time < :until
+), picked AS (
+    SELECT l.*, c.callee_e164, c.account_id, s.sell_deck, r.config ->> 'buy_deck' AS buy_deck
+    FROM legs l
+    JOIN calls c ON c.carrier = l.carrier AND c.record_key = l.record_key AND c.start_time = l.start_time
+                AND c.start_time >= :since AND c.start_time < :until
+    JOIN cdr_files f ON f.id = l.file_id
+    LEFT JOIN carriers r ON r.code = l.carrier
+    LEFT JOIN accounts a ON a.account_id = c.account_id
+    LEFT JOIN scope s ON s.account_id = c.account_id
+    WHERE coalesce(r.billable, true) AND f.billing
+      AND ((s.account_id IS NOT NULL AND l.start_time >= s.since AND l.start_time < s.until)
+           OR (CAST(:everyone AS boolean) AND a.account_id IS NULL
+               AND l.start_time >= :utc_since AND l.start_time < :utc_until))
+)
+SELECT * FROM (
+    SELECT p.id, p.carrier, p.record_key, p.start_time, p.billing_seconds, p.file_id, p.account_id,
+           coalesce(p.callee_e164, p.callee_number) AS number, p.sell_deck, p.buy_deck,
+           NOT EXISTS (SELECT 1 FROM charges ch WHERE ch.current AND ch.side = 'sell' AND ch.carrier = p.carrier
+                       AND ch.record_key = p.record_key AND ch.start_time = p.start_time) AS need_sell,
+           p.buy_deck IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM charges ch WHERE ch.current AND ch.side = 'buy' AND ch.carrier = p.carrier
+                           AND ch.record_key = p.record_key AND ch.start_time = p.start_time) AS need_buy
+    FROM picked p
+) todo
+WHERE need_sell OR need_buy
+"""
+
+_STAGING = """
+CREATE TEMPORARY TABLE billrun_staging (
+    billrun_id bigint, call_id bigint, carrier text, record_key text, start_time timestamptz,
+    account_id text, side text, deck text, deck_version_id bigint, prefix text, destination text,
+    call_type text, call_sub_type text, billing_seconds integer, billed_seconds integer,
+    cost numeric, currency text, breakdown jsonb, unrated_reason text
+) ON COMMIT DROP
+"""
+
+_MOVE = f"""
+INSERT INTO charges ({", ".join(CHARGE_COLUMNS)})
+SELECT {", ".join(CHARGE_COLUMNS)} FROM billrun_staging
+ON CONFLICT (carrier, record_key, start_time, side) WHERE current DO NOTHING
+"""
+
+_INVOICE = """
+INSERT INTO invoice_lines (billrun_id, account_id, currency, destination, call_type, calls, billed_seconds, amount)
+SELECT billrun_id, coalesce(account_id, ''), currency, coalesce(destination, ''), coalesce(call_type, ''),
+       count(*), coalesce(sum(billed_seconds), 0), sum(cost)
+FROM charges
+WHERE billrun_id = :id AND side = 'sell' AND unrated_reason IS NULL
+GROUP BY 1, 2, 3, 4, 5
+"""
+
+
+def _copy_text(value: Any) -> str:
+    if value is None:
+        return "\\N"
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    s = str(value)
+    return s.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def _lock_key(kind: str, start: date, scope: str) -> str:
+    return f"cdrflow.billrun:{kind}:{start.isoformat()}:{scope}"
+
+
+def _scope_accounts(conn: Connection, kind: str, account: str | None, book: _Decks) -> list:
+    every = account_rows.all_accounts(conn)
+    if account is not None:
+        chosen = [a for a in every if a.account_id == account]
+        if not chosen:
+            raise BillingError(f"unknown account {account!r}: not in the accounts table (cdrflow accounts sync)")
+        if chosen[0].cycle != kind:
+            raise BillingError(
+                f"account {account} is billed {chosen[0].cycle}: run a {chosen[0].cycle} billrun for it, not {kind}"
+            )
+    else:
+        chosen = [a for a in every if a.cycle == kind]
+    for a in chosen:
+        deck = book.deck_of.get(a.sell_deck)
+        if deck is not None and deck.currency != a.currency:
+            raise BillingError(
+                f"account {a.account_id} is invoiced in {a.currency} but its sell deck {a.sell_deck} is in "
+                f"{deck.currency}: fix accounts.yaml or the deck (cdrflow converts no currency)"
+            )
+    return chosen
+
+
+def run_billrun(engine: Engine, kind: str, period: str | date, account: str | None = None) -> Billrun:
+    """Charge the billable calls of one period with no current charge; see the module's doc."""
+    start, end = period_of(kind, period)
+    scope = account or "all"
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as control:
+        got = control.execute(
+            text("SELECT pg_try_advisory_lock(hashtextextended(:k, 0))"), {"k": _lock_key(kind, start, scope)}
+        ).scalar()
+        if not got:
+            raise BillrunBusy(f"the {kind} billrun of {start} for {scope} is running in another process")
+        try:
+            return _run_locked(engine, control, kind, start, end, scope, account)
+        finally:
+            control.execute(
+                text("SELECT pg_advisory_unlock(hashtextextended(:k, 0))"), {"k": _lock_key(kind, start, scope)}
+            )
+
+
+def _run_locked(
+    engine: Engine, control: Connection, kind: str, start: date, end: date, scope: str, account: str | None
+) -> Billrun:
+    billrun_id: int | None = None
+    try:
+        with engine.begin() as conn:
+            book = _Decks(conn)
+            chosen = _scope_accounts(conn, kind, account, book)
+            since = [_midnight(start, a.timezone) for a in chosen]
+            until = [_midnight(end, a.timezone) for a in chosen]
+            utc_since, utc_until = _midnight(start, "UTC"), _midnight(end, "UTC")
+            everyone = account is None
+            if everyone:
+                since.append(utc_since)
+                until.append(utc_until)
+            if not since:  # no account of this cycle: nothing can be in the period
+                since, until = [utc_since], [utc_until]
+            params = {
+                "ps": start,
+                "pe": end,
+                "kind": kind,
+                "account": account,
+                "everyone": everyone,
+                "since": min(since) - MARGIN,
+                "until": max(until) + MARGIN,
+                "utc_since": utc_since,
+                "utc_until": utc_until,
+            }
+            stream = conn.execute(
+                text(_LEGS), params, execution_options={"stream_results": True, "max_row_buffer": BATCH}
+            )
+            batches = stream.partitions(BATCH)
+            first = next(batches, [])
+            if not first:
+                prior = _last_closed(conn, kind, start, scope)
+                if prior is not None:
+                    prior.new = False
+                    return prior
+            billrun_id, version = _open(control, kind, start, end, scope)
+            raw = conn.connection.driver_connection
+            assert raw is not None
+            conn.execute(text(_STAGING))
+            rater = _Rater(book)
+            files: set[int] = set()
+            seen = 0
+            batch = first
+            while batch:
+                buf = io.StringIO()
+                for leg in batch:
+                    files.add(leg.file_id)
+                    head = _line(billrun_id, leg.id, leg.carrier, leg.record_key, leg.start_time, leg.account_id)
+                    if leg.need_sell:
+                        row = rater.rate(leg.sell_deck, leg.start_time, leg.number, leg.billing_seconds)
+                        buf.write(f"{head}\tsell\t{row}\n")
+                    if leg.need_buy:
+                        row = rater.rate(leg.buy_deck, leg.start_time, leg.number, leg.billing_seconds)
+                        buf.write(f"{head}\tbuy\t{row}\n")
+                buf.seek(0)
+                with raw.cursor() as cur:
+                    cur.copy_expert(f"COPY billrun_staging ({', '.join(CHARGE_COLUMNS)}) FROM STDIN", buf)
+                conn.execute(text(_MOVE))
+                conn.execute(text("TRUNCATE billrun_staging"))
+                seen += len(batch)
+                batch = next(batches, [])
+            log.info("billrun %s: %d legs read, %d ratings from the cache", billrun_id, seen, rater.hits)
+            result = _close(conn, billrun_id, sorted(files))
+        return result
+    except Exception as exc:
+        if billrun_id is not None:
+            control.execute(
+                text("UPDATE billruns SET status = 'failed', finished_at = now(), error = :e WHERE id = :id"),
+                {"id": billrun_id, "e": " ".join(str(exc).split())[:2000]},
+            )
+        raise
+
+
+def _open(control: Connection, kind: str, start: date, end: date, scope: str) -> tuple[int, int]:
+    """The billrun row, committed as running (the advisory lock makes its version unique)."""
+    row = control.execute(
+        text(
+            "INSERT INTO billruns (kind, period_start, period_end, scope, version) "
+            "SELECT :k, :s, :e, :scope, coalesce(max(version), 0) + 1 FROM billruns "
+            "WHERE kind = :k AND period_start = :s AND scope = :scope RETURNING id, version"
+        ),
+        {"k": kind, "s": start, "e": end, "scope": scope},
+    ).one()
+    return int(row.id), int(row.version)
+
+
+def _close(conn: Connection, billrun_id: int, files: list[int]) -> Billrun:
+    conn.execute(text(_INVOICE), {"id": billrun_id})
+    counts = conn.execute(
+        text(
+            "SELECT side, unrated_reason, count(*) AS n FROM charges WHERE billrun_id = :id "
+            "GROUP BY side, unrated_reason"
+        ),
+        {"id": billrun_id},
+    ).all()
+    calls = conn.execute(
+        text(
+            "SELECT count(*) FROM (SELECT DISTINCT carrier, record_key, start_time FROM charges "
+            "WHERE billrun_id = :id) d"
+        ),
+        {"id": billrun_id},
+    ).scalar_one()
+    totals = {
+        r.currency: r.amount
+        for r in conn.execute(
+            text("SELECT currency, sum(amount) AS amount FROM invoice_lines WHERE billrun_id = :id GROUP BY currency"),
+            {"id": billrun_id},
+        )
+    }
+    buy_totals = {
+        r.currency: r.amount
+        for r in conn.execute(
+            text(
+                "SELECT currency, sum(cost) AS amount FROM charges WHERE billrun_id = :id AND side = 'buy' "
+                "AND unrated_reason IS NULL GROUP BY currency"
+            ),
+            {"id": billrun_id},
+        )
+    }
+    rated = dict.fromkeys(("sell", "buy"), 0)
+    unrated: dict[str, Counter] = {"sell": Counter(), "buy": Counter()}
+    for r in counts:
+        if r.unrated_reason is None:
+            rated[r.side] += r.n
+        else:
+            unrated[r.side][r.unrated_reason] += r.n
+    covered = 0
+    if files:
+        covered = conn.execute(
+            text(
+                "UPDATE cdr_files SET billrun = CAST(:id AS text) "
+                "WHERE id = ANY(:files) AND billrun IS DISTINCT FROM CAST(:id AS text)"
+            ),
+            {"id": billrun_id, "files": files},
+        ).rowcount
+    conn.execute(
+        text(
+            "UPDATE billruns SET status = 'closed', finished_at = now(), calls = :calls, rated = :rated, "
+            "unrated = CAST(:unrated AS jsonb), totals = CAST(:totals AS jsonb), buy_rated = :buy_rated, "
+            "buy_unrated = CAST(:buy_unrated AS jsonb), buy_totals = CAST(:buy_totals AS jsonb) WHERE id = :id"
+        ),
+        {
+            "id": billrun_id,
+            "calls": calls,
+            "rated": rated["sell"],
+            "unrated": json.dumps(dict(unrated["sell"])),
+            "totals": json.dumps({c: format(a, "f") for c, a in totals.items()}),
+            "buy_rated": rated["buy"],
+            "buy_unrated": json.dumps(dict(unrated["buy"])),
+            "buy_totals": json.dumps({c: format(a, "f") for c, a in buy_totals.items()}),
+        },
+    )
+    log.info("billrun %s: billrun set on %d of the %d file(s) it covered", billrun_id, covered, len(files))
+    result = get(conn, billrun_id)
+    result.files = len(files)
+    return result
+
+
+_SELECT = (
+    "SELECT id, kind, period_start, period_end, scope, version, status, calls, rated, unrated, totals, "
+    "buy_rated, buy_unrated, buy_totals, started_at, finished_at FROM billruns"
+)
+
+
+def _row(r) -> Billrun:
+    return Billrun(
+        id=r.id,
+        kind=r.kind,
+        period_start=r.period_start,
+        period_end=r.period_end,
+        scope=r.scope,
+        version=r.version,
+        status=r.status,
+        calls=r.calls,
+        rated=r.rated,
+        unrated=dict(r.unrated),
+        totals={c: Decimal(a) for c, a in r.totals.items()},
+        buy_rated=r.buy_rated,
+        buy_unrated=dict(r.buy_unrated),
+        buy_totals={c: Decimal(a) for c, a in r.buy_totals.items()},
+        started_at=r.started_at,
+        finished_at=r.finished_at,
+    )
+
+
+def get(conn: Connection, billrun_id: int) -> Billrun:
+    return _row(conn.execute(text(f"{_SELECT} WHERE id = :id"), {"id": billrun_id}).one())
+
+
+def _last_closed(conn: Connection, kind: str, start: date, scope: str) -> Billrun | None:
+    row = conn.execute(
+        text(
+            f"{_SELECT} WHERE kind = :k AND period_start = :s AND scope = :scope AND status = 'closed' "
+            "ORDER BY version DESC LIMIT 1"
+        ),
+        {"k": kind, "s": start, "scope": scope},
+    ).one_or_none()
+    return _row(row) if row else None

@@ -1,0 +1,96 @@
+"""``cdrflow accounts sync|list`` (who pays what) and ``cdrflow bill run`` (one billing run)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from cdrflow.cli import common
+from cdrflow.config import settings
+
+
+def cmd_accounts(args: argparse.Namespace) -> int:
+    from cdrflow.config import account_file
+    from cdrflow.config.text import render
+    from cdrflow.warehouse import accounts, migrations
+
+    configured = account_file.load(args.file)
+    if args.action == "sync":
+        engine = common.engine()
+        migrations.upgrade(engine, settings.SQL_DIR)
+        with engine.begin() as conn:
+            n = accounts.sync(conn, configured)
+        print(f"{n} account(s) from {args.file or account_file.config_path()} are in the warehouse")
+        return 0
+    print(
+        render(
+            ["account", "name", "sell deck", "cycle", "timezone", "currency", "billing group"],
+            [
+                [a.account_id, a.name, a.sell_deck, a.cycle, a.timezone, a.currency, a.billing_group or "-"]
+                for a in configured
+            ],
+        )
+    )
+    return 0
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{reason}: {n}" for reason, n in sorted(counts.items())) or "none"
+
+
+def _money(totals: dict) -> str:
+    return ", ".join(f"{amount} {currency}" for currency, amount in sorted(totals.items())) or "nothing"
+
+
+def render_billrun(run) -> str:
+    period = f"{run.period_start} to {run.period_end} (exclusive)"
+    head = f"billrun {run.id}: {run.kind} {period}, scope {run.scope}, version {run.version}, {run.status}"
+    if not run.new:
+        head = (
+            f"nothing new to charge: every billable call of the period already has a current charge.\n"
+            f"the last closed run is unchanged: {head}"
+        )
+    lines = [
+        head,
+        f"calls charged: {run.calls}",
+        f"rated (sell): {run.rated}",
+        f"unrated (sell): {sum(run.unrated.values())} ({_counts(run.unrated)})",
+        f"totals (sell): {_money(run.totals)}",
+    ]
+    if run.buy_rated or run.buy_unrated:
+        lines += [
+            f"rated (buy): {run.buy_rated}; unrated (buy): {sum(run.buy_unrated.values())} ({_counts(run.buy_unrated)})",
+            f"totals (buy): {_money(run.buy_totals)}",
+        ]
+    lines += [
+        "where to look:",
+        f"  SELECT * FROM billruns WHERE id = {run.id};",
+        f"  SELECT * FROM invoice_lines WHERE billrun_id = {run.id} ORDER BY account_id, destination;",
+        f"  SELECT * FROM charges WHERE billrun_id = {run.id} AND unrated_reason IS NOT NULL;  -- unrated calls",
+    ]
+    return "\n".join(lines)
+
+
+def cmd_bill(args: argparse.Namespace) -> int:
+    from cdrflow.billing.billrun import run_billrun
+    from cdrflow.warehouse import migrations
+
+    engine = common.engine()
+    migrations.upgrade(engine, settings.SQL_DIR)
+    run = run_billrun(engine, args.kind, args.period, account=args.account)
+    print(render_billrun(run))
+    return 0
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("accounts", help="the account configuration file: sync it into the warehouse, list it")
+    p.add_argument("action", choices=["sync", "list"])
+    p.add_argument("--file", type=Path, help="default: CDRFLOW_ACCOUNTS_FILE or include/accounts.yaml")
+    p.set_defaults(func=cmd_accounts)
+    p = sub.add_parser("bill", help="billing runs: rate a period's calls (each call charged once)")
+    actions = p.add_subparsers(dest="action", required=True)
+    r = actions.add_parser("run", help="charge the period's billable calls that have no current charge")
+    r.add_argument("--kind", choices=["daily", "monthly"], required=True)
+    r.add_argument("--period", required=True, help="a day (2026-11-01) for daily, a month (2026-11) for monthly")
+    r.add_argument("--account", help="one account (default: every account of the cycle, and calls of no account)")
+    r.set_defaults(func=cmd_bill)
