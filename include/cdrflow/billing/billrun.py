@@ -46,7 +46,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Engine, text
 
-from cdrflow.billing import decks
+from cdrflow.billing import decks, feed
 from cdrflow.billing.model import DeckVersion
 from cdrflow.billing.prefixes import PrefixIndex, digits_of
 from cdrflow.billing.rating import NO_MATCH, NO_SECONDS, NOT_RATABLE, Charge, charge_dict, rate_call
@@ -433,6 +433,8 @@ def _run_locked(
                 batch = next(batches, [])
             log.info("billrun %s: %d legs read, %d ratings from the cache", billrun_id, seen, rater.hits)
             result = _close(conn, billrun_id, sorted(files))
+            # last, right before COMMIT: feed ids in commit order (see billing/feed.py)
+            feed.append(conn, billrun_id)
         return result
     except Exception as exc:
         if billrun_id is not None:

@@ -1,4 +1,5 @@
-"""``cdrflow accounts sync|list`` (who pays what) and ``cdrflow bill run`` (one billing run)."""
+"""``cdrflow accounts sync|list`` (who pays what) and ``cdrflow bill run`` (one billing run; ``bill rerate``
+is in :mod:`cdrflow.cli.feed`)."""
 
 from __future__ import annotations
 
@@ -79,7 +80,26 @@ def cmd_bill(args: argparse.Namespace) -> int:
     migrations.upgrade(engine, settings.SQL_DIR)
     run = run_billrun(engine, args.kind, args.period, account=args.account)
     print(render_billrun(run))
+    from cdrflow.billing.rerate import below_cost
+    from cdrflow.cli.feed import render_below_cost
+
+    with engine.connect() as conn:
+        print("\n".join(render_below_cost(below_cost(conn, run.id))))
+    print(render_artifacts(engine, run.id))
     return 0
+
+
+def render_artifacts(engine, billrun_id: int) -> str:
+    """Write (or find) the billrun's invoice files and summary; say where they are."""
+    from cdrflow.billing.artifacts import write_artifacts
+
+    written = write_artifacts(engine, billrun_id)
+    summary, invoices = written[0], written[1:]
+    folder = summary.uri.rsplit("/", 1)[0]
+    return "\n".join(
+        [f"invoice files: {len(invoices)} (one CSV per account) and the summary, in {folder}/"]
+        + [f"  {a.uri.rsplit('/', 1)[1]:<32} {a.bytes:>10,} bytes  sha1 {a.sha1}" for a in written]
+    )
 
 
 def add_parsers(sub) -> None:
@@ -94,3 +114,6 @@ def add_parsers(sub) -> None:
     r.add_argument("--period", required=True, help="a day (2026-11-01) for daily, a month (2026-11) for monthly")
     r.add_argument("--account", help="one account (default: every account of the cycle, and calls of no account)")
     r.set_defaults(func=cmd_bill)
+    from cdrflow.cli.feed import add_rerate_parser
+
+    add_rerate_parser(actions)

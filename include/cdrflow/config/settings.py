@@ -12,6 +12,8 @@ agree without a config file:
 - ``CDRFLOW_RAW_STORE``: where original bytes are kept, content-addressed by SHA1; any
   ``ObjectStoragePath`` URL (``file:///...``, ``s3://bucket/prefix`` or
   ``s3://aws_conn_id@bucket/prefix``). Default: ``<state>/raw``.
+- ``CDRFLOW_ARTIFACT_STORE``: where billruns' invoice files and summaries are written; any
+  ``ObjectStoragePath`` URL, as for the raw store. Default: ``<state>/artifacts``.
 """
 
 from __future__ import annotations
@@ -43,3 +45,8 @@ def state_dir() -> Path:
 def raw_store_url() -> str:
     """The base URL of the content-addressed raw store."""
     return os.environ.get("CDRFLOW_RAW_STORE") or (state_dir() / "raw").as_uri()
+
+
+def artifact_store_url() -> str:
+    """The base URL of the artifact store (billruns' invoice CSVs and summaries)."""
+    return os.environ.get("CDRFLOW_ARTIFACT_STORE") or (state_dir() / "artifacts").as_uri()

@@ -8,24 +8,36 @@ files are written into the local upload folders those carriers' bucket sources r
 (``<state>/uploads/<carrier>``); then Airflow runs ``cdrflow_collect_bucket`` and
 ``cdrflow_process`` (``airflow dags test``: the real DAGs, in-process executor, metadata in
 ``<state>/airflow``), and the outcome per file is read back from the warehouse.
+
+Then the day is billed: the demo deck (``include/decks/demo.csv``) is imported (once), the demo's
+accounts (ACME's three accountcodes and Kazoo's account, all billed daily) are written to
+``<state>/demo-accounts.yaml`` and synced, and ``cdrflow_billing_daily`` runs for the demo day:
+completeness check, billrun, invoice files in the artifact store (``<state>/artifacts``). Telco's
+calls carry no account: they are charged unrated, ``no deck for the account``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 import time
+from datetime import date
 from pathlib import Path
 
 from sqlalchemy import Engine, text
 
-from cdrflow.config import carrier_file, settings
+from cdrflow.config import account_file, carrier_file, settings
 from cdrflow.config.errors import CdrflowError
 from cdrflow.config.text import render
 from cdrflow.dev import generate
-from cdrflow.warehouse import carriers
+from cdrflow.warehouse import accounts, carriers
+
+DEMO_ACCOUNTS = ("acct001", "acct002", "acct003")  # ACME's accountcodes in the demo
+KAZOO_ACCOUNT = "a1b2c3d4e5f6"  # generate.kazoo_records' account
+DEMO_DECK = settings.REPO_DIR / "include" / "decks" / "demo.csv"
 
 
 def prepare_uploads(uploads: Path) -> list[Path]:
@@ -34,11 +46,16 @@ def prepare_uploads(uploads: Path) -> list[Path]:
     acme, kazoo, telco = (uploads / c for c in ("acme", "kazoo", "telco"))
     for folder in (acme, kazoo, telco):
         folder.mkdir(parents=True, exist_ok=True)
-    first = generate.write_asterisk_csv(acme / f"Master-{day:%Y%m%d}-a.csv", 2_000, seed=1, day=day)
-    written = [first, generate.write_asterisk_csv(acme / f"Master-{day:%Y%m%d}-b.csv", 1_500, seed=2, day=day)]
+    first = generate.write_asterisk_csv(
+        acme / f"Master-{day:%Y%m%d}-a.csv", 2_000, seed=1, day=day, accounts=DEMO_ACCOUNTS
+    )
+    second = generate.write_asterisk_csv(
+        acme / f"Master-{day:%Y%m%d}-b.csv", 1_500, seed=2, day=day, accounts=DEMO_ACCOUNTS
+    )
+    written = [first, second]
     resent = acme / f"resent-Master-{day:%Y%m%d}-a.csv"
     shutil.copyfile(first, resent)  # same bytes, new name
-    late = generate.asterisk_bytes(400, seed=4, day=day).splitlines(keepends=True)
+    late = generate.asterisk_bytes(400, seed=4, day=day, accounts=DEMO_ACCOUNTS).splitlines(keepends=True)
     late[10] = late[10].replace(b'"ANSWERED"', b'"ANSWERED","extra column"', 1)  # too many columns
     late[20] = late[20][:40] + b"\n"  # cut short
     (acme / f"Master-{day:%Y%m%d}-c.csv").write_bytes(b"".join(late))
@@ -63,6 +80,7 @@ def airflow_env(warehouse_url: str) -> dict[str, str]:
         "CDRFLOW_STATE_DIR": str(state),
         "CDRFLOW_DATABASE_URL": warehouse_url,
         "CDRFLOW_RAW_STORE": settings.raw_store_url(),
+        "CDRFLOW_ARTIFACT_STORE": settings.artifact_store_url(),
     }
 
 
@@ -98,15 +116,88 @@ def main(engine: Engine, warehouse_url: str) -> str:
     log = state / "demo-airflow.log"
     log.write_text("")
     run_airflow(["db", "migrate"], env, log)
+    prepare_billing(engine, state)
     states = {}
-    for dag_id in ("cdrflow_collect_bucket", "cdrflow_process"):
+    period = f"{generate.demo_day():%Y-%m-%d}"
+    runs = {
+        "cdrflow_collect_bucket": [],
+        "cdrflow_process": [],
+        "cdrflow_billing_daily": ["--conf", json.dumps({"period": period, "account": None})],
+    }
+    for dag_id, more in runs.items():
         mark = log.stat().st_size
-        run_airflow(["dags", "test", dag_id], env, log)
+        run_airflow(["dags", "test", *more, dag_id], env, log)
         with open(log) as f:
             f.seek(mark)
             part = f.read()
         states[dag_id] = final_state(part)
-    return report(engine, first_new, states, time.perf_counter() - started, log)
+    loaded = report(engine, first_new, states, time.perf_counter() - started, log)
+    return f"{loaded}\n\n{billing_report(engine, period)}"
+
+
+def prepare_billing(engine: Engine, state: Path) -> None:
+    """The demo deck (imported once: a re-run keeps its version) and the demo's accounts."""
+    from cdrflow.billing import decks
+    from cdrflow.billing.deck_files import cdrflow_csv
+    from cdrflow.billing.model import Deck
+
+    path = state / "demo-accounts.yaml"
+    path.write_text(
+        "# The demo's accounts (written by `make demo`; the real file is include/accounts.yaml)\n"
+        "accounts:\n"
+        + "".join(
+            f'  - {{account_id: "{a}", name: {n}, sell_deck: demo, cycle: daily, currency: USD, billing_group: demo}}\n'
+            for a, n in [*((a, f"ACME customer {a}") for a in DEMO_ACCOUNTS), (KAZOO_ACCOUNT, "Kazoo reseller")]
+        )
+    )
+    with engine.begin() as conn:
+        accounts.sync(conn, account_file.load(path))
+        if decks.get_deck(conn, "demo") is None:
+            imported = cdrflow_csv.read(DEMO_DECK, Deck(name="demo", currency="USD"), date(2026, 10, 1))
+            decks.store(conn, imported.versions[0], f"{DEMO_DECK.name} (cdrflow)")
+
+
+def billing_report(engine: Engine, period: str) -> str:
+    """The demo day's billing: per-account totals, calls rated and unrated (by reason), where the
+    invoice files are."""
+    with engine.connect() as conn:
+        run = conn.execute(
+            text(
+                "SELECT id, version, calls, rated, unrated, totals, missing_carriers FROM billruns WHERE kind = 'daily' "
+                "AND period_start = :p AND scope = 'all' AND status = 'closed' ORDER BY version DESC LIMIT 1"
+            ),
+            {"p": period},
+        ).one_or_none()
+        if run is None:
+            return f"billing: no closed daily billrun of {period} (see the Airflow log)"
+        lines = conn.execute(
+            text(
+                "SELECT account_id, currency, sum(calls) AS calls, sum(billed_seconds) AS seconds, sum(amount) AS amount "
+                "FROM invoice_lines WHERE billrun_id = :id GROUP BY 1, 2 ORDER BY 1, 2"
+            ),
+            {"id": run.id},
+        ).all()
+        files = conn.execute(
+            text("SELECT kind, uri FROM billrun_artifacts WHERE billrun_id = :id ORDER BY kind DESC, account_id"),
+            {"id": run.id},
+        ).all()
+    table = render(
+        ["account", "calls", "billed minutes", "total"],
+        [[r.account_id, r.calls, f"{r.seconds / 60:,.1f}", f"{r.amount} {r.currency}"] for r in lines],
+    )
+    unrated = sum(run.unrated.values())
+    reasons = ", ".join(f"{k}: {v}" for k, v in sorted(run.unrated.items())) or "none"
+    totals = ", ".join(f"{a} {c}" for c, a in sorted(run.totals.items())) or "nothing"
+    invoices = [f for f in files if f.kind == "invoice"]
+    summary = next((f.uri for f in files if f.kind == "summary"), None)
+    folder = summary.rsplit("/", 1)[0] + "/" if summary else "(not written)"
+    missing = f"; carriers missing: {', '.join(run.missing_carriers)}" if run.missing_carriers else ""
+    return (
+        f"Billing: daily billrun {run.id} of {period} (version {run.version}), deck demo "
+        f"(include/decks/demo.csv){missing}\n\n{table}\n\n"
+        f"{run.calls} calls charged: {run.rated} rated, {unrated} unrated ({reasons}); total {totals}.\n"
+        f"Invoice files: {len(invoices)} (one CSV per account) and summary.json in {folder}"
+    )
 
 
 def report(engine: Engine, first_id: int, states: dict[str, str], seconds: float, log: Path) -> str:

@@ -22,10 +22,11 @@ def _number(rng: random.Random, prefix: str) -> str:
     return prefix + "".join(rng.choice("0123456789") for _ in range(9))
 
 
-def asterisk_rows(n: int, *, seed: int, day: datetime):
+def asterisk_rows(n: int, *, seed: int, day: datetime, accounts: tuple[str, ...] = ()):
     """Rows of Asterisk's cdr_csv Master.csv in its standard column order:
     accountcode, src, dst, dcontext, clid, channel, dstchannel, lastapp, lastdata, start,
-    answer, end, duration, billsec, disposition, amaflags, uniqueid, userfield."""
+    answer, end, duration, billsec, disposition, amaflags, uniqueid, userfield.
+    ``accounts``: the accountcodes to use (drawn the same way; default ``acct000``..``acct099``)."""
     rng = random.Random(seed)
     for i in range(n):
         start = day + timedelta(seconds=rng.randrange(86_400))
@@ -36,8 +37,9 @@ def asterisk_rows(n: int, *, seed: int, day: datetime):
         end = start + timedelta(seconds=ring + billsec)
         src, dst = _number(rng, "+1"), _number(rng, "+44")
         fmt = "%Y-%m-%d %H:%M:%S"
+        account = rng.randrange(100)
         yield [
-            f"acct{rng.randrange(100):03d}",
+            accounts[account % len(accounts)] if accounts else f"acct{account:03d}",
             src,
             dst,
             "from-trunk",
@@ -58,10 +60,10 @@ def asterisk_rows(n: int, *, seed: int, day: datetime):
         ]
 
 
-def write_asterisk_csv(path: Path, n: int, *, seed: int, day: datetime) -> Path:
+def write_asterisk_csv(path: Path, n: int, *, seed: int, day: datetime, accounts: tuple[str, ...] = ()) -> Path:
     with open(path, "w", newline="", encoding="utf-8") as out:
         writer = csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\n")
-        writer.writerows(asterisk_rows(n, seed=seed, day=day))
+        writer.writerows(asterisk_rows(n, seed=seed, day=day, accounts=accounts))
     return path
 
 
@@ -119,10 +121,10 @@ def demo_day() -> datetime:
     return datetime(2026, 11, 1, tzinfo=UTC)
 
 
-def asterisk_bytes(n: int, *, seed: int, day: datetime | None = None) -> bytes:
+def asterisk_bytes(n: int, *, seed: int, day: datetime | None = None, accounts: tuple[str, ...] = ()) -> bytes:
     out = io.StringIO()
     csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\n").writerows(
-        asterisk_rows(n, seed=seed, day=day or demo_day())
+        asterisk_rows(n, seed=seed, day=day or demo_day(), accounts=accounts)
     )
     return out.getvalue().encode()
 

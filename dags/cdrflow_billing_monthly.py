@@ -1,0 +1,7 @@
+"""Airflow DAG: the monthly billing run. Its shape, schedule and params: `cdrflow.orchestration.billing_dag`."""
+
+from __future__ import annotations
+
+from cdrflow.orchestration.billing_dag import billing_dag
+
+dag = billing_dag("monthly")

@@ -1,0 +1,173 @@
+"""The shape of both billing DAGs (``cdrflow_billing_daily``, ``cdrflow_billing_monthly``).
+
+    completeness (sensor, reschedule) ──> billrun ──> artifacts
+
+- **Schedule**: at midnight UTC plus the grace for late files (``CDRFLOW_BILLING_GRACE_HOURS``,
+  default 2): every day at 02:00 UTC for the previous day, on the 1st at 02:00 UTC for the
+  previous month. Read when the DAG file is parsed.
+- ``completeness`` waits, in ``mode="reschedule"`` (between pokes it holds no worker slot; every
+  ``CDRFLOW_BILLING_POKE_MINUTES``, default 10), until the period has ended in the time zone of
+  every account of the scope plus the grace, and every carrier with ``delivery: daily`` has
+  delivered each of its days (a file registered, or calls in ``call_days``). A carrier still
+  missing at the deadline (``CDRFLOW_BILLING_DEADLINE_HOURS`` later, default 6) is named in the
+  log and the billing goes on without it (:mod:`cdrflow.billing.completeness`).
+- ``billrun`` charges the period (:func:`cdrflow.billing.billrun.run_billrun`; a re-run charges
+  only what is new: a late file's calls become the next version) and keeps the missing
+  carriers in ``billruns.missing_carriers``.
+- ``artifacts`` writes the invoice CSV of each account and the billrun summary to the artifact
+  store (``CDRFLOW_ARTIFACT_STORE``) and logs where they are.
+
+Manual runs (Trigger DAG w/ config): **Period** (``2026-11-01`` for daily, ``2026-11`` for
+monthly; empty: the period before the run, as scheduled) and **Only this account** (its cycle
+must be the DAG's kind; empty: every account of the cycle and calls of no account).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from airflow.sdk import DAG, CronTriggerTimetable, Param, PokeReturnValue, get_current_context, task
+
+from cdrflow.billing.completeness import cron, deadline, grace, poke_interval
+from cdrflow.orchestration.defaults import START_DATE, default_args
+
+_EXAMPLE = {"daily": "2026-11-01", "monthly": "2026-11"}
+
+
+def _params(params: dict | None) -> tuple[str | None, str | None]:
+    params = params or {}
+    period = (params.get("period") or "").strip() or None
+    account = (params.get("account") or "").strip() or None
+    return period, account
+
+
+def billing_dag(kind: str) -> DAG:
+    """The billing DAG of ``kind`` (daily | monthly)."""
+    waited = grace() + deadline()
+    with DAG(
+        dag_id=f"cdrflow_billing_{kind}",
+        description=f"Close the previous {'day' if kind == 'daily' else 'month'}: charge its calls, write the invoices",
+        schedule=CronTriggerTimetable(cron(kind, grace()), timezone="UTC"),
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,  # one billrun of a kind at a time; the advisory lock guards the rest
+        dagrun_timeout=timedelta(days=3),
+        tags=["cdrflow", "billing", kind],
+        default_args=default_args(retries=2, retry_delay=timedelta(minutes=2)),
+        params={
+            "period": Param(
+                None,
+                type=["null", "string"],
+                title="Period",
+                description=(
+                    f"The {'day' if kind == 'daily' else 'month'} to bill, e.g. {_EXAMPLE[kind]}; "
+                    "empty: the one before this run, as the schedule does"
+                ),
+            ),
+            "account": Param(
+                None,
+                type=["null", "string"],
+                title="Only this account",
+                description=f"An account whose cycle is {kind}; empty: every {kind} account and calls of no account",
+            ),
+        },
+        doc_md=__doc__,
+    ) as dag:
+
+        @task.sensor(
+            task_id="completeness",
+            mode="reschedule",
+            poke_interval=poke_interval().total_seconds(),
+            timeout=(waited + timedelta(days=2)).total_seconds(),
+        )
+        def completeness(params: dict | None = None) -> PokeReturnValue:
+            import logging
+            from datetime import UTC, datetime
+
+            from cdrflow.billing import completeness as check_module
+            from cdrflow.billing.billrun import period_of
+            from cdrflow.billing.completeness import previous_period
+            from cdrflow.warehouse import db
+
+            log = logging.getLogger("cdrflow.billing.completeness")
+            period, account = _params(params)
+            if period is None:
+                period = previous_period(kind, get_current_context()["dag_run"].run_after, grace())
+            start, end = period_of(kind, period)
+            found = check_module.check(
+                db.get_engine(), kind, start, end, account, datetime.now(UTC), grace(), deadline()
+            )
+            if not found.ready:
+                log.info("%s billrun of %s (%s) not yet: %s", kind, period, account or "all", found.message)
+                return PokeReturnValue(is_done=False)
+            if found.missing:
+                log.warning(
+                    "%s billrun of %s goes on WITHOUT: %s (deadline %s UTC passed); their calls will be charged by "
+                    "a later run of the period (an adjustment)",
+                    kind,
+                    period,
+                    check_module.describe(found.missing),
+                    f"{found.deadline:%Y-%m-%d %H:%M}",
+                )
+            else:
+                log.info("%s billrun of %s: every carrier delivered", kind, period)
+            return PokeReturnValue(is_done=True, xcom_value={"period": period, "missing": found.missing})
+
+        @task
+        def billrun(checked: dict, params: dict | None = None) -> dict:
+            import logging
+
+            from cdrflow.billing.billrun import run_billrun
+            from cdrflow.billing.completeness import record_missing
+            from cdrflow.warehouse import db
+
+            log = logging.getLogger("cdrflow.billing.billrun")
+            _, account = _params(params)
+            engine = db.get_engine()
+            run = run_billrun(engine, kind, checked["period"], account=account)
+            if run.new and checked["missing"]:
+                record_missing(engine, run.id, checked["missing"])
+            unrated = sum(run.unrated.values())
+            totals = ", ".join(f"{a} {c}" for c, a in sorted(run.totals.items())) or "nothing"
+            log.info(
+                "billrun %s: %s %s, scope %s, version %s, %s%s: %d calls, %d rated, %d unrated %s; totals %s",
+                run.id,
+                kind,
+                run.period_start,
+                run.scope,
+                run.version,
+                run.status,
+                "" if run.new else " (nothing new to charge: unchanged)",
+                run.calls,
+                run.rated,
+                unrated,
+                dict(sorted(run.unrated.items())),
+                totals,
+            )
+            return {
+                "billrun_id": run.id,
+                "new": run.new,
+                "version": run.version,
+                "calls": run.calls,
+                "rated": run.rated,
+                "unrated": run.unrated,
+                "totals": {c: format(a, "f") for c, a in run.totals.items()},
+                "missing": checked["missing"],
+            }
+
+        @task
+        def artifacts(result: dict) -> dict:
+            import logging
+
+            from cdrflow.billing.artifacts import write_artifacts
+            from cdrflow.warehouse import db
+
+            log = logging.getLogger("cdrflow.billing.artifacts")
+            written = write_artifacts(db.get_engine(), result["billrun_id"])
+            for a in written:
+                log.info("%s %s: %s (%d bytes, sha1 %s)", a.kind, a.account_id or "", a.uri, a.bytes, a.sha1)
+            summary = written[0].uri
+            return {"billrun_id": result["billrun_id"], "summary": summary, "invoices": len(written) - 1}
+
+        artifacts(billrun(completeness()))  # type: ignore[arg-type]  # XComArgs, resolved at run time
+    return dag
