@@ -16,7 +16,8 @@ from sqlalchemy import text
 from tests.conftest import run_cli
 
 from cdrflow.billing import decks
-from cdrflow.billing.billrun import NO_DECK, NOT_IN_FORCE, BillingError, run_billrun
+from cdrflow.billing.billrun import BillingError, run_billrun
+from cdrflow.billing.charging import NO_DECK, NOT_IN_FORCE
 from cdrflow.billing.model import Deck, DeckVersion, Rate, Slot
 from cdrflow.billing.rating import NO_MATCH, NO_SECONDS, NOT_RATABLE
 from cdrflow.config import account_file

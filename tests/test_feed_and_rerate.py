@@ -31,7 +31,8 @@ from tests.test_billrun import (  # billing, day: fixtures
 )
 
 from cdrflow.billing import feed
-from cdrflow.billing.billrun import NO_DECK, run_billrun
+from cdrflow.billing.billrun import run_billrun
+from cdrflow.billing.charging import NO_DECK
 from cdrflow.billing.model import Rate, Slot
 from cdrflow.billing.rerate import below_cost, rerate
 from conftest import add_carrier

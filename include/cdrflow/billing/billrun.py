@@ -36,58 +36,26 @@ import calendar
 import io
 import json
 import logging
-from bisect import bisect_right
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Engine, text
 
-from cdrflow.billing import decks, feed
-from cdrflow.billing.model import DeckVersion
-from cdrflow.billing.prefixes import PrefixIndex, digits_of
-from cdrflow.billing.rating import NO_MATCH, NO_SECONDS, NOT_RATABLE, Charge, charge_dict, rate_call
+from cdrflow.billing import feed
+from cdrflow.billing.charging import CHARGE_COLUMNS, Decks, Rater, copy_line
 from cdrflow.config.errors import CdrflowError
 from cdrflow.warehouse import accounts as account_rows
 
 log = logging.getLogger(__name__)
 
 KINDS = ("daily", "monthly")
-NO_DECK = "no deck for the account"
-NOT_IN_FORCE = "deck not in force"
-REASONS = (NO_DECK, NO_MATCH, NOT_IN_FORCE, NOT_RATABLE, NO_SECONDS)
 BATCH = 5000
-# ratings kept at most (about 1 KB each): a cache that grows past it starts again, so memory stays
-# flat however many distinct (rate, billing seconds) a period has
-CACHE_LIMIT = 100_000
 # legs of one call within this margin of the period are read with it, so that the billable flag
 # (which compares the legs of a call) is the call's, as call_summaries_between does
 MARGIN = timedelta(days=2)
-
-CHARGE_COLUMNS = (
-    "billrun_id",
-    "call_id",
-    "carrier",
-    "record_key",
-    "start_time",
-    "account_id",
-    "side",
-    "deck",
-    "deck_version_id",
-    "prefix",
-    "destination",
-    "call_type",
-    "call_sub_type",
-    "billing_seconds",
-    "billed_seconds",
-    "cost",
-    "currency",
-    "breakdown",
-    "unrated_reason",
-)
 
 
 class BillingError(CdrflowError):
@@ -147,108 +115,6 @@ def _midnight(day: date, zone: str) -> datetime:
     return datetime.combine(day, time(), ZoneInfo(zone)).astimezone(UTC)
 
 
-# -- deck versions by moment ---------------------------------------------------------------------
-
-
-class _Decks:
-    """The versions of each deck and their prefix indexes, loaded once per billrun."""
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-        self.deck_of: dict[str, Any] = {d.name: d for d in decks.decks(conn)}
-        self._starts: dict[str, tuple[list[date], list[int]]] = {}
-        for v in decks.versions(conn):  # by deck, version: a later version wins a tie of dates
-            days, ids = self._starts.setdefault(v.deck, ([], []))
-            days.append(v.effective_from)
-            ids.append(v.id)
-        for name, (days, ids) in list(self._starts.items()):
-            order = sorted(range(len(days)), key=lambda i: (days[i], i))
-            self._starts[name] = ([days[i] for i in order], [ids[i] for i in order])
-        self._zone = {name: ZoneInfo(d.timezone) for name, d in self.deck_of.items()}
-        self._loaded: dict[int, tuple[DeckVersion, PrefixIndex]] = {}
-
-    def in_force(self, deck: str, at: datetime) -> int | None:
-        """Id of the version of ``deck`` in force at ``at`` (its latest effective_from on or before
-        ``at``'s date in the deck's zone; ties: the highest version), None if none yet."""
-        days, ids = self._starts.get(deck, ([], []))
-        i = bisect_right(days, at.astimezone(self._zone[deck]).date())
-        return ids[i - 1] if i else None
-
-    def version(self, version_id: int) -> tuple[DeckVersion, PrefixIndex]:
-        found = self._loaded.get(version_id)
-        if found is None:
-            version = decks.load_version_id(self.conn, version_id)
-            found = self._loaded[version_id] = (version, PrefixIndex.of(version))
-        return found
-
-
-# -- rating one leg ---------------------------------------------------------------------------------
-
-
-# The rating columns of a charge, (deck, version id, prefix, destination, call_type, call_sub_type,
-# billing s, billed s, cost, currency, breakdown json, unrated reason), as COPY text: a cached
-# rating is written without formatting it again.
-def _line(*row: Any) -> str:
-    return "\t".join(map(_copy_text, row))
-
-
-class _Rater:
-    def __init__(self, book: _Decks) -> None:
-        self.book = book
-        self._cache: dict[tuple[int, int, int], str] = {}
-        self.hits = 0
-
-    def rate(self, deck: str | None, at: datetime, number: str | None, seconds: int | None) -> str:
-        """The rating columns of one leg's charge, as COPY text."""
-        if deck is None or deck not in self.book.deck_of:
-            return self._unrated(None, None, seconds, NO_DECK)
-        version_id = self.book.in_force(deck, at)
-        if version_id is None:
-            return self._unrated(deck, None, seconds, NOT_IN_FORCE)
-        version, index = self.book.version(version_id)
-        currency = version.deck.currency
-        digits = digits_of(number)
-        position = index.position(digits) if digits is not None else None
-        if position is None:
-            if seconds == 0:  # unanswered: costs nothing, whatever it dialled
-                return _line(deck, version_id, None, None, None, None, 0, 0, Decimal(0), currency, None, None)
-            return self._unrated(deck, version_id, seconds, NOT_RATABLE if digits is None else NO_MATCH)
-        if seconds is None:
-            return self._unrated(deck, version_id, seconds, NO_SECONDS)
-        key = (version_id, position, seconds)
-        row = self._cache.get(key)
-        if row is not None:
-            self.hits += 1
-            return row
-        if len(self._cache) >= CACHE_LIMIT:
-            self._cache.clear()
-        rate = index.rates[position]
-        result = rate_call(version, rate, seconds)
-        if not isinstance(result, Charge):
-            row = self._unrated(deck, version_id, seconds, result.reason)
-        else:
-            row = _line(
-                deck,
-                version_id,
-                result.prefix,
-                result.destination,
-                result.call_type,
-                result.call_sub_type,
-                seconds,
-                result.billed_seconds,
-                result.cost,
-                result.currency,
-                json.dumps(charge_dict(result), separators=(",", ":")),
-                None,
-            )
-        self._cache[key] = row
-        return row
-
-    @staticmethod
-    def _unrated(deck: str | None, version_id: int | None, seconds: int | None, reason: str) -> str:
-        return _line(deck, version_id, None, None, None, None, seconds, None, None, None, None, reason)
-
-
 # -- the run ----------------------------------------------------------------------------------------
 
 _LEGS = """
@@ -298,11 +164,12 @@ CREATE TEMPORARY TABLE billrun_staging (
 ) ON COMMIT DROP
 """
 
-_MOVE = f"""
-INSERT INTO charges ({", ".join(CHARGE_COLUMNS)})
-SELECT {", ".join(CHARGE_COLUMNS)} FROM billrun_staging
-ON CONFLICT (carrier, record_key, start_time, side) WHERE current DO NOTHING
-"""
+_CHARGE_LIST = ", ".join(CHARGE_COLUMNS)  # this module's column names, never user text
+_COPY_STAGING = "COPY billrun_staging (" + _CHARGE_LIST + ") FROM STDIN"
+_MOVE = (
+    "INSERT INTO charges (" + _CHARGE_LIST + ") SELECT " + _CHARGE_LIST + " FROM billrun_staging "
+    "ON CONFLICT (carrier, record_key, start_time, side) WHERE current DO NOTHING"
+)
 
 _INVOICE = """
 INSERT INTO invoice_lines (billrun_id, account_id, currency, destination, call_type, calls, billed_seconds, amount)
@@ -314,20 +181,11 @@ GROUP BY 1, 2, 3, 4, 5
 """
 
 
-def _copy_text(value: Any) -> str:
-    if value is None:
-        return "\\N"
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    s = str(value)
-    return s.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-
-
 def _lock_key(kind: str, start: date, scope: str) -> str:
     return f"cdrflow.billrun:{kind}:{start.isoformat()}:{scope}"
 
 
-def _scope_accounts(conn: Connection, kind: str, account: str | None, book: _Decks) -> list:
+def _scope_accounts(conn: Connection, kind: str, account: str | None, book: Decks) -> list:
     every = account_rows.all_accounts(conn)
     if account is not None:
         chosen = [a for a in every if a.account_id == account]
@@ -373,7 +231,7 @@ def _run_locked(
     billrun_id: int | None = None
     try:
         with engine.begin() as conn:
-            book = _Decks(conn)
+            book = Decks(conn)
             chosen = _scope_accounts(conn, kind, account, book)
             since = [_midnight(start, a.timezone) for a in chosen]
             until = [_midnight(end, a.timezone) for a in chosen]
@@ -409,7 +267,7 @@ def _run_locked(
             raw = conn.connection.driver_connection
             assert raw is not None
             conn.execute(text(_STAGING))
-            rater = _Rater(book)
+            rater = Rater(book)
             files: set[int] = set()
             seen = 0
             batch = first
@@ -417,7 +275,7 @@ def _run_locked(
                 buf = io.StringIO()
                 for leg in batch:
                     files.add(leg.file_id)
-                    head = _line(billrun_id, leg.id, leg.carrier, leg.record_key, leg.start_time, leg.account_id)
+                    head = copy_line(billrun_id, leg.id, leg.carrier, leg.record_key, leg.start_time, leg.account_id)
                     if leg.need_sell:
                         row = rater.rate(leg.sell_deck, leg.start_time, leg.number, leg.billing_seconds)
                         buf.write(f"{head}\tsell\t{row}\n")
@@ -426,7 +284,7 @@ def _run_locked(
                         buf.write(f"{head}\tbuy\t{row}\n")
                 buf.seek(0)
                 with raw.cursor() as cur:
-                    cur.copy_expert(f"COPY billrun_staging ({', '.join(CHARGE_COLUMNS)}) FROM STDIN", buf)
+                    cur.copy_expert(_COPY_STAGING, buf)
                 conn.execute(text(_MOVE))
                 conn.execute(text("TRUNCATE billrun_staging"))
                 seen += len(batch)

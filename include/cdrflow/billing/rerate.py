@@ -8,7 +8,7 @@ version to use instead of the one in force:
    closed billruns of that kind and period, whatever their scope), locking them (``FOR UPDATE``:
    two reratings never replace the same charge twice). Unrated charges are among them: a
    rerating retries them (a deck imported since, an account's deck fixed since);
-3. rates each call again, exactly as a billrun does (:class:`cdrflow.billing.billrun._Rater`):
+3. rates each call again, exactly as a billrun does (:class:`cdrflow.billing.charging.Rater`):
    the account's *current* sell deck (the carrier's current buy deck for ``buy`` charges), the
    version in force at the call's start, or ``--deck-version`` for calls on that version's deck;
 4. in one transaction: turns the old charges' ``current`` off (the only update; their money is
@@ -34,20 +34,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, text
 
 from cdrflow.billing import decks, feed
-from cdrflow.billing.billrun import (
-    BATCH,
-    CHARGE_COLUMNS,
-    BillingError,
-    Billrun,
-    BillrunBusy,
-    _close,
-    _Decks,
-    _line,
-    _lock_key,
-    _open,
-    _Rater,
-    period_of,
-)
+from cdrflow.billing.billrun import BATCH, BillingError, Billrun, BillrunBusy, _close, _lock_key, _open, period_of
+from cdrflow.billing.charging import CHARGE_COLUMNS, Decks, Rater, copy_line
 
 _OLD = """
 SELECT ch.id, ch.call_id, ch.carrier, ch.record_key, ch.start_time, ch.account_id, ch.side,
@@ -74,7 +62,9 @@ CREATE TEMPORARY TABLE rerate_staging (
 ) ON COMMIT DROP
 """
 
-_COLUMNS = ", ".join((*CHARGE_COLUMNS, "replaces"))
+_COLUMNS = ", ".join((*CHARGE_COLUMNS, "replaces"))  # this module's column names, never user text
+_COPY_STAGING = "COPY rerate_staging (" + _COLUMNS + ") FROM STDIN"
+_MOVE = "INSERT INTO charges (" + _COLUMNS + ") SELECT " + _COLUMNS + " FROM rerate_staging"
 
 _TOTALS = """
 SELECT coalesce(account_id, '') AS account_id, currency, sum(cost) AS amount, count(*) AS calls
@@ -103,7 +93,7 @@ class Rerating:
     below_cost: list[dict[str, Any]] = field(default_factory=list)
 
 
-class _Pinned(_Decks):
+class _Pinned(Decks):
     """The deck versions in force, except ``pinned`` (deck, version id) for calls on that deck."""
 
     def __init__(self, conn: Connection, pinned: tuple[str, int] | None) -> None:
@@ -186,22 +176,24 @@ def _rerate_locked(
             raw = conn.connection.driver_connection
             assert raw is not None
             conn.execute(text(_STAGING))
-            rater = _Rater(book)
+            rater = Rater(book)
             while batch:
                 buf = io.StringIO()
                 for old in batch:
                     deck = old.sell_deck if old.side == "sell" else old.buy_deck
-                    head = _line(billrun_id, old.call_id, old.carrier, old.record_key, old.start_time, old.account_id)
+                    head = copy_line(
+                        billrun_id, old.call_id, old.carrier, old.record_key, old.start_time, old.account_id
+                    )
                     row = rater.rate(deck, old.start_time, old.number, old.billing_seconds)
                     buf.write(f"{head}\t{old.side}\t{row}\t{old.id}\n")
                 buf.seek(0)
                 with raw.cursor() as cur:
-                    cur.copy_expert(f"COPY rerate_staging ({_COLUMNS}) FROM STDIN", buf)
+                    cur.copy_expert(_COPY_STAGING, buf)
                 batch = next(batches, [])
             replaced = conn.execute(
                 text("UPDATE charges SET current = false WHERE id IN (SELECT replaces FROM rerate_staging)")
             ).rowcount
-            conn.execute(text(f"INSERT INTO charges ({_COLUMNS}) SELECT {_COLUMNS} FROM rerate_staging"))
+            conn.execute(text(_MOVE))
             old_totals = conn.execute(text(_TOTALS.format(where="id IN (SELECT replaces FROM rerate_staging)"))).all()
             result = _close(conn, billrun_id, [])
             new_totals = conn.execute(text(_TOTALS.format(where="billrun_id = :id")), {"id": billrun_id}).all()

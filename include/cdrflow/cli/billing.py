@@ -64,10 +64,11 @@ def render_billrun(run) -> str:
             f"totals (buy): {_money(run.buy_totals)}",
         ]
     lines += [
-        "where to look:",
-        f"  SELECT * FROM billruns WHERE id = {run.id};",
-        f"  SELECT * FROM invoice_lines WHERE billrun_id = {run.id} ORDER BY account_id, destination;",
-        f"  SELECT * FROM charges WHERE billrun_id = {run.id} AND unrated_reason IS NOT NULL;  -- unrated calls",
+        "where to look (psql):",
+        f"  \\set billrun {run.id}",
+        "  SELECT * FROM billruns WHERE id = :billrun;",
+        "  SELECT * FROM invoice_lines WHERE billrun_id = :billrun ORDER BY account_id, destination;",
+        "  SELECT * FROM charges WHERE billrun_id = :billrun AND unrated_reason IS NOT NULL;  -- unrated calls",
     ]
     return "\n".join(lines)
 

@@ -11,6 +11,7 @@ from cdrflow.config.account_file import Account
 __all__ = ["Account", "all_accounts", "get", "sync", "upsert"]
 
 _COLUMNS = ("account_id", "name", "sell_deck", "cycle", "timezone", "currency", "billing_group")
+_SELECT = "SELECT account_id, name, sell_deck, cycle, timezone, currency, billing_group FROM accounts"
 
 _UPSERT = text("""
 INSERT INTO accounts (account_id, name, sell_deck, cycle, timezone, currency, billing_group)
@@ -40,14 +41,10 @@ def sync(conn: Connection, accounts: list[Account]) -> int:
 
 
 def all_accounts(conn: Connection) -> list[Account]:
-    rows = conn.execute(text(f"SELECT {', '.join(_COLUMNS)} FROM accounts ORDER BY account_id")).mappings()
+    rows = conn.execute(text(_SELECT + " ORDER BY account_id")).mappings()
     return [Account(**r) for r in rows]
 
 
 def get(conn: Connection, account_id: str) -> Account | None:
-    row = (
-        conn.execute(text(f"SELECT {', '.join(_COLUMNS)} FROM accounts WHERE account_id = :a"), {"a": account_id})
-        .mappings()
-        .first()
-    )
+    row = conn.execute(text(_SELECT + " WHERE account_id = :a"), {"a": account_id}).mappings().first()
     return Account(**row) if row else None

@@ -1,0 +1,163 @@
+"""Rating a period's legs into charge rows, shared by billruns and reratings.
+
+:class:`Decks` holds the versions of every deck and their prefix indexes for one run (loaded once);
+:class:`Rater` turns one leg (deck, moment, number, billing seconds) into the rating columns of its
+charge as COPY text, with a bounded cache per (deck version, rate, billing seconds): a day's calls
+repeat a few thousand such shapes, and ``rating.rate_call`` costs 20-40 us a call.
+"""
+
+from __future__ import annotations
+
+import json
+from bisect import bisect_right
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection
+
+from cdrflow.billing import decks
+from cdrflow.billing.model import DeckVersion
+from cdrflow.billing.prefixes import PrefixIndex, digits_of
+from cdrflow.billing.rating import NO_MATCH, NO_SECONDS, NOT_RATABLE, Charge, charge_dict, rate_call
+
+NO_DECK = "no deck for the account"
+NOT_IN_FORCE = "deck not in force"
+REASONS = (NO_DECK, NO_MATCH, NOT_IN_FORCE, NOT_RATABLE, NO_SECONDS)
+# ratings kept at most (about 1 KB each): a cache that grows past it starts again, so memory stays
+# flat however many distinct (rate, billing seconds) a period has
+CACHE_LIMIT = 100_000
+
+CHARGE_COLUMNS = (
+    "billrun_id",
+    "call_id",
+    "carrier",
+    "record_key",
+    "start_time",
+    "account_id",
+    "side",
+    "deck",
+    "deck_version_id",
+    "prefix",
+    "destination",
+    "call_type",
+    "call_sub_type",
+    "billing_seconds",
+    "billed_seconds",
+    "cost",
+    "currency",
+    "breakdown",
+    "unrated_reason",
+)
+
+
+# -- deck versions by moment ---------------------------------------------------------------------
+
+
+class Decks:
+    """The versions of each deck and their prefix indexes, loaded once per billrun."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.deck_of: dict[str, Any] = {d.name: d for d in decks.decks(conn)}
+        self._starts: dict[str, tuple[list[date], list[int]]] = {}
+        for v in decks.versions(conn):  # by deck, version: a later version wins a tie of dates
+            days, ids = self._starts.setdefault(v.deck, ([], []))
+            days.append(v.effective_from)
+            ids.append(v.id)
+        for name, (days, ids) in list(self._starts.items()):
+            order = sorted(range(len(days)), key=lambda i: (days[i], i))
+            self._starts[name] = ([days[i] for i in order], [ids[i] for i in order])
+        self._zone = {name: ZoneInfo(d.timezone) for name, d in self.deck_of.items()}
+        self._loaded: dict[int, tuple[DeckVersion, PrefixIndex]] = {}
+
+    def in_force(self, deck: str, at: datetime) -> int | None:
+        """Id of the version of ``deck`` in force at ``at`` (its latest effective_from on or before
+        ``at``'s date in the deck's zone; ties: the highest version), None if none yet."""
+        days, ids = self._starts.get(deck, ([], []))
+        i = bisect_right(days, at.astimezone(self._zone[deck]).date())
+        return ids[i - 1] if i else None
+
+    def version(self, version_id: int) -> tuple[DeckVersion, PrefixIndex]:
+        found = self._loaded.get(version_id)
+        if found is None:
+            version = decks.load_version_id(self.conn, version_id)
+            found = self._loaded[version_id] = (version, PrefixIndex.of(version))
+        return found
+
+
+# -- rating one leg ---------------------------------------------------------------------------------
+
+
+# The rating columns of a charge, (deck, version id, prefix, destination, call_type, call_sub_type,
+# billing s, billed s, cost, currency, breakdown json, unrated reason), as COPY text: a cached
+# rating is written without formatting it again.
+def copy_line(*row: Any) -> str:
+    return "\t".join(map(copy_text, row))
+
+
+class Rater:
+    def __init__(self, book: Decks) -> None:
+        self.book = book
+        self._cache: dict[tuple[int, int, int], str] = {}
+        self.hits = 0
+
+    def rate(self, deck: str | None, at: datetime, number: str | None, seconds: int | None) -> str:
+        """The rating columns of one leg's charge, as COPY text."""
+        if deck is None or deck not in self.book.deck_of:
+            return self._unrated(None, None, seconds, NO_DECK)
+        version_id = self.book.in_force(deck, at)
+        if version_id is None:
+            return self._unrated(deck, None, seconds, NOT_IN_FORCE)
+        version, index = self.book.version(version_id)
+        currency = version.deck.currency
+        digits = digits_of(number)
+        position = index.position(digits) if digits is not None else None
+        if position is None:
+            if seconds == 0:  # unanswered: costs nothing, whatever it dialled
+                return copy_line(deck, version_id, None, None, None, None, 0, 0, Decimal(0), currency, None, None)
+            return self._unrated(deck, version_id, seconds, NOT_RATABLE if digits is None else NO_MATCH)
+        if seconds is None:
+            return self._unrated(deck, version_id, seconds, NO_SECONDS)
+        key = (version_id, position, seconds)
+        row = self._cache.get(key)
+        if row is not None:
+            self.hits += 1
+            return row
+        if len(self._cache) >= CACHE_LIMIT:
+            self._cache.clear()
+        rate = index.rates[position]
+        result = rate_call(version, rate, seconds)
+        if not isinstance(result, Charge):
+            row = self._unrated(deck, version_id, seconds, result.reason)
+        else:
+            row = copy_line(
+                deck,
+                version_id,
+                result.prefix,
+                result.destination,
+                result.call_type,
+                result.call_sub_type,
+                seconds,
+                result.billed_seconds,
+                result.cost,
+                result.currency,
+                json.dumps(charge_dict(result), separators=(",", ":")),
+                None,
+            )
+        self._cache[key] = row
+        return row
+
+    @staticmethod
+    def _unrated(deck: str | None, version_id: int | None, seconds: int | None, reason: str) -> str:
+        return copy_line(deck, version_id, None, None, None, None, seconds, None, None, None, None, reason)
+
+
+def copy_text(value: Any) -> str:
+    if value is None:
+        return "\\N"
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    s = str(value)
+    return s.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
