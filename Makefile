@@ -51,6 +51,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/row_cost.py
 	$(BIN)/python bench/many_files.py --repeat 3
 	$(BIN)/python bench/numbering.py
+	$(BIN)/python bench/rating.py
 
 # Re-resolve requirements.in into the fully pinned requirements.txt.
 requirements:
