@@ -181,6 +181,23 @@ def test_a_day_billed_twice_charges_once(billing, day):
         )
 
 
+def test_a_billrun_left_running_by_a_dead_process_is_marked_failed_by_the_next(billing, day):
+    """A process killed mid-run leaves its billrun `running` (its charges rolled back with it);
+    the next run of the same kind, period and scope holds the lock, so that row cannot be live:
+    it is marked failed with the reason, and the new run bills the day."""
+    with billing.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO billruns (kind, period_start, period_end, scope, version) "
+                "VALUES ('daily', '2026-11-01', '2026-11-02', 'all', 1)"
+            )
+        )
+    run = run_billrun(billing, "daily", "2026-11-01")
+    assert run.version == 2 and run.status == "closed" and run.rated
+    ((status, error),) = q(billing, "SELECT status, error FROM billruns WHERE version = 1")
+    assert status == "failed" and error.startswith("abandoned: the process running it ended")
+
+
 def test_a_late_file_is_an_adjustment_version(billing, day, store):
     run_billrun(billing, "daily", "2026-11-01")
     load(billing, store, [master_line("9.1", "A1", UK, "2026-11-01 09:00:00", 60)], name="late.csv")

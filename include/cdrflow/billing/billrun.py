@@ -304,7 +304,19 @@ def _run_locked(
 
 
 def _open(control: Connection, kind: str, start: date, end: date, scope: str) -> tuple[int, int]:
-    """The billrun row, committed as running (the advisory lock makes its version unique)."""
+    """The billrun row, committed as running (the advisory lock makes its version unique).
+
+    A billrun of the same kind, period and scope still ``running`` here belongs to a process that
+    died (a live one would hold the advisory lock this caller holds): it is marked failed, so it
+    neither looks busy for ever nor hides that it never closed."""
+    control.execute(
+        text(
+            "UPDATE billruns SET status = 'failed', finished_at = now(), "
+            "error = 'abandoned: the process running it ended before it closed (nothing of it was kept)' "
+            "WHERE kind = :k AND period_start = :s AND scope = :scope AND status = 'running'"
+        ),
+        {"k": kind, "s": start, "scope": scope},
+    )
     row = control.execute(
         text(
             "INSERT INTO billruns (kind, period_start, period_end, scope, version) "
