@@ -174,6 +174,9 @@ def test_a_bad_setting_fails_at_sync_in_one_line_and_nothing_is_synced(engine, w
         (["acme", "--type", "asterisk_csv", "--encoding", "klingon-8"], "error: carrier acme: encoding: unknown"),
         (["acme", "--type", "csv"], "error: carrier acme: file_type: unknown file type 'csv'"),
         (["acme"], "error: carrier acme: missing file_type"),
+        (["acme", "--type", "asterisk_csv", "--billable-leg", "first"], "error: carrier acme: billable_leg:"),
+        (["acme", "--type", "asterisk_csv", "--country", "XX"], "error: carrier acme: dial_plan.country:"),
+        (["acme", "--type", "asterisk_csv", "--check", "calee_number=reject"], "error: carrier acme: checks:"),
     ],
 )
 def test_carrier_add_is_checked_by_the_same_rules(engine, warehouse_url, args, message):
@@ -191,3 +194,18 @@ def test_carrier_add_keeps_time_zone_and_encoding(engine, warehouse_url):
     with engine.connect() as conn:
         carrier = carriers.get(conn, "acme")
     assert (carrier.delivery, carrier.config) == ("monthly", {"timezone": "Europe/Paris", "encoding": "latin-1"})
+
+
+def test_carrier_add_takes_the_billing_and_number_keys(engine, warehouse_url):
+    args = ["acme", "--type", "asterisk_csv", "--billable-leg", "every_leg", "--buy-deck", "wholesale"]
+    args += ["--country", "RU", "--check", "callee_number=reject"]
+    out = run_cli("carrier", "add", *args, env={"CDRFLOW_DATABASE_URL": warehouse_url})
+    assert out.returncode == 0, out.stderr
+    with engine.connect() as conn:
+        config = carriers.get(conn, "acme").config
+    assert (config["billable_leg"], config["buy_deck"], config["dial_plan"]["country"]) == (
+        "every_leg",
+        "wholesale",
+        "RU",
+    )
+    assert config["checks"] == {"expect_column_values_to_match_regex(callee_number)": "reject"}  # stored in full

@@ -23,12 +23,23 @@ def cmd_carrier(args: argparse.Namespace) -> int:
         "reject_threshold": args.reject_threshold,
         "timezone": args.timezone,
         "encoding": args.encoding,
+        "billable_leg": args.billable_leg,
+        "buy_deck": args.buy_deck,
+        "dial_plan": {"country": args.country} if args.country else None,
+        "checks": dict(_check(c) for c in args.check) if args.check else None,
     }
     config = carrier_file.parse_carrier({k: v for k, v in entry.items() if v is not None})
     with common.engine().begin() as conn:
         carriers.upsert(conn, config.carrier)
     print(f"carrier {args.code} saved")
     return 0
+
+
+def _check(text: str) -> tuple[str, str]:
+    name, sep, severity = text.rpartition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"--check {text!r}: write CHECK=SEVERITY, e.g. callee_number=reject")
+    return name, severity
 
 
 def cmd_carriers(args: argparse.Namespace) -> int:
@@ -74,6 +85,12 @@ def add_parsers(sub) -> None:
     p.add_argument("--monthly", action="store_true", help="delivers monthly files (default daily)")
     p.add_argument("--not-billable", action="store_true")
     p.add_argument("--reject-threshold", type=float, default=0.05)
+    p.add_argument("--billable-leg", help="which leg of a call bills (default: the format's; see README, Calls)")
+    p.add_argument("--buy-deck", help="the rate deck this carrier's calls are bought at (see README, Billing runs)")
+    p.add_argument("--country", help="dial plan country (ISO code, e.g. RU, DE, US): E.164 numbers from its prefixes")
+    p.add_argument(
+        "--check", action="append", metavar="CHECK=SEVERITY", help="a check's severity (reject, flag, fail); repeatable"
+    )
     p.set_defaults(func=cmd_carrier)
     p = sub.add_parser("carriers", help="the carrier configuration file: sync it into the warehouse, list it")
     p.add_argument("action", choices=["sync", "list"])
