@@ -40,7 +40,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import Connection, Engine, text
 
 from cdrflow.config import settings
-from cdrflow.config.errors import CdrflowError, one_line
+from cdrflow.config.errors import CdrflowError, one_line, shown_url
 
 log = logging.getLogger(__name__)
 
@@ -100,11 +100,7 @@ class ArtifactStore:
         return f"{self.base_url}/{key}"
 
     def describe(self) -> str:
-        parts = urlsplit(self.base_url)
-        if parts.password is None:
-            return self.base_url
-        netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-        return parts._replace(netloc=netloc).geturl()
+        return shown_url(self.base_url)
 
     def put(self, key: str, chunks: Iterable[bytes]) -> tuple[str, int, str]:
         """Write ``chunks`` as the file ``key``; returns (url, bytes, sha1)."""

@@ -45,7 +45,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, Engine, text
 
 from cdrflow.billing import feed
-from cdrflow.billing.charging import CHARGE_COLUMNS, Decks, Rater, copy_line
+from cdrflow.billing.charging import Decks, Rater, copy_line, move_staged, stage
 from cdrflow.config.errors import CdrflowError
 from cdrflow.warehouse import accounts as account_rows
 
@@ -155,21 +155,7 @@ SELECT * FROM (
 WHERE need_sell OR need_buy
 """
 
-_STAGING = """
-CREATE TEMPORARY TABLE billrun_staging (
-    billrun_id bigint, call_id bigint, carrier text, record_key text, start_time timestamptz,
-    account_id text, side text, deck text, deck_version_id bigint, prefix text, destination text,
-    call_type text, call_sub_type text, billing_seconds integer, billed_seconds integer,
-    cost numeric, currency text, breakdown jsonb, unrated_reason text
-) ON COMMIT DROP
-"""
-
-_CHARGE_LIST = ", ".join(CHARGE_COLUMNS)  # this module's column names, never user text
-_COPY_STAGING = "COPY billrun_staging (" + _CHARGE_LIST + ") FROM STDIN"
-_MOVE = (
-    "INSERT INTO charges (" + _CHARGE_LIST + ") SELECT " + _CHARGE_LIST + " FROM billrun_staging "
-    "ON CONFLICT (carrier, record_key, start_time, side) WHERE current DO NOTHING"
-)
+_MOVE = move_staged("billrun_staging", " ON CONFLICT (carrier, record_key, start_time, side) WHERE current DO NOTHING")
 
 _INVOICE = """
 INSERT INTO invoice_lines (billrun_id, account_id, currency, destination, call_type, calls, billed_seconds, amount)
@@ -266,7 +252,7 @@ def _run_locked(
             billrun_id, version = _open(control, kind, start, end, scope)
             raw = conn.connection.driver_connection
             assert raw is not None
-            conn.execute(text(_STAGING))
+            copy_staging = stage(conn, "billrun_staging")
             rater = Rater(book)
             files: set[int] = set()
             seen = 0
@@ -284,7 +270,7 @@ def _run_locked(
                         buf.write(f"{head}\tbuy\t{row}\n")
                 buf.seek(0)
                 with raw.cursor() as cur:
-                    cur.copy_expert(_COPY_STAGING, buf)
+                    cur.copy_expert(copy_staging, buf)
                 conn.execute(text(_MOVE))
                 conn.execute(text("TRUNCATE billrun_staging"))
                 seen += len(batch)

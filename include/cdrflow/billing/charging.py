@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 
 from cdrflow.billing import decks
 from cdrflow.billing.model import DeckVersion
@@ -161,3 +161,25 @@ def copy_text(value: Any) -> str:
         return format(value, "f")
     s = str(value)
     return s.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+# The temporary tables charges are COPYed into before they are moved into ``charges`` in one
+# statement: a billrun's (its rows go in with ON CONFLICT, skipping calls charged meanwhile) and a
+# rerating's (which also names the charge each row replaces).
+STAGED = {"billrun_staging": CHARGE_COLUMNS, "rerate_staging": (*CHARGE_COLUMNS, "replaces")}
+
+
+def stage(conn: Connection, name: str) -> str:
+    """Create the staging table ``name`` (dropped at commit), its columns taken from ``charges``
+    itself so their types cannot drift, and return the COPY statement that fills it."""
+    columns = ", ".join(STAGED[name])  # names of this module, never user text
+    conn.execute(
+        text("CREATE TEMPORARY TABLE " + name + " ON COMMIT DROP AS SELECT " + columns + " FROM charges WITH NO DATA")
+    )
+    return "COPY " + name + " (" + columns + ") FROM STDIN"
+
+
+def move_staged(name: str, on_conflict: str = "") -> str:
+    """The INSERT that moves the staging table ``name`` into ``charges``."""
+    columns = ", ".join(STAGED[name])
+    return "INSERT INTO charges (" + columns + ") SELECT " + columns + " FROM " + name + on_conflict

@@ -35,7 +35,7 @@ from sqlalchemy import Connection, Engine, text
 
 from cdrflow.billing import decks, feed
 from cdrflow.billing.billrun import BATCH, BillingError, Billrun, BillrunBusy, _close, _lock_key, _open, period_of
-from cdrflow.billing.charging import CHARGE_COLUMNS, Decks, Rater, copy_line
+from cdrflow.billing.charging import Decks, Rater, copy_line, move_staged, stage
 
 _OLD = """
 SELECT ch.id, ch.call_id, ch.carrier, ch.record_key, ch.start_time, ch.account_id, ch.side,
@@ -53,18 +53,7 @@ ORDER BY ch.id
 FOR UPDATE OF ch
 """
 
-_STAGING = """
-CREATE TEMPORARY TABLE rerate_staging (
-    billrun_id bigint, call_id bigint, carrier text, record_key text, start_time timestamptz,
-    account_id text, side text, deck text, deck_version_id bigint, prefix text, destination text,
-    call_type text, call_sub_type text, billing_seconds integer, billed_seconds integer,
-    cost numeric, currency text, breakdown jsonb, unrated_reason text, replaces bigint
-) ON COMMIT DROP
-"""
-
-_COLUMNS = ", ".join((*CHARGE_COLUMNS, "replaces"))  # this module's column names, never user text
-_COPY_STAGING = "COPY rerate_staging (" + _COLUMNS + ") FROM STDIN"
-_MOVE = "INSERT INTO charges (" + _COLUMNS + ") SELECT " + _COLUMNS + " FROM rerate_staging"
+_MOVE = move_staged("rerate_staging")
 
 _TOTALS = """
 SELECT coalesce(account_id, '') AS account_id, currency, sum(cost) AS amount, count(*) AS calls
@@ -175,7 +164,7 @@ def _rerate_locked(
             billrun_id, _version = _open(control, kind, start, end, scope)
             raw = conn.connection.driver_connection
             assert raw is not None
-            conn.execute(text(_STAGING))
+            copy_staging = stage(conn, "rerate_staging")
             rater = Rater(book)
             while batch:
                 buf = io.StringIO()
@@ -188,7 +177,7 @@ def _rerate_locked(
                     buf.write(f"{head}\t{old.side}\t{row}\t{old.id}\n")
                 buf.seek(0)
                 with raw.cursor() as cur:
-                    cur.copy_expert(_COPY_STAGING, buf)
+                    cur.copy_expert(copy_staging, buf)
                 batch = next(batches, [])
             replaced = conn.execute(
                 text("UPDATE charges SET current = false WHERE id IN (SELECT replaces FROM rerate_staging)")

@@ -1,5 +1,7 @@
 """The exceptions cdrflow raises on purpose: each carries a message meant for an operator."""
 
+from urllib.parse import urlsplit
+
 
 class CdrflowError(Exception):
     """Base class: a problem cdrflow recognised and can explain."""
@@ -47,3 +49,12 @@ def one_line(exc: BaseException) -> str:
     if isinstance(exc, CdrflowError):
         return text or name
     return f"{name}: {text}" if text else name
+
+
+def shown_url(url: str) -> str:
+    """``url`` for a message or a log line: a password in its user part is never shown."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return parts._replace(netloc=netloc).geturl()

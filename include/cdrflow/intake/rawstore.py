@@ -24,9 +24,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO
-from urllib.parse import urlsplit
 
-from cdrflow.config.errors import RawStoreUnavailable, one_line
+from cdrflow.config.errors import RawStoreUnavailable, one_line, shown_url
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +59,7 @@ class RawStore:
 
     def describe(self) -> str:
         """The store's URL for a message: a password in its user part is never shown."""
-        parts = urlsplit(self.base_url)
-        if parts.password is None:
-            return self.base_url
-        netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-        return parts._replace(netloc=netloc).geturl()
+        return shown_url(self.base_url)
 
     @contextmanager
     def _writing(self, what: str) -> Iterator[None]:
