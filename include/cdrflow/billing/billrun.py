@@ -282,11 +282,17 @@ def _run_locked(
         return result
     except Exception as exc:
         if billrun_id is not None:
-            control.execute(
-                text("UPDATE billruns SET status = 'failed', finished_at = now(), error = :e WHERE id = :id"),
-                {"id": billrun_id, "e": " ".join(str(exc).split())[:2000]},
-            )
+            mark_failed(control, billrun_id, exc)
         raise
+
+
+def mark_failed(control: Connection, billrun_id: int, exc: BaseException) -> None:
+    """The billrun row (committed as running on ``control``) says failed and why; its charges
+    rolled back with the run's own transaction."""
+    control.execute(
+        text("UPDATE billruns SET status = 'failed', finished_at = now(), error = :e WHERE id = :id"),
+        {"id": billrun_id, "e": " ".join(str(exc).split())[:2000]},
+    )
 
 
 def _open(control: Connection, kind: str, start: date, end: date, scope: str) -> tuple[int, int]:

@@ -34,7 +34,17 @@ from typing import Any
 from sqlalchemy import Connection, Engine, text
 
 from cdrflow.billing import decks, feed
-from cdrflow.billing.billrun import BATCH, BillingError, Billrun, BillrunBusy, _close, _lock_key, _open, period_of
+from cdrflow.billing.billrun import (
+    BATCH,
+    BillingError,
+    Billrun,
+    BillrunBusy,
+    _close,
+    _lock_key,
+    _open,
+    mark_failed,
+    period_of,
+)
 from cdrflow.billing.charging import Decks, Rater, copy_line, move_staged, stage
 
 _OLD = """
@@ -205,8 +215,5 @@ def _rerate_locked(
         return Rerating(result, replaced, [changes[k] for k in sorted(changes)], cheap)
     except Exception as exc:
         if billrun_id is not None:
-            control.execute(
-                text("UPDATE billruns SET status = 'failed', finished_at = now(), error = :e WHERE id = :id"),
-                {"id": billrun_id, "e": " ".join(str(exc).split())[:2000]},
-            )
+            mark_failed(control, billrun_id, exc)
         raise

@@ -20,11 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-import yaml
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from cdrflow.config import settings
-from cdrflow.config.carrier_file import _problem
+from cdrflow.config.carrier_file import _problem, yaml_list
 from cdrflow.config.errors import ConfigurationError
 from cdrflow.config.vocabulary import one_of
 
@@ -117,13 +116,7 @@ def config_path() -> Path:
 
 
 def parse(text: str, origin: str = "account configuration") -> list[Account]:
-    try:
-        doc = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigurationError(f"{origin}: not valid YAML: {' '.join(str(exc).split())}") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("accounts") or [], list):
-        raise ConfigurationError(f"{origin}: expected a mapping with a list under 'accounts'")
-    result = [parse_account(raw, f"account #{i + 1}") for i, raw in enumerate(doc.get("accounts") or [])]
+    result = [parse_account(raw, f"account #{i + 1}") for i, raw in enumerate(yaml_list(text, origin, "accounts"))]
     seen: set[str] = set()
     for a in result:
         if a.account_id in seen:

@@ -290,14 +290,20 @@ def config_path() -> Path:
     return Path(os.environ.get("CDRFLOW_CARRIERS_FILE") or DEFAULT_FILE)
 
 
-def parse(text: str, origin: str = "carrier configuration") -> list[CarrierConfig]:
+def yaml_list(text: str, origin: str, key: str) -> list:
+    """The list under ``key`` of a configuration file's YAML text (the carrier and account files
+    share this shape), or a one-line :class:`ConfigurationError` naming ``origin``."""
     try:
         doc = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise ConfigurationError(f"{origin}: not valid YAML: {' '.join(str(exc).split())}") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("carriers") or [], list):
-        raise ConfigurationError(f"{origin}: expected a mapping with a list under 'carriers'")
-    result = [parse_carrier(raw, f"carrier #{i + 1}") for i, raw in enumerate(doc.get("carriers") or [])]
+    if not isinstance(doc, dict) or not isinstance(doc.get(key) or [], list):
+        raise ConfigurationError(f"{origin}: expected a mapping with a list under '{key}'")
+    return doc.get(key) or []
+
+
+def parse(text: str, origin: str = "carrier configuration") -> list[CarrierConfig]:
+    result = [parse_carrier(raw, f"carrier #{i + 1}") for i, raw in enumerate(yaml_list(text, origin, "carriers"))]
     codes = [c.code for c in result]
     if len(set(codes)) != len(codes):
         raise ConfigurationError(f"{origin}: carrier codes must be unique: {', '.join(codes)}")
