@@ -104,10 +104,15 @@ def render_artifacts(engine, billrun_id: int) -> str:
 
 
 def add_parsers(sub) -> None:
-    p = sub.add_parser("accounts", help="the account configuration file: sync it into the warehouse, list it")
-    p.add_argument("action", choices=["sync", "list"])
-    p.add_argument("--file", type=Path, help="default: CDRFLOW_ACCOUNTS_FILE or include/accounts.yaml")
-    p.set_defaults(func=cmd_accounts)
+    from cdrflow.cli.api import add_account_parsers
+
+    p = sub.add_parser("accounts", help="accounts: sync the account file, list it; their API credentials")
+    actions = p.add_subparsers(dest="action", required=True)
+    for name, what in (("sync", "load the account file into the warehouse"), ("list", "show the account file")):
+        a = actions.add_parser(name, help=what)
+        a.add_argument("--file", type=Path, help="default: CDRFLOW_ACCOUNTS_FILE or include/accounts.yaml")
+        a.set_defaults(func=cmd_accounts)
+    add_account_parsers(actions)
     p = sub.add_parser("bill", help="billing runs: rate a period's calls (each call charged once)")
     actions = p.add_subparsers(dest="action", required=True)
     r = actions.add_parser("run", help="charge the period's billable calls that have no current charge")

@@ -17,6 +17,10 @@
     cdrflow rates list [--deck D]           rate decks and their versions
     cdrflow rate quote --deck D --to N --seconds S  what a call costs on a deck, and why
     cdrflow accounts sync|list              load include/accounts.yaml (who pays what) / show it
+    cdrflow accounts token|key ACCOUNT      an API token / Kazoo api key (--operator: every account)
+    cdrflow accounts password ACCOUNT       the billing feed's password (seed 004 login = ACCOUNT)
+    cdrflow accounts credentials|revoke     list API credentials / revoke them by id
+    cdrflow api serve [--port P]            the seed APIs alone under uvicorn, at /cdr
     cdrflow bill run --kind K --period P [--account A]  one billing run: charge a period's calls once
     cdrflow bill rerate --kind K --period P [--account A | --carrier C] [--deck-version ID]  re-rate a period
     cdrflow feed [--from-id N] [--limit L]  the billing feed (seed 004) as CSV, from id N (inclusive)
@@ -39,12 +43,12 @@ from cdrflow.config.errors import CdrflowError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from cdrflow.cli import billing, carriers, db, demo, feed, intake, loading, rate, rates
+    from cdrflow.cli import api, billing, carriers, db, demo, feed, intake, loading, rate, rates
 
     parser = argparse.ArgumentParser(prog="cdrflow", description=(__doc__ or "").split("\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     sub = parser.add_subparsers(dest="command", required=True)
-    for group in (db, carriers, intake, loading, rates, rate, billing, feed, demo):
+    for group in (db, carriers, intake, loading, rates, rate, billing, feed, api, demo):
         group.add_parsers(sub)
     return parser
 

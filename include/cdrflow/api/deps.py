@@ -1,0 +1,80 @@
+"""FastAPI dependencies: the application's settings and a warehouse connection per request.
+
+Routes are plain ``def`` functions (FastAPI runs them in its thread pool) on a SQLAlchemy
+connection from the application's own engine, so tests hand in a real engine through
+:func:`cdrflow.api.app.create_app`. The connection is a transaction committed when the route
+returns without error (after a streamed response has been sent) and rolled back otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import Connection, Engine, create_engine
+
+
+@dataclass
+class ApiSettings:
+    """What a deployment may set (environment variables in brackets).
+
+    - ``base_url`` [``CDRFLOW_API_BASE_URL``]: the external URL of the mount point
+      (``https://cdr.example.com/cdr``) used in absolute links (``report_url``); default: the
+      request's own base URL, which is internal behind a proxy (``api-contract.md`` §0.8).
+    - ``files_page_cap``: most files a CDR Files list returns (the client re-polls with idAfter).
+    - ``feed_page_cap``: most records a billing feed response returns (the client re-polls with
+      fromid = the last id it got).
+    - ``database_url``: the warehouse (default: the one cdrflow resolves, ``cdrflow db url``).
+    """
+
+    base_url: str | None = field(default_factory=lambda: os.environ.get("CDRFLOW_API_BASE_URL") or None)
+    files_page_cap: int = 1000
+    feed_page_cap: int = 10000
+    database_url: str | None = None
+
+
+class Warehouse:
+    """The application's engine, created on the first request (importing the plugin connects to
+    nothing) unless one was handed in. The pool is sized for the API server's thread pool."""
+
+    def __init__(self, engine: Engine | None, url: str | None):
+        self._given = engine
+        self._url = url
+
+    @cached_property
+    def engine(self) -> Engine:
+        if self._given is not None:
+            return self._given
+        from cdrflow.warehouse import db
+
+        url = db.normalise_url(self._url) if self._url else db.resolve_url()
+        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=30, pool_timeout=30)
+
+
+def settings(request: Request) -> ApiSettings:
+    return request.app.state.settings
+
+
+def engine(request: Request) -> Engine:
+    return request.app.state.warehouse.engine
+
+
+def connection(request: Request) -> Iterator[Connection]:
+    with request.app.state.warehouse.engine.begin() as conn:
+        yield conn
+
+
+Conn = Annotated[Connection, Depends(connection)]
+Settings = Annotated[ApiSettings, Depends(settings)]
+WarehouseEngine = Annotated[Engine, Depends(engine)]
+
+
+def external_base(request: Request, api_settings: ApiSettings) -> str:
+    """The absolute URL of the mount point (``.../cdr``) for links handed to clients."""
+    if api_settings.base_url:
+        return api_settings.base_url.rstrip("/")
+    return str(request.base_url).rstrip("/") + request.scope.get("root_path", "")

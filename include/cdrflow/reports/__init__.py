@@ -1,0 +1,1 @@
+"""Report requests (seed 001): building their CSV artefacts in the artifact store."""
