@@ -5,7 +5,7 @@ hand out real links (report requests, invoices) test their links over HTTP."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -15,7 +15,7 @@ from cdrflow.api import links
 from cdrflow.api.app import create_app
 from servers.s3 import s3_server
 
-NOW = datetime.now(timezone.utc)
+NOW = datetime.now(UTC)
 KEPT: dict[str, links.Download] = {}
 
 

@@ -21,7 +21,7 @@ import re
 import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -96,13 +96,13 @@ def verify(token: str, secret: str | None = None) -> Link:
     """The link a token names; :class:`ApiError` 403 when it was not signed by us."""
     try:
         data = _serializer(secret).loads(token)
-        return Link(str(data["k"]), str(data["i"]), datetime.fromtimestamp(int(data["e"]), timezone.utc))
+        return Link(str(data["k"]), str(data["i"]), datetime.fromtimestamp(int(data["e"]), UTC))
     except (BadSignature, KeyError, TypeError, ValueError) as exc:
         raise ApiError(403, "this download link is not valid (damaged or forged)", code="invalid_link") from exc
 
 
 def _expired(when: datetime | None) -> bool:
-    return when is not None and when <= datetime.now(timezone.utc)
+    return when is not None and when <= datetime.now(UTC)
 
 
 def _local_path(uri: str) -> Path | None:
