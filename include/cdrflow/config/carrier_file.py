@@ -54,6 +54,7 @@ class Carrier:
     delivery: str = "daily"  # or "monthly"
     reject_threshold: float = 0.05
     config: dict[str, Any] = field(default_factory=dict)  # timezone, encoding, dial_plan, buy_deck, ...
+    account_id: str | None = None  # the account that sees its files in the CDR Files API (key account)
 
 
 # --- field rules -----------------------------------------------------------------------------
@@ -70,6 +71,11 @@ def _word(words, what: str):
         return value
 
     return AfterValidator(check)
+
+
+def _text_id(value: Any) -> Any:
+    """YAML reads ``account: 1001`` as a number; an account id is text (as in the account file)."""
+    return str(value) if type(value) is int else value
 
 
 def _code(value: str) -> str:
@@ -175,6 +181,9 @@ class CarrierEntry(_Model):
     dial_plan: DialPlanEntry | None = None
     checks: dict[str, str] | None = None  # check name (or its column) -> reject | flag | fail
     buy_deck: Text | None = None  # the rate deck (kind buy) this carrier charges us; billruns add a buy charge
+    # the account (accounts.yaml account_id) that sees this carrier's files in the CDR Files API
+    # and may upload files for it; none: operators only
+    account: Annotated[Text, BeforeValidator(_text_id)] | None = None
     sources: list[Any] | None = None  # each checked by parse_source, which names its position
 
     @model_validator(mode="after")
@@ -218,6 +227,7 @@ class CarrierEntry(_Model):
                 **({"checks": dict(self.checks)} if self.checks else {}),
                 **({"buy_deck": self.buy_deck} if self.buy_deck else {}),
             },
+            account_id=self.account,
         )
 
 

@@ -142,6 +142,7 @@ def _register_member(engine, store, record, stream, name) -> Registration:
         billrun=record["billrun"],
         source_uri=record["source_uri"],
         parent_id=record["id"],
+        account_id=record["account_id"],  # an uploaded archive's members are its uploader's too
     )
 
 

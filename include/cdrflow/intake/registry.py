@@ -54,6 +54,7 @@ class Registration:
     size: int
     file_path: str
     duplicate_of: int | None = None
+    account_id: str | None = None
 
     @property
     def is_duplicate(self) -> bool:
@@ -89,11 +90,11 @@ def _store_source(store: RawStore, source: BinaryIO | str | os.PathLike, file_na
 _INSERT_COLUMNS = """
     file_name, stored_file_id, file_source, carrier, file_type, billing, daily, billrun, notes,
     mail_message, mail_from, mail_to, mail_subject, file_path, original_hash, file_size, source_uri,
-    parent_id, status, duplicate_of, processing_log"""
+    parent_id, account_id, status, duplicate_of, processing_log"""
 _INSERT_VALUES = """
     :file_name, :stored_file_id, :file_source, :carrier, :file_type, :billing, :daily, :billrun,
     :notes, :mail_message, :mail_from, :mail_to, :mail_subject, :file_path, :original_hash,
-    :file_size, :source_uri, :parent_id"""
+    :file_size, :source_uri, :parent_id, :account_id"""
 
 _INSERT_ORIGINAL = text(f"""
 INSERT INTO cdr_files ({_INSERT_COLUMNS})
@@ -125,13 +126,15 @@ def register_file(
     mail: MailFields | None = None,
     source_uri: str | None = None,
     parent_id: int | None = None,
+    account_id: str | None = None,
 ) -> Registration:
     """Store the bytes of ``source`` and record them in ``cdr_files``.
 
     ``source`` is a local path, an object storage URL or a binary stream; it is read once.
     ``file_name`` is recorded as :func:`cdrflow.intake.names.clean_name` makes it, whichever
     source brought it (the registration carries the recorded name).
-    File type, billing and daily/monthly default to the carrier's settings.
+    File type, billing and daily/monthly default to the carrier's settings. ``account_id``: the
+    account that uploaded the file through the API (``cdr_files.account_id``; it sees the file).
     Raises :class:`SourceUnreadable` (nothing stored, no row) when the bytes cannot be read,
     :class:`RawStoreUnavailable` (no row) when the raw store cannot take them,
     :class:`UnknownCarrier` when the carrier is not configured.
@@ -162,6 +165,7 @@ def register_file(
         "file_size": blob.size,
         "source_uri": source_uri,
         "parent_id": parent_id,
+        "account_id": account_id,
         "log": log_line(
             f"registered {file_name!r} from {file_source}"
             f"{' ' + source_uri if source_uri else ''}"
@@ -173,7 +177,15 @@ def register_file(
         file_id = conn.execute(_INSERT_ORIGINAL, params).scalar()
         if file_id is not None:
             result = Registration(
-                file_id, file_name, carrier, file_source, FileStatus.RECEIVED, blob.sha1, blob.size, blob.url
+                file_id,
+                file_name,
+                carrier,
+                file_source,
+                FileStatus.RECEIVED,
+                blob.sha1,
+                blob.size,
+                blob.url,
+                account_id=account_id,
             )
         else:
             # The insert above waited for any concurrent registration of these bytes to commit;
@@ -194,6 +206,7 @@ def register_file(
                 blob.size,
                 blob.url,
                 duplicate_of=original,
+                account_id=account_id,
             )
     # the one log line per registered file, whichever collector or command brought it
     log.info(

@@ -17,22 +17,25 @@ __all__ = ["Carrier", "get", "sync", "upsert"]
 
 
 _UPSERT = text("""
-INSERT INTO carriers (code, name, file_type, mapping, billable, delivery, reject_threshold, config)
+INSERT INTO carriers (code, name, file_type, mapping, billable, delivery, reject_threshold, config,
+                      account_id)
 VALUES (:code, :name, :file_type, :mapping, :billable, :delivery, :reject_threshold,
-        CAST(:config AS jsonb))
+        CAST(:config AS jsonb), :account_id)
 ON CONFLICT (code) DO UPDATE SET
     name = EXCLUDED.name, file_type = EXCLUDED.file_type, mapping = EXCLUDED.mapping,
     billable = EXCLUDED.billable, delivery = EXCLUDED.delivery,
-    reject_threshold = EXCLUDED.reject_threshold, config = EXCLUDED.config
+    reject_threshold = EXCLUDED.reject_threshold, config = EXCLUDED.config,
+    account_id = EXCLUDED.account_id
 WHERE (carriers.name, carriers.file_type, carriers.mapping, carriers.billable, carriers.delivery,
-       carriers.reject_threshold, carriers.config)
+       carriers.reject_threshold, carriers.config, carriers.account_id)
       IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.file_type, EXCLUDED.mapping, EXCLUDED.billable,
-       EXCLUDED.delivery, EXCLUDED.reject_threshold, EXCLUDED.config)
+       EXCLUDED.delivery, EXCLUDED.reject_threshold, EXCLUDED.config, EXCLUDED.account_id)
 """)
 
 
 def upsert(conn: Connection, carrier: Carrier) -> None:
-    """Insert the carrier or update it to match ``carrier``."""
+    """Insert the carrier or update it to match ``carrier`` (its ``account_id`` too: the carrier
+    file is the whole truth about a carrier, so a carrier without ``account:`` is operators' only)."""
     params = {**carrier.__dict__, "config": json.dumps(carrier.config)}
     conn.execute(_UPSERT, params)
 
@@ -50,8 +53,8 @@ def get(conn: Connection, code: str) -> Carrier:
     row = (
         conn.execute(
             text(
-                "SELECT code, name, file_type, mapping, billable, delivery, reject_threshold, config "
-                "FROM carriers WHERE code = :code"
+                "SELECT code, name, file_type, mapping, billable, delivery, reject_threshold, config, "
+                "account_id FROM carriers WHERE code = :code"
             ),
             {"code": code},
         )
