@@ -104,3 +104,10 @@ def test_feed_password_is_hashed_with_scrypt_and_checked(api_engine):
         assert credentials.principal_for_feed_login(conn, "1001", "b1ll1ngf33d").account_id == "1001"
         assert credentials.principal_for_feed_login(conn, "1001", "wrong") is None
         assert credentials.principal_for_feed_login(conn, "1002", "b1ll1ngf33d") is None
+
+
+def test_openapi_says_400_where_fastapi_would_say_422(api: httpx.Client):
+    spec = api.get("/openapi.json").json()
+    answers = [code for operations in spec["paths"].values() for op in operations.values() for code in op["responses"]]
+    assert "422" not in answers
+    assert "400" in spec["paths"]["/v1/api_auth"]["put"]["responses"]

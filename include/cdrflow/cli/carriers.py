@@ -27,6 +27,7 @@ def cmd_carrier(args: argparse.Namespace) -> int:
         "buy_deck": args.buy_deck,
         "dial_plan": {"country": args.country} if args.country else None,
         "checks": dict(_check(c) for c in args.check) if args.check else None,
+        "account": args.account,
     }
     config = carrier_file.parse_carrier({k: v for k, v in entry.items() if v is not None})
     with common.engine().begin() as conn:
@@ -87,6 +88,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--reject-threshold", type=float, default=0.05)
     p.add_argument("--billable-leg", help="which leg of a call bills (default: the format's; see README, Calls)")
     p.add_argument("--buy-deck", help="the rate deck this carrier's calls are bought at (see README, Billing runs)")
+    p.add_argument("--account", help="the account that sees its files in the CDR Files API and may upload for it")
     p.add_argument("--country", help="dial plan country (ISO code, e.g. RU, DE, US): E.164 numbers from its prefixes")
     p.add_argument(
         "--check", action="append", metavar="CHECK=SEVERITY", help="a check's severity (reject, flag, fail); repeatable"
