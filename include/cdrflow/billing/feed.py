@@ -21,17 +21,37 @@ the new ``charge`` record (``correction_of`` = the same id). Summing the ``cost`
 collected gives the current total; keeping the last ``charge`` record per call gives each call's
 current cost.
 
-:func:`read` / :func:`write_csv` serve ``cdrflow feed --from-id N [--limit L]`` (``fromid``
-inclusive, ids ascending; the API's ``/billing/feed`` route is the same query).
+:func:`records` (a server-side cursor) and :func:`csv_lines` serve both ``cdrflow feed --from-id N
+[--limit L]`` and the API's ``GET /billing/feed`` (``fromid`` inclusive, ids ascending): one query,
+one CSV shape. :class:`FeedFilter` holds the optional narrowing (account, the search criteria of
+seed 004 §1 that the API offers as named extensions), each a bound parameter of a SQLAlchemy Core
+select, never SQL text made from a value.
 """
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable
+import io
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal
 from typing import IO, Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    DateTime,
+    Integer,
+    Numeric,
+    Select,
+    Text,
+    column,
+    func,
+    select,
+    table,
+    text,
+)
 
 LOCK = "cdrflow.billing_feed"
 
@@ -58,13 +78,10 @@ COLUMNS = (
     "billrun",
 )
 
-_FIELDS = (
-    "billrun_id, account_id, billing_group, billing_period, start_time, local_time, seconds, billed_seconds, "
-    '"from", "to", type, sub_type, description, destination, cost, currency'
-)
-
-_REVERSALS = f"""
-INSERT INTO billing_feed (id, record, correction_of, charge_id, {_FIELDS})
+_REVERSALS = """
+INSERT INTO billing_feed (id, record, correction_of, charge_id, billrun_id, account_id, billing_group, billing_period,
+                          start_time, local_time, seconds, billed_seconds, "from", "to", type, sub_type, description,
+                          destination, cost, currency)
 SELECT nextval('billing_feed_id_seq'), 'reversal', x.id, x.charge_id, :id, x.account_id, x.billing_group,
        x.billing_period, x.start_time, x.local_time, x.seconds, x.billed_seconds, x."from", x."to", x.type,
        x.sub_type, x.description, x.destination, -x.cost, x.currency
@@ -76,9 +93,13 @@ FROM (
 ) x
 """
 
-_CHARGES = f"""
-INSERT INTO billing_feed (id, record, correction_of, charge_id, {_FIELDS})
-SELECT nextval('billing_feed_id_seq'), 'charge', x.correction_of, x.charge_id, {_FIELDS}
+_CHARGES = """
+INSERT INTO billing_feed (id, record, correction_of, charge_id, billrun_id, account_id, billing_group, billing_period,
+                          start_time, local_time, seconds, billed_seconds, "from", "to", type, sub_type, description,
+                          destination, cost, currency)
+SELECT nextval('billing_feed_id_seq'), 'charge', x.correction_of, x.charge_id, x.billrun_id, x.account_id,
+       x.billing_group, x.billing_period, x.start_time, x.local_time, x.seconds, x.billed_seconds, x."from", x."to",
+       x.type, x.sub_type, x.description, x.destination, x.cost, x.currency
 FROM (
     SELECT n.id AS charge_id, rf.id AS correction_of, n.billrun_id, n.account_id, a.billing_group,
            CASE b.kind WHEN 'daily' THEN to_char(b.period_start, 'YYYY-MM-DD')
@@ -116,29 +137,154 @@ def append(conn: Connection, billrun_id: int) -> int:
     return n
 
 
+_feed = table(
+    "billing_feed",
+    column("id", BigInteger),
+    column("record", Text),
+    column("correction_of", BigInteger),
+    column("billrun_id", BigInteger),
+    column("account_id", Text),
+    column("billing_group", Text),
+    column("billing_period", Text),
+    column("local_time", DateTime),
+    column("seconds", Integer),
+    column("billed_seconds", Integer),
+    column("from", Text),
+    column("to", Text),
+    column("type", Text),
+    column("sub_type", Text),
+    column("description", Text),
+    column("destination", Text),
+    column("cost", Numeric),
+    column("currency", Text),
+)
+
+
+@dataclass(frozen=True)
+class FeedFilter:
+    """Optional narrowing of the feed; None leaves a criterion out. ``account`` is the feed's login
+    (or an operator's choice); the rest are seed 004's search criteria (§1: date, billing period,
+    billing group, seconds, to, from, type), named by cdrflow."""
+
+    account: str | None = None
+    billing_period: str | None = None  # exactly: 2026-11-01 (daily) or 2026-11 (monthly)
+    billing_group: str | None = None
+    date_from: date | None = None  # the call's local date (column ``date``), inclusive
+    date_to: date | None = None  # inclusive
+    min_seconds: int | None = None  # billing seconds at least
+    to: str | None = None  # callee starts with this (a leading + ignored on both sides)
+    from_: str | None = None  # caller starts with this
+    type: str | None = None  # seed 004 Type, exactly (0, 8, 9 are codes, not numbers)
+
+
+def _starts_with(col: Any, prefix: str) -> Any:
+    return func.starts_with(func.ltrim(col, "+"), prefix.lstrip("+"))
+
+
+def select_records(from_id: int = 0, limit: int | None = None, where: FeedFilter | None = None) -> Select:
+    """The feed's query: records with ``id >= from_id`` (inclusive, as seed 004's ``fromid``),
+    ids ascending, at most ``limit``; every value a bound parameter."""
+    f = _feed.c
+    query = select(
+        f.id,
+        f.record,
+        f.correction_of,
+        func.to_char(f.local_time, "YYYY-MM-DD").label("date"),
+        func.to_char(f.local_time, "YYYY-MM-DD HH24:MI:SS").label("datetime"),
+        f.billing_period,
+        f.billing_group,
+        f.account_id.label("account"),
+        f.seconds,
+        f.billed_seconds,
+        f["from"],
+        f.to,
+        f.type,
+        f.sub_type,
+        f.description,
+        f.destination,
+        f.cost,
+        f.currency,
+        f.billrun_id.label("billrun"),
+    ).where(f.id >= from_id)
+    w = where or FeedFilter()
+    if w.account is not None:
+        query = query.where(f.account_id == w.account)
+    if w.billing_period is not None:
+        query = query.where(f.billing_period == w.billing_period)
+    if w.billing_group is not None:
+        query = query.where(f.billing_group == w.billing_group)
+    if w.date_from is not None:
+        query = query.where(f.local_time >= w.date_from)
+    if w.date_to is not None:
+        query = query.where(f.local_time < w.date_to + timedelta(days=1))
+    if w.min_seconds is not None:
+        query = query.where(f.seconds >= w.min_seconds)
+    if w.to is not None:
+        query = query.where(_starts_with(f.to, w.to))
+    if w.from_ is not None:
+        query = query.where(_starts_with(f["from"], w.from_))
+    if w.type is not None:
+        query = query.where(f.type == w.type)
+    query = query.order_by(f.id)
+    return query.limit(limit) if limit is not None else query
+
+
+def records(
+    conn: Connection, from_id: int = 0, limit: int | None = None, where: FeedFilter | None = None
+) -> Iterator[dict[str, Any]]:
+    """The feed's records one by one, from a server-side cursor (memory stays flat however many).
+
+    The query runs now (an error raises here, before a caller has sent anything); the rows are
+    read as the iterator is consumed, so ``conn`` must stay open, in its transaction, until then."""
+    result = conn.execute(
+        select_records(from_id, limit, where), execution_options={"stream_results": True, "max_row_buffer": 1000}
+    )
+    return _rows(result)
+
+
+def _rows(result: Any) -> Iterator[dict[str, Any]]:
+    with result:
+        for row in result.mappings():
+            yield dict(row)
+
+
 def read(
     conn: Connection, from_id: int = 0, limit: int | None = None, account: str | None = None
 ) -> list[dict[str, Any]]:
     """Feed records with ``id >= from_id`` (inclusive, as seed 004's ``fromid``), ids ascending."""
-    rows = conn.execute(
-        text(
-            "SELECT id, record, correction_of, to_char(local_time, 'YYYY-MM-DD') AS date, "
-            "to_char(local_time, 'YYYY-MM-DD HH24:MI:SS') AS datetime, billing_period, billing_group, "
-            'account_id AS account, seconds, billed_seconds, "from", "to", type, sub_type, description, '
-            "destination, cost, currency, billrun_id AS billrun FROM billing_feed "
-            "WHERE id >= :f AND (CAST(:a AS text) IS NULL OR account_id = :a) ORDER BY id LIMIT :l"
-        ),
-        {"f": from_id, "l": limit, "a": account},
-    ).mappings()
-    return [dict(r) for r in rows]
+    return list(records(conn, from_id, limit, FeedFilter(account=account)))
 
 
-def write_csv(records: Iterable[dict[str, Any]], out: IO[str]) -> int:
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    return str(value)
+
+
+def csv_lines(rows: Iterable[dict[str, Any]], cell: Callable[[str], str] | None = None) -> Iterator[str]:
+    """The CSV text of the feed, one line at a time: the header :data:`COLUMNS`, then a line per
+    record. ``cell`` rewrites each value (the API neutralises spreadsheet formulas with it)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+
+    def line(values: Iterable[str]) -> str:
+        buf.seek(0)
+        buf.truncate()
+        writer.writerow(values)
+        return buf.getvalue()
+
+    yield line(COLUMNS)
+    for r in rows:
+        values = (_text(r[c]) for c in COLUMNS)
+        yield line([cell(v) for v in values] if cell else list(values))
+
+
+def write_csv(rows: Iterable[dict[str, Any]], out: IO[str]) -> int:
     """The records as CSV with the header :data:`COLUMNS`; returns how many."""
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(COLUMNS)
-    n = 0
-    for r in records:
-        writer.writerow(["" if r[c] is None else r[c] for c in COLUMNS])
+    n = -1
+    for text_line in csv_lines(rows):
+        out.write(text_line)
         n += 1
     return n

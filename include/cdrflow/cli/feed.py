@@ -18,9 +18,8 @@ def cmd_feed(args: argparse.Namespace) -> int:
         return 1
     engine = common.engine()
     migrations.upgrade(engine, settings.SQL_DIR)
-    with engine.connect() as conn:
-        records = feed.read(conn, args.from_id, args.limit, account=args.account)
-    feed.write_csv(records, sys.stdout)
+    with engine.begin() as conn:  # a server-side cursor: the records stream to stdout
+        feed.write_csv(feed.records(conn, args.from_id, args.limit, feed.FeedFilter(account=args.account)), sys.stdout)
     return 0
 
 

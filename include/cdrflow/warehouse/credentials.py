@@ -9,6 +9,7 @@ standard library's memory-hard KDF, no new dependency) and checked only against 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
@@ -156,10 +157,18 @@ def principal_for_feed_login(conn: Connection, login: str, password: str) -> Pri
     """Seed 004's ``login`` (an account number) and ``password``, or None when they do not match."""
     if not login or not password:
         return None
-    for row in conn.execute(_FEED_ROWS, {"login": login}):
+    rows = conn.execute(_FEED_ROWS, {"login": login}).all()
+    for row in rows:
         if _password_matches(password, row.secret_hash):
             return Principal(role="account", account_id=login, credential_id=row.id)
+    if not rows:  # as slow as a wrong password: the time taken must not tell which logins exist
+        _password_matches(password, _unknown_login_hash())
     return None
+
+
+@functools.cache
+def _unknown_login_hash() -> str:
+    return _password_hash(secrets.token_urlsafe(16))
 
 
 def revoke(conn: Connection, credential_id: int) -> Credential:
