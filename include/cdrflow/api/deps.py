@@ -2,8 +2,9 @@
 
 Routes are plain ``def`` functions (FastAPI runs them in its thread pool) on a SQLAlchemy
 connection from the application's own engine, so tests hand in a real engine through
-:func:`cdrflow.api.app.create_app`. The connection is a transaction committed when the route
-returns without error (after a streamed response has been sent) and rolled back otherwise.
+:func:`cdrflow.api.app.create_app`. The connection's work is committed when the route returns
+without error (after a streamed response has been sent) and rolled back otherwise; a route whose
+answer hands out something just written commits first (:func:`commit_now`).
 """
 
 from __future__ import annotations
@@ -64,8 +65,22 @@ def engine(request: Request) -> Engine:
 
 
 def connection(request: Request) -> Iterator[Connection]:
-    with request.app.state.warehouse.engine.begin() as conn:
-        yield conn
+    """A connection for the request. Its work is committed when the route returns without error,
+    which is after a streamed response has been sent (the stream reads from it). A route that
+    writes something the client may use at once (a token, a new request) calls
+    :func:`commit_now` before it answers, so the row is visible when the answer arrives."""
+    with request.app.state.warehouse.engine.connect() as conn:
+        try:
+            yield conn
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.commit()
+
+
+def commit_now(conn: Connection) -> None:
+    """Commit the request's work before answering (later statements start a new transaction)."""
+    conn.commit()
 
 
 Conn = Annotated[Connection, Depends(connection)]

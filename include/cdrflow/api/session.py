@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from cdrflow.api.auth import Caller
-from cdrflow.api.deps import Conn
+from cdrflow.api.deps import Conn, commit_now
 from cdrflow.api.errors import ApiError, request_id, unauthorized
 from cdrflow.warehouse.credentials import session_for_api_key
 
@@ -35,6 +35,7 @@ def api_auth(request: Request, conn: Conn, body: ApiAuthBody = Body(...)) -> JSO
     if issued is None:
         raise unauthorized("invalid api key")
     principal, token, expires = issued
+    commit_now(conn)  # the client uses the token at once: it must be visible when the answer arrives
     data: dict[str, Any] = {
         "account_id": principal.account_id,
         "expires": expires.isoformat(),
