@@ -17,7 +17,7 @@ from tests.servers import api as api_servers
 
 from cdrflow.warehouse import credentials
 
-API_TABLES = ("api_credentials", "accounts")
+API_TABLES = ("api_credentials", "accounts", "report_requests")
 
 
 @pytest.fixture(scope="session")

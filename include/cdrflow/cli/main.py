@@ -24,6 +24,7 @@
     cdrflow bill run --kind K --period P [--account A]  one billing run: charge a period's calls once
     cdrflow bill rerate --kind K --period P [--account A | --carrier C] [--deck-version ID]  re-rate a period
     cdrflow feed [--from-id N] [--limit L]  the billing feed (seed 004) as CSV, from id N (inclusive)
+    cdrflow reports build [--once]|housekeeping  build pending report requests (seed 001) / expire old ones
     cdrflow demo                            the main job (`make demo`: on the embedded warehouse)
 
 Every command exits 1 with a one-line message on a problem it recognises, and on a warehouse
@@ -43,12 +44,12 @@ from cdrflow.config.errors import CdrflowError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from cdrflow.cli import api, billing, carriers, db, demo, feed, intake, loading, rate, rates
+    from cdrflow.cli import api, billing, carriers, db, demo, feed, intake, loading, rate, rates, reports
 
     parser = argparse.ArgumentParser(prog="cdrflow", description=(__doc__ or "").split("\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     sub = parser.add_subparsers(dest="command", required=True)
-    for group in (db, carriers, intake, loading, rates, rate, billing, feed, api, demo):
+    for group in (db, carriers, intake, loading, rates, rate, billing, feed, api, reports, demo):
         group.add_parsers(sub)
     return parser
 
