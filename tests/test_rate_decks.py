@@ -339,7 +339,7 @@ def test_cli_import_and_list(new_database, tmp_path):
         comments = c.execute(
             text(
                 "SELECT count(*) FROM information_schema.columns col WHERE table_name IN ('rate_decks', "
-                "'rate_deck_versions', 'rates') AND col_description(('public.' || table_name)::regclass, "
+                "'rate_deck_versions', 'rates', 'rate_periods') AND col_description(('public.' || table_name)::regclass, "
                 "ordinal_position) IS NULL"
             )
         ).scalar()

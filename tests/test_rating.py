@@ -9,18 +9,29 @@ shared with the engine) agrees with the engine over thousands of random decks an
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
+from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cdrflow.billing.model import Deck, DeckVersion, Rate, Slot
+from cdrflow.billing.model import Deck, DeckVersion, Period, Rate, Slot, Window
 from cdrflow.billing.prefixes import PrefixIndex
-from cdrflow.billing.rating import NO_MATCH, NO_SECONDS, NOT_RATABLE, Charge, Unrated, quote, rate_call, rate_number
+from cdrflow.billing.rating import (
+    NO_MATCH,
+    NO_RATE_NOW,
+    NO_SECONDS,
+    NOT_RATABLE,
+    Charge,
+    Unrated,
+    quote,
+    rate_call,
+    rate_number,
+)
 from cdrflow.cli import rate as rate_cli
 
 D = Decimal
@@ -405,7 +416,11 @@ def decks_and_rates(draw) -> tuple[Deck, Rate]:
         rounding_scope=draw(st.sampled_from(["call", "increment"])),
         increment_decimals=draw(st.integers(4, 7)),
     )
-    rate = Rate(
+    return deck, random_rate(draw)
+
+
+def random_rate(draw, period: str = "") -> Rate:
+    return Rate(
         "1",
         "random",
         draw(slots()),
@@ -416,8 +431,8 @@ def decks_and_rates(draw) -> tuple[Deck, Rate]:
         rounding_decimals=draw(st.sampled_from([None, None, 0, 2, 4])),
         max_cost=draw(st.sampled_from([None, None, D("0.5"), D("3"), D("0.12345")])),
         max_cost_strategy=draw(st.sampled_from(["*free", "*disconnect"])),
+        period=period,
     )
-    return deck, rate
 
 
 @settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -456,3 +471,171 @@ def test_prefix_index_agrees_with_the_reference(prefixes, numbers):
         found = index.match(number)
         assert (None if found is None else rates.index(found)) == expected
         assert by_arrow == expected
+
+
+# --- the reference rater, with time-of-day periods ----------------------------------------------
+# Also apart from the engine: the billed increments come from the rate of the period the call starts
+# in; then every billed second is looked up on the deck's wall clock (zoneinfo, one second at a
+# time) and priced by the rate of its period, at that rate's slot for the second its piece starts.
+
+
+def ref_period(periods: tuple[Period, ...], zone: str, moment: datetime) -> str:
+    local = moment.astimezone(ZoneInfo(zone))
+    second = local.hour * 3600 + local.minute * 60 + local.second
+    for p in periods:
+        for w in p.windows:
+            if local.isoweekday() in w.weekdays and w.start <= second < w.end:
+                return p.name
+    return ""
+
+
+def ref_rate_at(v: DeckVersion, rates: list[Rate], at: datetime, seconds: int) -> tuple[int, Decimal] | None:
+    """(billed seconds, cost) of a call starting ``at``, None when some second has no rate."""
+    deck = v.deck
+    by = {r.period: r for r in rates}
+
+    def rate_at(s: int) -> Rate | None:
+        return by.get(ref_period(v.periods, deck.timezone, at + timedelta(seconds=s))) or by.get("")
+
+    first = rate_at(0)
+    if first is None:
+        return (0, Decimal(0)) if seconds == 0 else None  # unanswered: free at any time
+    how = first.rounding_method or deck.rounding_method
+    places = deck.rounding_decimals if first.rounding_decimals is None else first.rounding_decimals
+    if seconds == 0 or (deck.minimum_policy == "free" and seconds < first.minimum_seconds):
+        return 0, ref_round(Fraction(0), places, how)
+    if deck.minimum_policy == "bill":
+        seconds = max(seconds, first.minimum_seconds)
+    pieces: list[list[int]] = []  # [slot of the first rate, start, seconds]
+    t = 0
+    while t < seconds:
+        k = max(i for i, s in enumerate(first.slots) if s.start <= t)
+        inc = first.slots[k].increment
+        step = inc - t % inc if deck.alignment == "zero" else inc
+        if pieces and pieces[-1][0] == k:
+            pieces[-1][2] += step
+        else:
+            pieces.append([k, t, step])
+        t += step
+    spans: list[list] = []  # [rate, price, unit, increment, seconds, piece]
+    for n, (k, start, secs) in enumerate(pieces):
+        for s in range(start, start + secs):
+            r = rate_at(s)
+            if r is None:
+                return None
+            if spans and spans[-1][0] is r and spans[-1][5] == n:
+                spans[-1][4] += 1
+            else:
+                slot = [x for x in r.slots if x.start <= start][-1]
+                spans.append([r, slot.price, slot.unit, first.slots[k].increment, 1, n])
+    billed = sum(span[4] for span in spans)
+    free_cap = first.max_cost is not None and first.max_cost > 0 and first.max_cost_strategy in ("*free", "free")
+    if deck.rounding_scope == "call":
+        total = Fraction(first.connect_fee) + sum(Fraction(sp[4]) * Fraction(sp[1]) / sp[2] for sp in spans)
+    else:
+        g = deck.increment_decimals
+        total, seen = Fraction(0), Fraction(0)
+        for i, (_, price, unit, inc, secs, _) in enumerate(spans):
+            count = -(-secs // inc)
+            cost = ref_half_up(ref_half_up(Fraction(secs) * Fraction(price) / unit, g) / count, g) * count
+            if i == 0:
+                cost = ref_half_up(cost + Fraction(first.connect_fee), g)
+            total += cost
+            seen += total
+            if free_cap and seen >= Fraction(first.max_cost):  # type: ignore[arg-type]
+                total = seen = Fraction(first.max_cost)  # type: ignore[arg-type]
+    total = max(total, Fraction(first.minimum_charge))
+    if free_cap:
+        total = min(total, Fraction(first.max_cost))  # type: ignore[arg-type]
+    if deck.rounding_scope == "increment" and places == 0:
+        return billed, Decimal(total.numerator) / Decimal(total.denominator)
+    return billed, ref_round(total, places, how)
+
+
+# each zone's days the clocks change (spring forward, fall back; Lord Howe by half an hour)
+DST_DAYS = {
+    "UTC": [date(2026, 3, 29)],
+    "Europe/Amsterdam": [date(2026, 3, 29), date(2026, 10, 25)],
+    "America/New_York": [date(2026, 3, 8), date(2026, 11, 1)],
+    "Australia/Lord_Howe": [date(2026, 10, 4), date(2026, 4, 5)],
+    "Asia/Kolkata": [date(2026, 3, 29)],
+}
+
+
+@st.composite
+def profiled_calls(draw) -> tuple[DeckVersion, list[Rate], list[tuple[datetime, int]]]:
+    deck, _ = draw(decks_and_rates())
+    deck = Deck(**{**deck.__dict__, "timezone": draw(st.sampled_from(sorted(DST_DAYS)))})
+    windows: dict[str, list[Window]] = {}
+    for day in range(1, 8):
+        # quarter hours, often around 02:00-03:00 where the clocks change
+        hours = st.one_of(st.integers(1, 95), st.integers(6, 14))
+        cuts = sorted(draw(st.sets(hours.map(lambda q: q * 900), max_size=4)))
+        if draw(st.booleans()):
+            cuts = sorted({*cuts, draw(st.integers(1, 86399))})
+        for a, b in zip([0, *cuts], [*cuts, 86400], strict=True):
+            label = draw(st.sampled_from(["", "p1", "p2"]))
+            if label:
+                windows.setdefault(label, []).append(Window(frozenset({day}), a, b))
+    periods = tuple(Period(name, tuple(ws)) for name, ws in windows.items())
+    names = [""] + [p.name for p in periods]
+    chosen = draw(st.lists(st.sampled_from(names), min_size=1, max_size=3, unique=True))
+    rates = [random_rate(draw, period) for period in chosen]
+    version = DeckVersion(deck, DAY, tuple(rates), periods)
+    calls = []
+    for _ in range(draw(st.integers(1, 3))):
+        # near a boundary of the day: a window's start or end, on a day around a DST change
+        shift = draw(st.sampled_from([0, 0, 0, -1, 1, 2, 3, 4, 5, 6]))
+        day = draw(st.sampled_from(DST_DAYS[deck.timezone])) + timedelta(days=shift)
+        marks = [w.start for p in periods for w in p.windows] + [w.end for p in periods for w in p.windows]
+        marks += [2 * 3600, 3 * 3600]  # and the hours the clocks change
+        local = datetime.combine(day, datetime.min.time()) + timedelta(seconds=draw(st.sampled_from(marks or [0])))
+        moment = local.replace(tzinfo=ZoneInfo(deck.timezone), fold=draw(st.integers(0, 1))).astimezone(UTC)
+        moment -= timedelta(seconds=draw(st.integers(0, 1800)), microseconds=draw(st.sampled_from([0, 0, 250000])))
+        calls.append((moment, draw(st.integers(0, 1500))))
+    return version, rates, calls
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(profiled_calls())
+def test_engine_agrees_with_the_reference_on_profiled_decks(case):
+    version, rates, calls = case
+    index = PrefixIndex.of(version)
+    for at, seconds in calls:
+        result = rate_number(version, index, "+1555", seconds, at)
+        expected = ref_rate_at(version, rates, at, seconds)
+        if expected is None:
+            assert result == Unrated(NO_RATE_NOW), (at, seconds)
+            continue
+        assert isinstance(result, Charge), (at, seconds, result)
+        billed, cost = expected
+        assert result.billed_seconds == billed, (at, seconds)
+        assert result.cost == cost, (at, seconds)
+        if seconds and not (
+            version.deck.rounding_scope == "increment"
+            and (result.cost.as_tuple().exponent == 0 or cost.as_tuple().exponent == 0)
+        ):
+            assert str(result.cost) == str(cost), (at, seconds)
+
+
+def test_engine_agrees_with_the_reference_across_clock_changes():
+    """Every zone's DST days, periods changing every 25 minutes around the change (never at the
+    hour the clocks jump), a call starting every 10 minutes: the engine and the reference agree."""
+    quarter = [Window(frozenset(range(1, 8)), 3900 + q * 1500, 5400 + q * 1500) for q in range(8)]
+    periods = (Period("odd", tuple(quarter[1::2])), Period("even", tuple(quarter[0::2])))
+    rates = [
+        Rate("1", "x", (Slot(0, D("0.60"), 60, 1),)),
+        Rate("1", "x", (Slot(0, D("0.06"), 60, 1),), period="odd"),
+        Rate("1", "x", (Slot(0, D("6"), 60, 1),), period="even"),
+    ]
+    for zone, days in DST_DAYS.items():
+        version = DeckVersion(Deck("dst", timezone=zone, rounding_decimals=6), DAY, tuple(rates), periods)
+        index = PrefixIndex.of(version)
+        for day in days:
+            start = datetime.combine(day, datetime.min.time()).replace(tzinfo=ZoneInfo(zone)).astimezone(UTC)
+            for minutes in range(30, 270, 10):
+                at = start + timedelta(minutes=minutes)
+                for seconds in (299, 1800):
+                    result = rate_number(version, index, "1", seconds, at)
+                    assert isinstance(result, Charge)
+                    assert (result.billed_seconds, result.cost) == ref_rate_at(version, rates, at, seconds), (at, zone)

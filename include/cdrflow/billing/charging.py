@@ -4,6 +4,11 @@
 :class:`Rater` turns one leg (deck, moment, number, billing seconds) into the rating columns of its
 charge as COPY text, with a bounded cache per (deck version, rate, billing seconds): a day's calls
 repeat a few thousand such shapes, and ``rating.rate_call`` costs 20-40 us a call.
+
+A prefix with rates by time-of-day period is looked up on the version's clock first: a call that
+stays in the period it starts in is cached per (version, rate, billing seconds, period) like any
+other; only a call that crosses into another period is rated on its own (its split depends on
+the moment it starts).
 """
 
 from __future__ import annotations
@@ -18,13 +23,24 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, text
 
 from cdrflow.billing import decks
-from cdrflow.billing.model import DeckVersion
+from cdrflow.billing.model import DeckVersion, Rate
+from cdrflow.billing.periods import Clock
 from cdrflow.billing.prefixes import PrefixIndex, digits_of
-from cdrflow.billing.rating import NO_MATCH, NO_SECONDS, NOT_RATABLE, Charge, charge_dict, rate_call
+from cdrflow.billing.rating import (
+    NO_MATCH,
+    NO_RATE_NOW,
+    NO_SECONDS,
+    NOT_RATABLE,
+    Charge,
+    Unrated,
+    charge_dict,
+    rate_call,
+    starting_rate,
+)
 
 NO_DECK = "no deck for the account"
 NOT_IN_FORCE = "deck not in force"
-REASONS = (NO_DECK, NO_MATCH, NOT_IN_FORCE, NOT_RATABLE, NO_SECONDS)
+REASONS = (NO_DECK, NO_MATCH, NOT_IN_FORCE, NOT_RATABLE, NO_SECONDS, NO_RATE_NOW)
 # ratings kept at most (about 1 KB each): a cache that grows past it starts again, so memory stays
 # flat however many distinct (rate, billing seconds) a period has
 CACHE_LIMIT = 100_000
@@ -71,6 +87,7 @@ class Decks:
             self._starts[name] = ([days[i] for i in order], [ids[i] for i in order])
         self._zone = {name: ZoneInfo(d.timezone) for name, d in self.deck_of.items()}
         self._loaded: dict[int, tuple[DeckVersion, PrefixIndex]] = {}
+        self._clocks: dict[int, Clock] = {}
 
     def in_force(self, deck: str, at: datetime) -> int | None:
         """Id of the version of ``deck`` in force at ``at`` (its latest effective_from on or before
@@ -84,6 +101,14 @@ class Decks:
         if found is None:
             version = decks.load_version_id(self.conn, version_id)
             found = self._loaded[version_id] = (version, PrefixIndex.of(version))
+        return found
+
+    def clock(self, version_id: int) -> Clock:
+        """The version's periods on its deck's clock (built once)."""
+        found = self._clocks.get(version_id)
+        if found is None:
+            version = self.version(version_id)[0]
+            found = self._clocks[version_id] = Clock(version.periods, version.deck.timezone)
         return found
 
 
@@ -100,7 +125,7 @@ def copy_line(*row: Any) -> str:
 class Rater:
     def __init__(self, book: Decks) -> None:
         self.book = book
-        self._cache: dict[tuple[int, int, int], str] = {}
+        self._cache: dict[tuple, str] = {}
         self.hits = 0
 
     def rate(self, deck: str | None, at: datetime, number: str | None, seconds: int | None) -> str:
@@ -120,34 +145,46 @@ class Rater:
             return self._unrated(deck, version_id, seconds, NOT_RATABLE if digits is None else NO_MATCH)
         if seconds is None:
             return self._unrated(deck, version_id, seconds, NO_SECONDS)
-        key = (version_id, position, seconds)
+        by_period = index.by_period.get(position)
+        rate: Rate | None
+        if by_period is None:
+            key: tuple = (version_id, position, seconds)
+            rate = index.rates[position]
+        else:  # decide the span first: a call inside one period is cached like any other
+            rate, timeline = starting_rate(by_period, self.book.clock(version_id), at, seconds)
+            if rate is None:
+                return self._unrated(deck, version_id, seconds, NO_RATE_NOW)
+            if timeline is not None:
+                split = rate_call(version, rate, seconds, by_period=by_period, timeline=timeline)
+                return self._row(deck, version_id, seconds, split)
+            key = (version_id, position, seconds, rate.period)
         row = self._cache.get(key)
         if row is not None:
             self.hits += 1
             return row
         if len(self._cache) >= CACHE_LIMIT:
             self._cache.clear()
-        rate = index.rates[position]
-        result = rate_call(version, rate, seconds)
-        if not isinstance(result, Charge):
-            row = self._unrated(deck, version_id, seconds, result.reason)
-        else:
-            row = copy_line(
-                deck,
-                version_id,
-                result.prefix,
-                result.destination,
-                result.call_type,
-                result.call_sub_type,
-                seconds,
-                result.billed_seconds,
-                result.cost,
-                result.currency,
-                json.dumps(charge_dict(result), separators=(",", ":")),
-                None,
-            )
-        self._cache[key] = row
+        result = rate_call(version, rate, seconds, by_period=by_period)
+        row = self._cache[key] = self._row(deck, version_id, seconds, result)
         return row
+
+    def _row(self, deck: str, version_id: int, seconds: int, result: Charge | Unrated) -> str:
+        if not isinstance(result, Charge):
+            return self._unrated(deck, version_id, seconds, result.reason)
+        return copy_line(
+            deck,
+            version_id,
+            result.prefix,
+            result.destination,
+            result.call_type,
+            result.call_sub_type,
+            seconds,
+            result.billed_seconds,
+            result.cost,
+            result.currency,
+            json.dumps(charge_dict(result), separators=(",", ":")),
+            None,
+        )
 
     @staticmethod
     def _unrated(deck: str | None, version_id: int | None, seconds: int | None, reason: str) -> str:

@@ -215,8 +215,13 @@ def _store(conn: Connection, imported: Imported, source: str, spec: DropSpec) ->
     stored = []
     for version in imported.versions:
         current = decks.get_deck(conn, version.deck.name)
-        if current is not None and spec.format == "cgrates":  # an existing deck's currency and kind stand
-            deck = replace(version.deck, currency=spec.currency or current.currency, kind=spec.kind or current.kind)
+        if current is not None and spec.format == "cgrates":  # an existing deck's settings stand
+            deck = replace(
+                version.deck,
+                currency=spec.currency or current.currency,
+                kind=spec.kind or current.kind,
+                timezone=current.timezone,  # the zone its periods are read in
+            )
             version = replace(version, deck=deck)
         before = decks.latest(conn, version.deck.name)
         previous = decks.load_version_id(conn, before.id) if before else None

@@ -1,5 +1,11 @@
-"""Rate decks in the warehouse (``sql/013_rate_decks.sql``): store a version, read the version
-in force at a moment, list versions, and say what changed between two versions.
+"""Rate decks in the warehouse (``sql/013_rate_decks.sql``, ``sql/020_rate_profiles.sql``): store a
+version, read the version in force at a moment, list versions, and say what changed between two
+versions.
+
+A version's time-of-day periods are rows of ``rate_periods`` (one per window), its rates say
+which period they price (``rates.period``, ``''`` for any time). Periods are read in the deck's
+time zone, which is set when the deck is created: a version with periods for a deck in another
+zone is refused rather than priced at the wrong hours.
 
 A deck's settings other than name, currency and kind (rounding, time zone, and whatever the rater
 adds to :class:`~cdrflow.billing.model.Deck`) are kept in ``rate_decks.settings`` (jsonb) and read
@@ -19,7 +25,8 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, text
 
-from cdrflow.billing.model import DECK_KINDS, Deck, DeckVersion, Rate, Slot
+from cdrflow.billing import periods as period_rules
+from cdrflow.billing.model import DECK_KINDS, Deck, DeckVersion, Period, Rate, Slot
 from cdrflow.config.errors import CdrflowError
 
 _OWN_COLUMNS = ("name", "currency", "kind")
@@ -37,6 +44,7 @@ RATE_COLUMNS = (
     "max_cost",
     "max_cost_strategy",
     "slots",
+    "period",
 )
 
 
@@ -121,11 +129,20 @@ def store(conn: Connection, version: DeckVersion, source: str) -> int:
         ),
         {"n": deck.name, "c": deck.currency, "k": deck.kind, "s": json.dumps(deck_settings(deck))},
     )
-    row = conn.execute(text("SELECT currency, kind FROM rate_decks WHERE name = :n FOR UPDATE"), {"n": deck.name}).one()
+    row = conn.execute(
+        text("SELECT currency, kind, settings ->> 'timezone' AS zone FROM rate_decks WHERE name = :n FOR UPDATE"),
+        {"n": deck.name},
+    ).one()
     if row.currency != deck.currency:
         raise DeckMismatch(f"deck {deck.name} is in {row.currency}, not {deck.currency}")
     if row.kind != deck.kind:
         raise DeckMismatch(f"deck {deck.name} is a {row.kind} deck, not {deck.kind}")
+    zone = row.zone or "UTC"
+    if version.periods and zone != deck.timezone:
+        raise DeckMismatch(
+            f"deck {deck.name} keeps its time in {zone}, not {deck.timezone}: its periods would be read"
+            " at other hours (a deck's time zone is set when it is created)"
+        )
     version_id = conn.execute(
         text(
             "INSERT INTO rate_deck_versions (deck, version, effective_from, source, rates) "
@@ -135,18 +152,41 @@ def store(conn: Connection, version: DeckVersion, source: str) -> int:
         {"n": deck.name, "ef": version.effective_from, "src": source, "count": len(version.rates)},
     ).scalar_one()
     _copy_rates(conn, version_id, version.rates)
+    rows = [{"v": version_id, **row} for row in period_rules.rows_of(version.periods)]
+    if rows:
+        conn.execute(
+            text(
+                "INSERT INTO rate_periods (version_id, period, weekdays, start_time, end_time) "
+                "VALUES (:v, :period, CAST(:weekdays AS smallint[]), CAST(:start AS time), CAST(:end AS time)) "
+                "ON CONFLICT DO NOTHING"
+            ),
+            rows,
+        )
     return int(version_id)
 
 
 def _check_rates(version: DeckVersion) -> None:
     """What the tables would refuse anyway, said plainly (the importers check more, with lines)."""
-    seen: set[str] = set()
+    name = version.deck.name
+    if version.periods:
+        try:
+            ZoneInfo(version.deck.timezone)
+        except (ValueError, KeyError):
+            raise DeckMismatch(f"deck {name}: time zone {version.deck.timezone!r} is not an IANA zone") from None
+    wrong = period_rules.problems(version.periods)
+    if wrong:
+        raise DeckMismatch(f"deck {name}: {wrong[0]}")
+    defined = {p.name for p in version.periods}
+    seen: set[tuple[str, str]] = set()
     for rate in version.rates:
-        if rate.prefix in seen:
-            raise DeckMismatch(f"deck {version.deck.name}: prefix {rate.prefix} twice in one version")
-        seen.add(rate.prefix)
+        if (rate.prefix, rate.period) in seen:
+            at = f" for period {rate.period}" if rate.period else ""
+            raise DeckMismatch(f"deck {name}: prefix {rate.prefix} twice{at} in one version")
+        seen.add((rate.prefix, rate.period))
+        if rate.period and rate.period not in defined:
+            raise DeckMismatch(f"deck {name}: prefix {rate.prefix} is priced for period {rate.period}, not defined")
         if not rate.slots or rate.slots[0].start != 0:
-            raise DeckMismatch(f"deck {version.deck.name}: prefix {rate.prefix}: its first slot must start at 0")
+            raise DeckMismatch(f"deck {name}: prefix {rate.prefix}: its first slot must start at 0")
 
 
 def _copy_field(value) -> str:
@@ -180,6 +220,7 @@ def _copy_rates(conn: Connection, version_id: int, rates: tuple[Rate, ...]) -> N
             r.max_cost,
             r.max_cost_strategy,
             slots_json(r.slots),
+            r.period,
         )
         buf.write("\t".join(_copy_field(v) for v in values))
         buf.write("\n")
@@ -265,8 +306,8 @@ def load_version_id(conn: Connection, version_id: int) -> DeckVersion:
     rows = conn.execute(
         text(
             "SELECT prefix, destination, call_type, call_sub_type, connect_fee, minimum_seconds, minimum_charge, "
-            "rounding_method, rounding_decimals, max_cost, max_cost_strategy, slots::text AS slots "
-            "FROM rates WHERE version_id = :id ORDER BY prefix"
+            "rounding_method, rounding_decimals, max_cost, max_cost_strategy, slots::text AS slots, period "
+            "FROM rates WHERE version_id = :id ORDER BY prefix, period"
         ),
         {"id": version_id},
     )
@@ -287,10 +328,25 @@ def load_version_id(conn: Connection, version_id: int) -> DeckVersion:
             rounding_decimals=r.rounding_decimals,
             max_cost=r.max_cost,
             max_cost_strategy=r.max_cost_strategy,
+            period=r.period,
         )
         for r in rows
     )
-    return DeckVersion(deck=deck, effective_from=head.effective_from, rates=rates)
+    return DeckVersion(
+        deck=deck, effective_from=head.effective_from, rates=rates, periods=load_periods(conn, version_id)
+    )
+
+
+def load_periods(conn: Connection, version_id: int) -> tuple[Period, ...]:
+    """A version's periods, by name (windows by start, then weekdays)."""
+    rows = conn.execute(
+        text(
+            "SELECT period, weekdays, start_time::text AS start, end_time::text AS end FROM rate_periods "
+            "WHERE version_id = :id ORDER BY period, start_time, weekdays"
+        ),
+        {"id": version_id},
+    )
+    return period_rules.from_rows(rows)
 
 
 # -- diff -------------------------------------------------------------------------------------------
@@ -298,9 +354,10 @@ def load_version_id(conn: Connection, version_id: int) -> DeckVersion:
 
 @dataclass
 class Diff:
-    """What changed from one version to the next, by prefix. A rate is up (down) when its first
-    slot's price rose (fell), or that price is the same and its connect fee rose (fell); other
-    differences (increments, tiers, minimums, names) are ``changed``."""
+    """What changed from one version to the next, by prefix (and period, for rates by period). A
+    rate is up (down) when its first slot's price rose (fell), or that price is the same and its
+    connect fee rose (fell); other differences (increments, tiers, minimums, names) are
+    ``changed``. ``periods``: the new version's periods, when they differ from the old one's."""
 
     added: list[Rate] = field(default_factory=list)
     removed: list[Rate] = field(default_factory=list)
@@ -308,6 +365,7 @@ class Diff:
     down: list[tuple[Rate, Rate]] = field(default_factory=list)
     changed: list[tuple[Rate, Rate]] = field(default_factory=list)
     unchanged: int = 0
+    periods: tuple[Period, ...] | None = None
 
     def counts(self) -> str:
         return (
@@ -318,6 +376,9 @@ class Diff:
     def render(self, first: int = 5) -> str:
         """The counts, then the first ``first`` prefixes of each kind."""
         lines = [self.counts()]
+        if self.periods is not None:
+            shown = "; ".join(period_rules.describe(p) for p in self.periods)
+            lines.append(f"  periods  {shown or 'none (one price at any time)'}")
         for label, items in (("added", self.added), ("removed", self.removed)):
             lines += [f"  {label:<8} {r.prefix:<12} {describe(r)}" for r in items[:first]]
             if len(items) > first:
@@ -340,7 +401,8 @@ def describe(rate: Rate) -> str:
     fee = f" +{rate.connect_fee}" if rate.connect_fee else ""
     tiers = f" ({len(rate.slots)} slots)" if len(rate.slots) > 2 else ""
     name = f"{rate.destination} " if rate.destination else ""
-    return f"{name}{first.price}/{first.unit}s {steps}{fee}{tiers}"
+    period = f" [{rate.period}]" if rate.period else ""
+    return f"{name}{first.price}/{first.unit}s {steps}{fee}{tiers}{period}"
 
 
 def _price(rate: Rate) -> Decimal:
@@ -351,8 +413,10 @@ def _price(rate: Rate) -> Decimal:
 
 def diff(old: DeckVersion | None, new: DeckVersion) -> Diff:
     result = Diff()
-    before = {r.prefix: r for r in old.rates} if old else {}
-    after = {r.prefix: r for r in new.rates}
+    before = {(r.prefix, r.period): r for r in old.rates} if old else {}
+    after = {(r.prefix, r.period): r for r in new.rates}
+    if {p.name: set(p.windows) for p in (old.periods if old else ())} != {p.name: set(p.windows) for p in new.periods}:
+        result.periods = new.periods
     for prefix in sorted(after):
         n = after[prefix]
         o = before.get(prefix)

@@ -14,6 +14,11 @@ in steps of ``increment`` seconds. The usual forms are slots too:
 Money and prices are :class:`~decimal.Decimal`, never float. How the slots turn seconds into a
 cost (increment alignment, minimums, rounding) is the rater's, set per deck (and per rate where
 CGRateS sets it per destination rate).
+
+Time-of-day and weekday profiles: a version may define :class:`Period` s (``peak``: Monday to
+Friday 08:00-19:00 in the deck's time zone), and a prefix may then have one rate per period
+(``Rate.period``) besides its rate for any other time (``period=""``). A version without
+periods, and a prefix with only a ``""`` rate, rate exactly as before profiles existed.
 """
 
 from __future__ import annotations
@@ -46,6 +51,29 @@ class Slot:
     increment: int  # billing step in seconds (> 0)
 
 
+# ISO weekdays, as periods count them (Python's isoweekday: 1 Monday ... 7 Sunday)
+WEEKDAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+DAY_SECONDS = 86400
+
+
+@dataclass(frozen=True)
+class Window:
+    """Part of a period: on these weekdays, from ``start`` to ``end`` (seconds of the local day)."""
+
+    weekdays: frozenset[int]  # 1 Monday ... 7 Sunday
+    start: int  # 0 <= start < end
+    end: int  # <= 86400 (24:00)
+
+
+@dataclass(frozen=True)
+class Period:
+    """A named time of the week (``peak``, ``weekend``) in the deck's time zone. The periods of a
+    version never overlap; a moment in none of them is priced by the prefixes' ``""`` rates."""
+
+    name: str
+    windows: tuple[Window, ...]
+
+
 @dataclass(frozen=True)
 class Rate:
     prefix: str  # digits; the longest prefix of the number that matches wins
@@ -60,6 +88,7 @@ class Rate:
     rounding_decimals: int | None = None  # None: the deck's
     max_cost: Decimal | None = None  # CGRateS MaxCost (with max_cost_strategy)
     max_cost_strategy: str | None = None  # CGRateS *free or *disconnect
+    period: str = ""  # the Period it prices; "": any time no rate of its own period prices
 
 
 @dataclass(frozen=True)
@@ -69,7 +98,7 @@ class Deck:
     kind: str = "sell"  # DECK_KINDS
     rounding_method: str = "up"  # ROUNDING_METHODS, per call
     rounding_decimals: int = 4
-    timezone: str = "UTC"  # of its time-of-day profiles
+    timezone: str = "UTC"  # of its periods, and of the date that picks the version in force
     alignment: str = "slot"  # ALIGNMENTS
     minimum_policy: str = "bill"  # MINIMUM_POLICIES
     rounding_scope: str = "call"  # ROUNDING_SCOPES; "increment" for decks from CGRateS
@@ -81,3 +110,4 @@ class DeckVersion:
     deck: Deck
     effective_from: date
     rates: tuple[Rate, ...] = field(default_factory=tuple)
+    periods: tuple[Period, ...] = field(default_factory=tuple)  # none: one price at any time

@@ -5,6 +5,10 @@ tries at most one dict probe per distinct length (a 50,000-prefix deck has about
 column of numbers, :meth:`PrefixIndex.match_array` does the same per length with Arrow compute
 (one ``index_in`` per length over the numbers still unmatched), which is what a billrun uses.
 
+A prefix with rates by time-of-day period (a deck version with periods) is one entry too: its
+position stands for its any-time rate (else its first), and :attr:`PrefixIndex.by_period` holds its
+rates by period; a prefix with one rate is not in it, and is rated as if there were no periods.
+
 A number is ratable when it is digits, optionally after one leading ``+`` (the E.164 form the
 loader writes, ``callee_e164``, or the plain digits of the callee). Anything else (``*72``,
 ``sip:...``, an empty value) is not ratable: the caller says so, it is not a "no match".
@@ -36,10 +40,22 @@ class PrefixIndex:
     def __init__(self, rates: Iterable[Rate]) -> None:
         self.rates: tuple[Rate, ...] = tuple(rates)
         self._by_prefix: dict[str, int] = {}
+        profiled: set[str] = set()
         for position, rate in enumerate(self.rates):
             prefix = rate.prefix[1:] if rate.prefix.startswith("+") else rate.prefix
-            # the importers refuse a prefix twice in a version; should one slip through, the first wins
-            self._by_prefix.setdefault(prefix, position)
+            # the importers refuse a prefix twice in a version; should one slip through, the first
+            # wins (but a prefix's any-time rate stands for it over its rates by period)
+            found = self._by_prefix.setdefault(prefix, position)
+            if rate.period:
+                profiled.add(prefix)
+            elif found != position and self.rates[found].period:
+                self._by_prefix[prefix] = position
+        # position -> {period: rate} ("" for the prefix's any-time rate), for prefixes priced by period
+        self.by_period: dict[int, dict[str, Rate]] = {}
+        for rate in self.rates if profiled else ():
+            prefix = rate.prefix[1:] if rate.prefix.startswith("+") else rate.prefix
+            if prefix in profiled:
+                self.by_period.setdefault(self._by_prefix[prefix], {}).setdefault(rate.period, rate)
         self._lengths = sorted({len(p) for p in self._by_prefix}, reverse=True)
         self._arrow: list[tuple[int, pa.Array, pa.Array]] | None = None
 

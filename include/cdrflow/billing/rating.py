@@ -21,6 +21,14 @@ Every rule and its worked examples are in the README's "Rating" section. In shor
    on the running sums as CGRateS does, then the call rounded with the rate's method and
    decimals (no final rounding at 0 decimals, as in CGRateS's ``GetLongestRounding``).
 
+5. **Periods** (time-of-day and weekday profiles, README "Rating"). A prefix with rates by
+   period is rated from the moment the call starts: the rate of the period it starts in decides
+   everything but the price of later seconds (minimum, free policy, increments and so the billed
+   seconds, connect fee, minimum charge, max cost, rounding). Its billed seconds are laid on the
+   clock and each piece is cut where the period changes (:meth:`periods.Clock.timeline`); a part
+   in another period is priced by that period's rate (its slot in force at the piece's start).
+   Rounding stays once per call. A call inside one period costs what its rate alone says.
+
 Unanswered calls (0 billing seconds) cost 0. A call that cannot be rated is an :class:`Unrated`
 with its reason, never an exception.
 """
@@ -28,17 +36,21 @@ with its reason, never an exception.
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal, localcontext
 from fractions import Fraction
 
 from cdrflow.billing.model import DeckVersion, Rate, Slot
+from cdrflow.billing.periods import US, Clock
 from cdrflow.billing.prefixes import PrefixIndex, digits_of
 
 NO_MATCH = "no prefix match"
 NOT_RATABLE = "number not ratable"
 NO_SECONDS = "billing seconds missing"
+NO_RATE_NOW = "no rate at that time"  # the prefix has rates by period, none for this moment
 
 # cdrflow's names and CGRateS's (*up, *down, *middle)
 _METHODS = {
@@ -71,6 +83,7 @@ class SlotCharge:
     unit: int
     increment: int
     amount: Decimal  # seconds x price / unit (rounding_scope "increment": as CGRateS rounds it)
+    period: str | None = None  # prefixes rated by period: the period of the rate that priced it
 
 
 @dataclass(frozen=True)
@@ -157,8 +170,23 @@ def pieces(slots: tuple[Slot, ...], seconds: int, alignment: str = "slot") -> li
     return out
 
 
-def rate_call(version: DeckVersion, rate: Rate, billing_seconds: int | None) -> Charge | Unrated:
-    """The charge of one call of ``billing_seconds`` on ``rate`` (a rate of ``version``)."""
+Piece = tuple[Slot, int, int]  # (slot, call second it starts at, billed seconds)
+Timeline = Sequence[tuple[int, str]]  # (call second, period) where a call's period changes
+
+
+def rate_call(
+    version: DeckVersion,
+    rate: Rate,
+    billing_seconds: int | None,
+    *,
+    by_period: Mapping[str, Rate] | None = None,
+    timeline: Timeline | None = None,
+) -> Charge | Unrated:
+    """The charge of one call of ``billing_seconds`` on ``rate`` (a rate of ``version``).
+
+    A prefix with rates by period: ``rate`` is the one of the period the call starts in,
+    ``by_period`` all of the prefix's, ``timeline`` where the call changes period (None: it does
+    not; see :func:`starting_rate`)."""
     if billing_seconds is None or billing_seconds < 0:
         return Unrated(NO_SECONDS)
     deck = version.deck
@@ -170,6 +198,15 @@ def rate_call(version: DeckVersion, rate: Rate, billing_seconds: int | None) -> 
     if deck.minimum_policy == "bill" and 0 < seconds < rate.minimum_seconds:
         seconds, minimum_applied = rate.minimum_seconds, True
     parts = [] if free or seconds == 0 else pieces(rate.slots, seconds, deck.alignment)
+    labels: list[str] | None = None
+    if by_period is not None:
+        if timeline is None or len(timeline) < 2:
+            labels = [rate.period] * len(parts)
+        else:
+            split = _split(parts, rate, by_period, timeline)
+            if split is None:
+                return Unrated(NO_RATE_NOW)
+            parts, labels = split
 
     slot_charges: list[SlotCharge] = []
     max_cost_applied = False
@@ -177,14 +214,15 @@ def rate_call(version: DeckVersion, rate: Rate, billing_seconds: int | None) -> 
     if not parts:
         total = Fraction(0)
     elif deck.rounding_scope == "increment":
-        total, max_cost_applied = _cgrates_cost(rate, parts, deck.increment_decimals, slot_charges, capped)
+        total, max_cost_applied = _cgrates_cost(rate, parts, deck.increment_decimals, slot_charges, capped, labels)
     else:
         exact = Fraction(rate.connect_fee)
-        for slot, start, billed in parts:
+        for i, (slot, start, billed) in enumerate(parts):
             amount = Fraction(billed) * Fraction(slot.price) / slot.unit
             exact += amount
             shown = round_money(amount, _SHOWN_PLACES, "half_even").normalize()
-            slot_charges.append(SlotCharge(start, billed, slot.price, slot.unit, slot.increment, shown))
+            period = labels[i] if labels is not None else None
+            slot_charges.append(SlotCharge(start, billed, slot.price, slot.unit, slot.increment, shown, period))
         total = exact
     if parts:
         if rate.minimum_charge > total:
@@ -223,8 +261,60 @@ def rate_call(version: DeckVersion, rate: Rate, billing_seconds: int | None) -> 
     )
 
 
+def _split(
+    parts: list[Piece], rate: Rate, by_period: Mapping[str, Rate], timeline: Timeline
+) -> tuple[list[Piece], list[str]] | None:
+    """The pieces of a call cut where its period changes. A part is priced by the rate of its
+    period (the prefix's any-time rate when the period has none of its own): that rate's slot in
+    force at the piece's start, billed in the piece's own increment. Consecutive parts of a piece
+    on one rate stay one piece. None: a part's period has no rate at all."""
+    cuts = [second for second, _ in timeline]
+    rates = [by_period.get(name) or by_period.get("") for _, name in timeline]
+    out: list[Piece] = []
+    labels: list[str] = []
+    for slot, start, billed in parts:
+        end, at, k = start + billed, start, bisect_right(cuts, start) - 1
+        previous: Rate | None = None
+        while at < end:
+            upto = cuts[k + 1] if k + 1 < len(cuts) and cuts[k + 1] < end else end
+            priced_by = rates[k]
+            if priced_by is None:
+                return None
+            if priced_by is previous:
+                kept, kept_start, kept_billed = out[-1]
+                out[-1] = (kept, kept_start, kept_billed + upto - at)
+            else:
+                if priced_by is rate:
+                    priced = slot
+                else:
+                    tier = [s for s in priced_by.slots if s.start <= start][-1]
+                    priced = Slot(slot.start, tier.price, tier.unit, slot.increment)
+                out.append((priced, at, upto - at))
+                labels.append(priced_by.period)
+            previous, at, k = priced_by, upto, k + 1
+    return out, labels
+
+
+def starting_rate(
+    by_period: Mapping[str, Rate], clock: Clock, at: datetime, billing_seconds: int
+) -> tuple[Rate | None, tuple[tuple[int, str], ...] | None]:
+    """The rate of the period a call starts in (None: that period has none, nor has the prefix an
+    any-time rate) and the call's timeline, None when the call cannot leave that period: its billed
+    seconds (at most the seconds or the minimum, plus an increment) end before the next change."""
+    period, room = clock.locate(at)
+    rate = by_period.get(period) or by_period.get("")
+    if rate is None:
+        if billing_seconds == 0:  # unanswered: costs nothing, whenever it was
+            return next(iter(by_period.values())), None
+        return None, None
+    reach = max(billing_seconds, rate.minimum_seconds) + max(s.increment for s in rate.slots)
+    if reach * US <= room:
+        return rate, None
+    return rate, clock.timeline(at, reach)
+
+
 def _cgrates_cost(
-    rate: Rate, parts: list[tuple[Slot, int, int]], places: int, out: list[SlotCharge], capped: bool
+    rate: Rate, parts: list[Piece], places: int, out: list[SlotCharge], capped: bool, labels: list[str] | None
 ) -> tuple[Fraction, bool]:
     """CGRateS ``CallDescriptor.GetCost`` on the pieces (its timespans), before the call's rounding.
 
@@ -243,7 +333,8 @@ def _cgrates_cost(
         count = max(1, -(-billed // slot.increment))
         each = _half_up(whole / count, places)
         span = each * count
-        out.append(SlotCharge(start, billed, slot.price, slot.unit, slot.increment, _exact(span)))
+        period = labels[i] if labels is not None else None
+        out.append(SlotCharge(start, billed, slot.price, slot.unit, slot.increment, _exact(span), period))
         if i == 0:
             span = _half_up(Fraction(rate.connect_fee) + span, places)
         cost += span
@@ -254,15 +345,34 @@ def _cgrates_cost(
 
 
 def rate_number(
-    version: DeckVersion, index: PrefixIndex, number: str | None, billing_seconds: int | None
+    version: DeckVersion,
+    index: PrefixIndex,
+    number: str | None,
+    billing_seconds: int | None,
+    at: datetime | None = None,
+    clock: Clock | None = None,
 ) -> Charge | Unrated:
-    """Match a number in a version's index, then rate the call."""
-    if digits_of(number) is None:
+    """Match a number in a version's index, then rate the call (starting ``at``: required when the
+    matched prefix has rates by period; ``clock``: the version's, when the caller keeps one)."""
+    digits = digits_of(number)
+    if digits is None:
         return Unrated(NOT_RATABLE)
-    rate = index.match(number)
-    if rate is None:
+    position = index.position(digits)
+    if position is None:
         return Unrated(NO_MATCH)
-    return rate_call(version, rate, billing_seconds)
+    by_period = index.by_period.get(position)
+    if by_period is None:
+        return rate_call(version, index.rates[position], billing_seconds)
+    if billing_seconds is None or billing_seconds < 0:
+        return Unrated(NO_SECONDS)
+    if at is None:
+        raise ValueError(f"prefix {index.rates[position].prefix} is priced by period: the call's start is needed")
+    rate, timeline = starting_rate(
+        by_period, clock or Clock(version.periods, version.deck.timezone), at, billing_seconds
+    )
+    if rate is None:
+        return Unrated(NO_RATE_NOW)
+    return rate_call(version, rate, billing_seconds, by_period=by_period, timeline=timeline)
 
 
 def _exact(value: Fraction) -> Decimal:
@@ -302,6 +412,7 @@ def charge_dict(charge: Charge) -> dict:
                 "unit": s.unit,
                 "increment": s.increment,
                 "amount": _text(s.amount),
+                **({"period": s.period} if s.period is not None else {}),
             }
             for s in charge.slots
         ],
@@ -312,9 +423,18 @@ def charge_dict(charge: Charge) -> dict:
     }
 
 
-def quote(version: DeckVersion, number: str, seconds: int) -> dict:
-    """What ``cdrflow rate quote`` prints: the charge as a dict, or ``{"unrated": reason}``."""
-    result = rate_number(version, PrefixIndex.of(version), number, seconds)
+def quote(version: DeckVersion, number: str, seconds: int, at: datetime | None = None) -> dict:
+    """What ``cdrflow rate quote`` prints: the charge as a dict, or ``{"unrated": reason}``. With
+    ``at`` (the call's start) and a deck with periods: ``at`` in the deck's time zone, and for each
+    piece the local time it starts (``local``), so a call split at a boundary shows where."""
+    clock = Clock(version.periods, version.deck.timezone) if version.periods else None
+    result = rate_number(version, PrefixIndex.of(version), number, seconds, at, clock)
     if isinstance(result, Unrated):
         return {"deck": version.deck.name, "number": number, "unrated": result.reason}
-    return {"number": number, **charge_dict(result)}
+    out = {"number": number, **charge_dict(result)}
+    if at is not None and clock is not None:
+        utc = (at if at.tzinfo is not None else at.replace(tzinfo=clock.zone)).astimezone(UTC)
+        out["at"] = utc.astimezone(clock.zone).isoformat()
+        for s in out["slots"]:  # elapsed time from the start, shown on the deck's wall clock
+            s["local"] = (utc + timedelta(seconds=s["start"])).astimezone(clock.zone).strftime("%a %H:%M:%S")
+    return out

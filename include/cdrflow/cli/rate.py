@@ -4,7 +4,9 @@
 
 The deck version in force at ``--at`` (default now) rates the call with the engine the billruns
 use (``billing/rating.py``); the output is the matched prefix, destination, billed seconds, cost
-and the breakdown per rate slot, or one JSON object with ``--json``.
+and the breakdown per rate slot, or one JSON object with ``--json``. On a deck with time-of-day
+periods ``--at`` is also when the call starts: the call is split where its period changes, and
+each piece shows its local start time and period (``any time`` for the prefix's any-time rate).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ def render(result: dict) -> str:
         f"number:          {result['number']}",
         f"prefix:          {result['prefix']}  {result['destination']}"
         + (f"  (call type {result['call_type']})" if result["call_type"] else ""),
+        *([f"starts:          {result['at']} (deck time)"] if "at" in result else []),
         f"billing seconds: {result['billing_seconds']}",
         f"billed seconds:  {result['billed_seconds']}"
         + ("  (minimum applied)" if result["minimum_applied"] else "")
@@ -42,9 +45,11 @@ def render(result: dict) -> str:
         f"connect fee:     {result['connect_fee']}",
     ]
     for s in result["slots"]:
+        when = [s["local"]] if "local" in s else []
+        when += [s["period"] or "any time"] if "period" in s else []
         lines.append(
-            f"  from {s['start']:>5} s: {s['seconds']:>6} s at {s['price']} per {s['unit']} s"
-            f" in {s['increment']} s steps = {s['amount']}"
+            f"  from {s['start']:>5} s{' (' + ', '.join(when) + ')' if when else ''}: {s['seconds']:>6} s at"
+            f" {s['price']} per {s['unit']} s in {s['increment']} s steps = {s['amount']}"
         )
     lines.append(
         f"cost:            {result['cost']} {result['currency']}"
@@ -65,7 +70,7 @@ def cmd_quote(args: argparse.Namespace) -> int:
             if decks.get_deck(conn, args.deck) is None:
                 raise CdrflowError(f"unknown deck {args.deck!r} (cdrflow rates import FILE --deck NAME creates one)")
             raise CdrflowError(f"deck {args.deck!r} has no version in force at {at.isoformat()}")
-    result = quote(version, args.to, args.seconds)
+    result = quote(version, args.to, args.seconds, at)
     if "unrated" in result:
         raise CdrflowError(f"{args.to}: {result['unrated']} in deck {args.deck!r}")
     print(json.dumps(result) if args.json else render(result))
@@ -79,6 +84,8 @@ def add_parsers(sub) -> None:
     q.add_argument("--deck", required=True, help="deck name")
     q.add_argument("--to", required=True, help="the number called: E.164 (+4930...) or digits")
     q.add_argument("--seconds", required=True, type=int, help="billing seconds (billsec)")
-    q.add_argument("--at", help="when the call starts (ISO 8601; default now): picks the deck version")
+    q.add_argument(
+        "--at", help="when the call starts (ISO 8601, UTC unless it says; default now): the version, and the periods"
+    )
     q.add_argument("--json", action="store_true", help="print one JSON object")
     q.set_defaults(func=cmd_quote)

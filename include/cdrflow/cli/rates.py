@@ -29,7 +29,8 @@ def _read(args: argparse.Namespace, effective_from: date, existing):
     if not args.deck:
         raise CdrflowError(f"--deck NAME is required for --format {args.format}")
     deck = existing or Deck(name=args.deck)
-    deck = replace(deck, currency=args.currency or deck.currency, kind=args.kind or deck.kind)
+    zone = args.timezone or deck.timezone
+    deck = replace(deck, currency=args.currency or deck.currency, kind=args.kind or deck.kind, timezone=zone)
     if args.format == "cdrtool":
         return cdrtool.read(path, deck, effective_from)
     if path.is_dir():
@@ -42,6 +43,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     from cdrflow.billing.deck_files import DeckRefused
     from cdrflow.warehouse import migrations
 
+    if args.timezone:
+        _zone(args.timezone)
     engine = common.engine()
     migrations.upgrade(engine, settings.SQL_DIR)
     effective_from = args.effective_from or datetime.now(UTC).date()
@@ -58,18 +61,26 @@ def cmd_import(args: argparse.Namespace) -> int:
         stored = []
         for version in imported.versions:
             current = decks.get_deck(conn, version.deck.name)
-            if current is not None and args.format == "cgrates":  # an existing deck's currency and kind stand
-                deck = replace(version.deck, currency=args.currency or current.currency, kind=args.kind or current.kind)
+            if current is not None and args.format == "cgrates":  # an existing deck's settings stand
+                deck = replace(
+                    version.deck,
+                    currency=args.currency or current.currency,
+                    kind=args.kind or current.kind,
+                    timezone=args.timezone or current.timezone,
+                )
                 version = replace(version, deck=deck)
+            elif args.timezone and args.format == "cgrates":
+                version = replace(version, deck=replace(version.deck, timezone=args.timezone))
             before = decks.latest(conn, version.deck.name)
             previous = decks.load_version_id(conn, before.id) if before else None
             after = decks.version_info(conn, decks.store(conn, version, source))
             stored.append((version, after, before, previous))
     for version, after, before, previous in stored:
         against = f"against version {before.version} (from {before.effective_from})" if before else "a new deck"
+        periods = f", {len(version.periods)} periods ({version.deck.timezone})" if version.periods else ""
         print(
             f"deck {version.deck.name} ({version.deck.kind}, {version.deck.currency}): version {after.version}, "
-            f"{len(version.rates)} rates, in force from {version.effective_from}; {against}:"
+            f"{len(version.rates)} rates{periods}, in force from {version.effective_from}; {against}:"
         )
         print(decks.diff(previous, version).render())
     for note in imported.notes:
@@ -115,6 +126,16 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _zone(value: str) -> str:
+    from zoneinfo import ZoneInfo
+
+    try:
+        ZoneInfo(value)
+    except (ValueError, KeyError):
+        raise CdrflowError(f"--timezone {value!r} is not an IANA time zone (Europe/Amsterdam, UTC)") from None
+    return value
+
+
 def _date(value: str) -> date:
     try:
         return date.fromisoformat(value)
@@ -132,6 +153,10 @@ def add_parsers(sub) -> None:
     q.add_argument("--effective-from", type=_date, help="first day in force (YYYY-MM-DD; default today, UTC)")
     q.add_argument("--currency", help="ISO 4217 code for a new deck (default USD; an existing deck's otherwise)")
     q.add_argument("--kind", choices=["sell", "buy"], help="for a new deck (default sell)")
+    q.add_argument(
+        "--timezone",
+        help="IANA zone of a new deck's periods and dates (default UTC; CDRTool: its customer's Timezone)",
+    )
     q.set_defaults(func=cmd_import)
     q = actions.add_parser("list", help="decks and their versions")
     q.add_argument("--deck")

@@ -30,6 +30,23 @@ steps of ``next_increment``; each tier adds a slot from its start second (a tier
 ``first_increment`` replaces the next-increment slot). ``60:0.05:1`` with 0.10, 60/60 is
 CGRateS's ``RT_10CNT``: 0.10 a minute for the first minute in 60 s steps, 0.05 after in 1 s
 steps.
+
+Time-of-day and weekday profiles (optional): ``period`` lines (anywhere in the file) name the
+periods of the version, in the deck's time zone, and an optional ``period`` column says which
+period a rate prices (empty: any other time)::
+
+    period,peak,Mon-Fri,08:00-19:00
+    period,weekend,Sat-Sun,00:00-24:00
+    prefix,destination,call_type,call_sub_type,rate_per_minute,connect_fee,first_increment,next_increment,minimum_seconds,minimum_charge,period
+    44,United Kingdom,I,,0.0100,0,60,60,0,0,
+    44,United Kingdom,I,,0.0200,0,60,60,0,0,peak
+    44,United Kingdom,I,,0.0050,0,60,60,0,0,weekend
+
+``period,NAME,DAYS,TIMES``: ``DAYS`` a range ``Mon-Fri``, a list ``Sat;Sun`` or ``*`` (every day);
+``TIMES`` local ranges ``08:00-12:00;13:00-19:00`` (``24:00`` ends a day; a night is
+``19:00-24:00`` on one line and ``00:00-08:00`` on another). Several lines of one name add to it;
+periods must not overlap. A prefix without a rate of its own for a period is priced by its rate
+with an empty ``period`` then; a prefix with neither at some time cannot be rated then.
 """
 
 from __future__ import annotations
@@ -39,8 +56,9 @@ from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
+from cdrflow.billing import periods as period_rules
 from cdrflow.billing.deck_files import Imported, Problems, money, prefix_problem, whole
-from cdrflow.billing.model import CALL_TYPES, Deck, DeckVersion, Rate, Slot
+from cdrflow.billing.model import CALL_TYPES, Deck, DeckVersion, Period, Rate, Slot, Window
 
 COLUMNS = (
     "prefix",
@@ -54,7 +72,7 @@ COLUMNS = (
     "minimum_seconds",
     "minimum_charge",
 )
-OPTIONAL = ("tiers",)
+OPTIONAL = ("tiers", "period")
 
 
 def read(path: Path, deck: Deck, effective_from: date) -> Imported:
@@ -67,8 +85,8 @@ def read(path: Path, deck: Deck, effective_from: date) -> Imported:
         problems.add(name, f"cannot read: {exc.strerror or exc}")
         problems.check()
         raise
-    rates: dict[str, Rate] = {}
-    first_line: dict[str, int] = {}
+    rates: dict[tuple[str, str], Rate] = {}
+    first_line: dict[tuple[str, str], int] = {}
     with handle:
         try:
             lines = [(n, line) for n, line in enumerate(handle, start=1) if line.strip() and not line.startswith("#")]
@@ -76,11 +94,17 @@ def read(path: Path, deck: Deck, effective_from: date) -> Imported:
             problems.add(name, "not a cdrflow rate deck: not UTF-8 text")
             problems.check()
             raise
-    if not lines:
+    parsed = [(n, values) for (n, _), values in zip(lines, csv.reader(line for _, line in lines))]
+    windows: dict[str, list[Window]] = {}
+    for n, values in parsed:
+        if values and values[0].strip().lower() == "period":
+            _period(values, f"{name} line {n}", problems, windows)
+    parsed = [(n, values) for n, values in parsed if not values or values[0].strip().lower() != "period"]
+    if not parsed:
         problems.add(name, "not a cdrflow rate deck: no header line")
         problems.check()
-    header_no, header_line = lines[0]
-    header = [h.strip().lower() for h in next(csv.reader([header_line]))]
+    header_no, header_values = parsed[0]
+    header = [h.strip().lower() for h in header_values]
     missing = [c for c in COLUMNS if c not in header]
     unknown = [h for h in header if h not in COLUMNS + OPTIONAL]
     if missing or unknown:
@@ -94,7 +118,7 @@ def read(path: Path, deck: Deck, effective_from: date) -> Imported:
         )
         problems.add(f"{name} line {header_no}", f"not a cdrflow rate deck header: {why}")
         problems.check()
-    for line_no, values in zip((n for n, _ in lines[1:]), csv.reader(line for _, line in lines[1:])):
+    for line_no, values in parsed[1:]:
         where = f"{name} line {line_no}"
         if len(values) != len(header):
             problems.add(where, f"{len(values)} fields, the header has {len(header)}")
@@ -103,15 +127,54 @@ def read(path: Path, deck: Deck, effective_from: date) -> Imported:
         rate = _rate(row, where, problems)
         if rate is None:
             continue
-        if rate.prefix in rates:
-            problems.add(where, f"prefix {rate.prefix} again (first on line {first_line[rate.prefix]})")
+        key = (rate.prefix, rate.period)
+        if rate.period and rate.period not in windows:
+            problems.add(where, f"period {rate.period!r} is not defined by a period line")
             continue
-        rates[rate.prefix] = rate
-        first_line[rate.prefix] = line_no
+        if key in rates:
+            of = f" for period {rate.period}" if rate.period else ""
+            problems.add(where, f"prefix {rate.prefix} again{of} (first on line {first_line[key]})")
+            continue
+        rates[key] = rate
+        first_line[key] = line_no
+    periods = tuple(Period(p, tuple(ws)) for p, ws in windows.items())
+    for problem in period_rules.problems(periods):
+        problems.add(name, problem)
     if not rates and not problems:
         problems.add(name, "no rates after the header")
     problems.check()
-    return Imported([DeckVersion(deck=deck, effective_from=effective_from, rates=tuple(rates.values()))])
+    return Imported(
+        [DeckVersion(deck=deck, effective_from=effective_from, rates=tuple(rates.values()), periods=periods)]
+    )
+
+
+def _period(values: list[str], where: str, problems: Problems, windows: dict[str, list[Window]]) -> None:
+    """``period,NAME,DAYS,TIMES`` (trailing empty fields allowed: a spreadsheet pads lines)."""
+    fields = [v.strip() for v in values]
+    while len(fields) > 4 and not fields[-1]:
+        fields.pop()
+    if len(fields) != 4:
+        problems.add(where, "a period line is period,NAME,DAYS,TIMES (period,peak,Mon-Fri,08:00-19:00)")
+        return
+    _, period, day_text, times = fields
+    days = period_rules.parse_days(day_text)
+    if not period_rules.NAME.match(period):
+        problems.add(where, f"period name {period!r} is not letters, digits, _ . + -")
+    if days is None:
+        problems.add(where, f"period {period}: days {day_text!r} are not like Mon-Fri, Sat;Sun or *")
+    found = []
+    for part in times.split(";"):
+        start_text, _, end_text = part.partition("-")
+        start = period_rules.parse_time(start_text)
+        end = period_rules.parse_time(end_text, end=True)
+        if start is None or end is None:
+            problems.add(where, f"period {period}: {part.strip()!r} is not a time range like 08:00-19:00")
+        elif end <= start:
+            problems.add(where, f"period {period}: {part.strip()} does not end after it starts (a night is two ranges)")
+        else:
+            found.append((start, end))
+    if days is not None and found and period_rules.NAME.match(period):
+        windows.setdefault(period, []).extend(Window(days, start, end) for start, end in found)
 
 
 def _rate(row: dict[str, str], where: str, problems: Problems) -> Rate | None:
@@ -147,6 +210,7 @@ def _rate(row: dict[str, str], where: str, problems: Problems) -> Rate | None:
         call_sub_type=row["call_sub_type"] or None,
         minimum_seconds=min_s,
         minimum_charge=min_c,
+        period=row.get("period", ""),
     )
 
 

@@ -19,8 +19,14 @@ is read). CDRTool's columns (its ``library/rating.php`` and ``doc/RATING.txt``):
 The deck rounds half up to 4 decimals (CDRTool's ``number_format`` at ``priceDecimalDigits``).
 Left out, with a note: ``App`` other than ``audio`` (SMS), rows for one reseller, peer, domain or
 subscriber (CDRTool's per-customer exceptions), ``Max Dur``, inbound prices (``Conn In``,
-``Duration In``), destinations without a rate, and ``profiles.csv``/``customers.csv`` (time of
-day and who uses which table; the sample's one profile uses one table all day).
+``Duration In``) and destinations without a rate.
+
+Which tables: the one named by ``rate_name`` or like the deck; else, when the folder has
+``customers.csv`` and ``profiles.csv``, the default customer's profiles (:mod:`.cdrtool_profiles`):
+the tables they use by hour and weekday become the version's periods (named after the tables),
+each prefix priced per period by its table (else the fallback table), in the customer's time
+zone. A schedule that uses one table all week (the sample's ``grn_premium``) is that table alone,
+with no periods. Else the only table there is.
 """
 
 from __future__ import annotations
@@ -31,8 +37,8 @@ from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
-from cdrflow.billing.deck_files import Imported, Problems, money, prefix_problem, whole
-from cdrflow.billing.model import Deck, DeckVersion, Rate, Slot
+from cdrflow.billing.deck_files import Imported, Problems, cdrtool_profiles, money, prefix_problem, whole
+from cdrflow.billing.model import Deck, DeckVersion, Period, Rate, Slot, Window
 
 DENOMINATOR = Decimal(10000)
 DESTINATION_HEADER = ["ops", "reseller", "trusted peer", "domain", "subscriber", "destination"]
@@ -103,7 +109,13 @@ def read(path: Path, deck: Deck, effective_from: date, rate_name: str | None = N
         destinations[prefix] = (n, v)
 
     tables = sorted({v[2] for _, v in rate_rows if v[4] == "audio"})
-    if rate_name is None:
+    plan = None
+    if rate_name is None and deck.name not in tables:
+        plan = cdrtool_profiles.schedule(folder, problems, notes)
+        for table in sorted(plan.tables() - set(tables)) if plan else ():
+            problems.add(rate_path.name, f"rate table {table} of the customer's profiles has no audio rates")
+        problems.check()
+    if rate_name is None and plan is None:
         if deck.name in tables:
             rate_name = deck.name
         elif len(tables) == 1:
@@ -111,11 +123,15 @@ def read(path: Path, deck: Deck, effective_from: date, rate_name: str | None = N
         else:
             problems.add(rate_path.name, f"rate tables {', '.join(tables) or 'none'}: name the deck after one of them")
             problems.check()
-    rates: dict[str, tuple[int, Decimal, Decimal]] = {}  # prefix -> (line, connect, per minute)
+    wanted = plan.tables() if plan is not None else {rate_name}
+    by_table: dict[str, dict[str, tuple[int, Decimal, Decimal]]] = {t: {} for t in wanted if t}
+    if plan is not None and len(wanted) == 1:
+        rate_name = next(iter(wanted))
     other_apps = 0
     for n, v in rate_rows:
         where = f"{rate_path.name} line {n}"
-        if v[2] != rate_name:
+        rates = by_table.get(v[2])
+        if rates is None:
             continue
         if v[4] != "audio":
             other_apps += 1
@@ -141,12 +157,23 @@ def read(path: Path, deck: Deck, effective_from: date, rate_name: str | None = N
             continue
         rates[prefix] = (n, connect, per_minute)
 
+    # the periods: one per (table, fallback table) the schedule uses, named after them; none when
+    # one table (and its fallback) prices the whole week
+    used = set(plan.hours.values()) if plan is not None else {(rate_name, None)}
+    keys = sorted(used - {(None, None)}, key=str)
+    whole_week = (None, None) not in used
+    periodless = len(keys) == 1 and whole_week
+    names = {k: "" if periodless else _period_name(k) for k in keys}
     out: list[Rate] = []
     for prefix, (n, v) in destinations.items():
         where = f"{dest_path.name} line {n}"
-        if prefix not in rates:
+        prices = {}
+        for key in keys:
+            found = [by_table[t][prefix] for t in key if t and prefix in by_table[t]]
+            if found:
+                prices[names[key]] = found[0][1:]
+        if not prices:
             continue
-        _, connect, per_minute = rates[prefix]
         incr = whole(v[8], "Incr", where, problems, blank=0) if len(v) > 8 else 0
         min_dur = whole(v[9], "Min Dur", where, problems, blank=0) if len(v) > 9 else 0
         max_price = money(v[11], "Max Price", where, problems, blank=Decimal(0)) if len(v) > 11 else Decimal(0)
@@ -154,27 +181,57 @@ def read(path: Path, deck: Deck, effective_from: date, rate_name: str | None = N
             continue
         if len(v) > 10 and v[10] not in ("", "0"):
             notes.append(f"{where}: Max Dur {v[10]} left out")
-        out.append(
-            Rate(
-                prefix=prefix,
-                destination=v[7] or v[6],
-                slots=(Slot(0, per_minute / DENOMINATOR, 60, incr or 1),),
-                connect_fee=connect / DENOMINATOR,
-                minimum_seconds=min_dur,
-                max_cost=max_price or None,
-                max_cost_strategy="*free" if max_price else None,
+        if len(prices) == len(keys) and len(set(prices.values())) == 1 and whole_week:
+            prices = {"": next(iter(prices.values()))}  # the same price at every hour of the week
+        for period, (connect, per_minute) in prices.items():
+            out.append(
+                Rate(
+                    prefix=prefix,
+                    destination=v[7] or v[6],
+                    slots=(Slot(0, per_minute / DENOMINATOR, 60, incr or 1),),
+                    connect_fee=connect / DENOMINATOR,
+                    minimum_seconds=min_dur,
+                    max_cost=max_price or None,
+                    max_cost_strategy="*free" if max_price else None,
+                    period=period,
+                )
             )
-        )
+    shown = rate_name or ", ".join(sorted(by_table))
     if not out and not problems:
-        problems.add(rate_path.name, f"no audio rates in table {rate_name}")
+        problems.add(rate_path.name, f"no audio rates in table {shown}")
     problems.check()
-    unrated = len(destinations) - len(out)
+    unrated = len(destinations) - len({r.prefix for r in out})
     if unrated:
-        notes.append(f"{unrated} destination(s) without a {rate_name} rate left out")
+        notes.append(f"{unrated} destination(s) without a {shown} rate left out")
     if other_apps:
-        notes.append(f"{other_apps} {rate_name} rate(s) for other applications than audio (SMS) left out")
+        notes.append(f"{other_apps} {shown} rate(s) for other applications than audio (SMS) left out")
     if customer_rows:
         notes.append(f"{customer_rows} per-customer destination row(s) left out")
     deck = dataclasses.replace(deck, rounding_method="half_up", rounding_decimals=4)
-    version = DeckVersion(deck=deck, effective_from=effective_from, rates=tuple(out))
+    periods: tuple[Period, ...] = ()
+    if plan is not None and not periodless:
+        deck = dataclasses.replace(deck, timezone=plan.timezone)
+        periods = tuple(Period(names[k], _windows(plan.hours, k)) for k in keys)
+    version = DeckVersion(deck=deck, effective_from=effective_from, rates=tuple(out), periods=periods)
     return Imported([version], notes)
+
+
+def _period_name(key: tuple[str | None, str | None]) -> str:
+    """A table's name as a period name (``+fallback`` when it has one; other characters ``_``)."""
+    text = "+".join(t or "none" for t in (key if key[1] else key[:1]))
+    return "".join(c if c.isascii() and (c.isalnum() or c in "_.+-") else "_" for c in text)
+
+
+def _windows(hours: dict, key: tuple[str | None, str | None]) -> tuple[Window, ...]:
+    """The hours of the week ``key`` prices, as windows of consecutive hours."""
+    out = []
+    for days in (cdrtool_profiles.WORKDAYS, cdrtool_profiles.WEEKEND):
+        start = None
+        for hour in range(25):
+            inside = hour < 24 and hours.get((days, hour)) == key
+            if inside and start is None:
+                start = hour
+            elif not inside and start is not None:
+                out.append(Window(days, start * 3600, hour * 3600))
+                start = None
+    return tuple(out)

@@ -13,8 +13,12 @@ lines are comments):
 - ``RatingPlans.csv``: ``Id,DestinationRatesId,TimingTag,Weight``: a plan's rates are those of its
   destination rates; a prefix bound twice takes the higher weight (same weight: refused).
 
-Left out, with a note: bindings whose ``TimingTag`` is not ``*any`` (time-of-day profiles come
-later), and plans whose rates are not in whole seconds (a bare number such as ``1`` is one
+- ``Timings.csv`` (optional): the ``TimingTag`` of the bindings, as the plan's time-of-day and
+  weekday periods (:mod:`.cgrates_timings`); ``*any`` needs none. A plan bound with ``*any``
+  only has no periods, as before.
+
+Left out, with a note: bindings whose timing is for some dates only (years, months, days of the
+month), and plans whose rates are not in whole seconds (a bare number such as ``1`` is one
 nanosecond to CGRateS: SMS and data units, not call seconds). ``RatingProfiles.csv`` (who uses
 which plan, from when) is not read: the deck's ``--effective-from`` says when.
 """
@@ -28,8 +32,8 @@ from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
-from cdrflow.billing.deck_files import Imported, Problems, money, prefix_problem
-from cdrflow.billing.model import Deck, DeckVersion, Rate, Slot
+from cdrflow.billing.deck_files import Imported, Problems, cgrates_timings, money, prefix_problem
+from cdrflow.billing.model import Deck, DeckVersion, Period, Rate, Slot
 
 FILES = {
     "Destinations.csv": 2,
@@ -121,6 +125,7 @@ def read(
         problems.add(str(folder), "not a CGRateS tariff plan: give its folder")
         problems.check()
     rows = {name: _rows(folder, name, problems) for name in FILES}
+    timings = cgrates_timings.read(folder, problems)
     problems.check()
 
     destinations: dict[str, list[str]] = {}
@@ -197,7 +202,7 @@ def read(
     for plan_id, bindings in plans.items():
         if only is not None and plan_id != only:
             continue
-        version, why_not = _plan(plan_id, bindings, destinations, groups, dest_rates, problems)
+        version, periods, why_not = _plan(plan_id, bindings, destinations, groups, dest_rates, timings, problems)
         if version is None:
             if only is not None:
                 problems.add(folder.name, f"{plan_id}: {why_not}")
@@ -212,25 +217,29 @@ def read(
             rounding_decimals=version[0].rounding_decimals if version[0].rounding_decimals is not None else 4,
             rounding_scope="increment",  # CGRateS's intermediate rounding (the rater's setting)
         )
-        result.versions.append(DeckVersion(deck=deck, effective_from=effective_from, rates=tuple(version)))
+        result.versions.append(DeckVersion(deck, effective_from, rates=tuple(version), periods=periods))
         result.notes += why_not.split("\n") if why_not else []
     problems.check()
     return result
 
 
-def _plan(plan_id, bindings, destinations, groups, dest_rates, problems: Problems) -> tuple[list[Rate] | None, str]:
-    """A plan's rates (or None and why not), and notes on what was left out."""
+def _plan(
+    plan_id, bindings, destinations, groups, dest_rates, timings, problems: Problems
+) -> tuple[list[Rate] | None, tuple[Period, ...], str]:
+    """A plan's rates (or None and why not), its periods, and notes on what was left out."""
     notes: list[str] = []
-    chosen: dict[str, tuple[Decimal, int, Rate]] = {}  # prefix -> (weight, line, rate)
-    for n, (_, dr_id, timing, weight_text, *_) in bindings:
+    candidates: dict[str, list[cgrates_timings.Candidate]] = {}
+    for n, (_, dr_id, timing_tag, weight_text, *_) in bindings:
         where = f"RatingPlans.csv line {n}"
         if dr_id not in dest_rates:
             problems.add(where, f"{plan_id}: destination rate {dr_id} is not in DestinationRates.csv")
             continue
-        if timing != ANY:
-            notes.append(
-                f"{where}: {plan_id}: {dr_id} with timing {timing} left out (time-of-day profiles are a later step)"
-            )
+        timing = cgrates_timings.ANY_TIMING if timing_tag == ANY else timings.get(timing_tag)
+        if timing is None:
+            problems.add(where, f"{plan_id}: timing {timing_tag} is not in {cgrates_timings.FILE}")
+            continue
+        if isinstance(timing, str):
+            notes.append(f"{where}: {plan_id}: {dr_id} left out: {timing}")
             continue
         weight = money(weight_text, "Weight", where, problems, blank=Decimal(0))
         if weight is None:
@@ -238,7 +247,7 @@ def _plan(plan_id, bindings, destinations, groups, dest_rates, problems: Problem
         for dr in dest_rates[dr_id]:
             group = groups[dr.rates_tag]
             if group.not_seconds:
-                return None, group.not_seconds
+                return None, (), group.not_seconds
             slots = tuple(s for _, s in sorted(group.slots, key=lambda ls: ls[1].start))
             prefixes = [""] if dr.destination == ANY else destinations[dr.destination]
             for prefix in prefixes:
@@ -252,17 +261,8 @@ def _plan(plan_id, bindings, destinations, groups, dest_rates, problems: Problem
                     max_cost=dr.max_cost,
                     max_cost_strategy=dr.max_cost_strategy,
                 )
-                if prefix in chosen:
-                    w, line, _ = chosen[prefix]
-                    if w == weight:
-                        problems.add(
-                            where,
-                            f"{plan_id}: prefix {prefix or '*any'} twice at weight {weight} (first on line {line})",
-                        )
-                        continue
-                    if w > weight:
-                        continue
-                chosen[prefix] = (weight, n, rate)
-    if not chosen:
-        return None, "; ".join(notes) or "no rates"
-    return [chosen[p][2] for p in sorted(chosen)], "\n".join(notes)
+                candidates.setdefault(prefix, []).append(cgrates_timings.Candidate(weight, timing, n, rate))
+    if not candidates:
+        return None, (), "; ".join(notes) or "no rates"
+    periods, rates = cgrates_timings.choose(plan_id, candidates, problems)
+    return rates, periods, "\n".join(notes)
