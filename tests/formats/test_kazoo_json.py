@@ -39,7 +39,8 @@ def test_the_stored_couchdb_cdr_document():
         "81d406796c370b29a3cdc3713720ed61",
     )
     extras = json.loads(call["extras"])
-    assert extras["custom_channel_vars"] == {"authorizing_type": "device"}
+    # owner_id is the user; username (seed 003's custom_channel_vars.username) is kept as it came
+    assert extras["custom_channel_vars"] == {"authorizing_type": "device", "username": "account_username"}
     assert extras["request"] == "*97@accountrealm.com" and extras["pvt_type"] == "cdr"
 
 

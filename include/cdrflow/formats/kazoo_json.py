@@ -246,13 +246,15 @@ def _canonical(number: int, raw: str, record: Any) -> tuple[dict | None, RowProb
     end = pd.Timestamp(end_s, unit="s", tz="UTC")
     start = end - pd.Timedelta(seconds=duration or 0)
     code = str(record.get("hangup_code") or "")
-    used = _TOP | {_CCV} | {k for k in _CCV_MAPPED if k not in ccv}  # flattened webhook keys
+    # username becomes user_id only without an owner_id; with one, it is kept as it came
+    mapped = _CCV_MAPPED - {"username"} if (ccv.get("owner_id") or record.get("owner_id")) else _CCV_MAPPED
+    used = _TOP | {_CCV} | {k for k in mapped if k not in ccv}  # flattened webhook keys
     if not record.get("from_uri"):
         used = used | {"from"}
     if not record.get("to_uri"):
         used = used | {"to"}
     extras = {k: v for k, v in record.items() if k not in used}
-    rest_ccv = {k: v for k, v in ccv.items() if k not in _CCV_MAPPED}
+    rest_ccv = {k: v for k, v in ccv.items() if k not in mapped}
     if rest_ccv:
         extras[_CCV] = rest_ccv
     interaction = record.get("interaction_id") or ccv.get("call_interaction_id")
