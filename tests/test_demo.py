@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
+import httpx
 from sqlalchemy import create_engine, text
+from tests.servers import api as api_servers
 
 from conftest import run_cli
 
@@ -13,7 +17,10 @@ def test_demo_collects_three_formats_through_airflow_and_spots_the_resent_file(t
     env = {"CDRFLOW_STATE_DIR": str(state), "CDRFLOW_DATABASE_URL": url}
     out = run_cli("demo", env=env, timeout=300)
     assert out.returncode == 0, out.stderr
-    assert "cdrflow_collect_bucket success, cdrflow_process success, cdrflow_billing_daily success" in out.stdout
+    assert (
+        "cdrflow_collect_bucket success, cdrflow_process success, cdrflow_billing_daily success, "
+        "cdrflow_reports success" in out.stdout
+    )
     assert "6 files in" in out.stdout
     assert "5 new, 1 duplicate(s); 5698 calls loaded, 2 rows quarantined" in out.stdout
     engine = create_engine(url)
@@ -31,7 +38,7 @@ def test_demo_collects_three_formats_through_airflow_and_spots_the_resent_file(t
     assert "Billing: daily billrun 1 of 2026-11-01 (version 1)" in out.stdout
     assert "5698 calls charged: 4898 rated, 800 unrated (no deck for the account: 800)" in out.stdout
     folder = (state / "artifacts" / "billruns" / "daily" / "2026-11-01" / "all" / "billrun-1").as_uri()
-    assert out.stdout.rstrip().endswith(f"Invoice files: 4 (one CSV per account) and summary.json in {folder}/")
+    assert f"Invoice files: 4 (one CSV per account) and summary.json in {folder}/\n" in out.stdout
     totals = {
         line.split()[0]: line.split()[-2] for line in out.stdout.splitlines() if line.endswith(" USD") and "  " in line
     }
@@ -44,9 +51,26 @@ def test_demo_collects_three_formats_through_airflow_and_spots_the_resent_file(t
         )
     assert totals == lines == costs  # each account's total is the sum of its rounded call costs
     assert set(totals) == {"acct001", "acct002", "acct003", "a1b2c3d4e5f6"}
-    assert sorted(p.name for p in (state / "artifacts").rglob("*.*")) == [
+    assert sorted(p.name for p in (state / "artifacts" / "billruns").rglob("*.*")) == [
         "invoice-a1b2c3d4e5f6.csv", "invoice-acct001.csv", "invoice-acct002.csv", "invoice-acct003.csv", "summary.json"
     ]  # fmt: skip
+    # it ends with links to a report of the day (built by cdrflow_reports) and an invoice, which the
+    # API serves on the same state and warehouse without a login, byte for byte
+    urls = re.findall(r"curl -fOJ '([^']+)'", out.stdout)
+    assert len(urls) == 2 and all(u.startswith("http://localhost:8080/cdr/downloads/") for u in urls)
+    server = api_servers.start(url, state)
+    try:
+        report, invoice = (httpx.get(u.replace("http://localhost:8080/cdr", server.base_url)) for u in urls)
+    finally:
+        server.stop()
+    assert report.status_code == 200 and invoice.status_code == 200
+    assert report.content.count(b"\n") == 5698 + 1  # a header and every call of the day
+    assert (
+        invoice.content
+        == (state / "artifacts" / "billruns")
+        .joinpath("daily", "2026-11-01", "all", "billrun-1", "invoice-a1b2c3d4e5f6.csv")
+        .read_bytes()
+    )
     # the upload folders are emptied into processed/ by the collector
     assert [p.name for p in (state / "uploads" / "acme").iterdir()] == ["processed"]
 

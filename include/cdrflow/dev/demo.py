@@ -14,6 +14,10 @@ accounts (ACME's three accountcodes and Kazoo's account, all billed daily) are w
 ``<state>/demo-accounts.yaml`` and synced, and ``cdrflow_billing_daily`` runs for the demo day:
 completeness check, billrun, invoice files in the artifact store (``<state>/artifacts``). Telco's
 calls carry no account: they are charged unrated, ``no deck for the account``.
+
+Last, an operator's report request of the day (seed 001) is built by ``cdrflow_reports``, and the
+demo prints signed download links of it and of an invoice, with the ``curl`` lines that fetch
+them from the API (:mod:`cdrflow.dev.demo_links`).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from sqlalchemy import Engine, text
 from cdrflow.config import account_file, carrier_file, settings
 from cdrflow.config.errors import CdrflowError
 from cdrflow.config.text import render
-from cdrflow.dev import generate
+from cdrflow.dev import demo_links, generate
 from cdrflow.warehouse import accounts, carriers
 
 DEMO_ACCOUNTS = ("acct001", "acct002", "acct003")  # ACME's accountcodes in the demo
@@ -117,12 +121,14 @@ def main(engine: Engine, warehouse_url: str) -> str:
     log.write_text("")
     run_airflow(["db", "migrate"], env, log)
     prepare_billing(engine, state)
+    report_id = demo_links.request_report(engine, generate.demo_day())
     states = {}
     period = f"{generate.demo_day():%Y-%m-%d}"
     runs = {
         "cdrflow_collect_bucket": [],
         "cdrflow_process": [],
         "cdrflow_billing_daily": ["--conf", json.dumps({"period": period, "account": None})],
+        "cdrflow_reports": [],
     }
     for dag_id, more in runs.items():
         mark = log.stat().st_size
@@ -132,7 +138,8 @@ def main(engine: Engine, warehouse_url: str) -> str:
             part = f.read()
         states[dag_id] = final_state(part)
     loaded = report(engine, first_new, states, time.perf_counter() - started, log)
-    return f"{loaded}\n\n{billing_report(engine, period)}"
+    billing = billing_report(engine, period)
+    return f"{loaded}\n\n{billing}\n\n{demo_links.downloads(engine, report_id, period)}"
 
 
 def prepare_billing(engine: Engine, state: Path) -> None:
