@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what the integration tests' real servers need and is missing; does nothing when all
+# Installs what the integration tests' real servers (and the browser test) need and is missing; does nothing when all
 # is there. Debian packages with apt (as root); Python servers (moto, pyftpdlib) come with
 # requirements.txt. The tests start every server themselves on loopback with throwaway config.
 set -euo pipefail
@@ -8,6 +8,10 @@ need=()
 command -v dovecot >/dev/null 2>&1 || [ -x /usr/sbin/dovecot ] || need+=(dovecot-imapd)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 [ -x /usr/lib/openssh/sftp-server ] || need+=(openssh-sftp-server)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)  # the process cluster's broker (make cluster)
+# the browser tests (tests/test_ui_browser.py): Playwright drives Debian's Chromium (it cannot
+# download its own browsers here)
+[ -x /usr/bin/chromium ] || need+=(chromium)
 
 if [ ${#need[@]} -eq 0 ]; then
   echo "test services: all installed"

@@ -11,7 +11,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
-from cdrflow.api import billing, cdrs, errors, feed, files, links, reports, secrets_filter, session
+from cdrflow.api import billing, cdrs, errors, feed, files, links, reports, secrets_filter, session, ui
 from cdrflow.api.deps import ApiSettings, Warehouse
 
 PREFIX = "/cdr"
@@ -42,7 +42,7 @@ def create_app(engine: Engine | None = None, api_settings: ApiSettings | None = 
     app.state.warehouse = Warehouse(engine, api_settings.database_url)
     errors.install(app)
     secrets_filter.install()
-    for module in (session, files, reports, cdrs, feed, billing, links):
+    for module in (session, files, reports, cdrs, feed, billing, links, ui):
         app.include_router(module.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

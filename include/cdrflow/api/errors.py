@@ -9,6 +9,7 @@ path (below the mount, ``/cdr``)        error body
 ``/reporting/...``, ``/v1/reporting``   Telnyx: ``{"errors": [{"code", "title", "detail", "source": {"pointer"}}]}``
 ``/v1/...``, ``/v2/...`` (Kazoo)        ``{"status": "error", "error": "401", "message", "data", "request_id"}``
 ``/billing/feed``                       plain text (the feed is CSV)
+``/operator/...`` (the cdrflow page)    a small HTML page (a link to log in when that helps)
 anything else (CDR Files, billing...)   ``{"error": {"code", "message"}}``
 ======================================  ====================================================
 
@@ -18,6 +19,7 @@ Request validation errors answer 400 (FastAPI's 422 is in no seed). Every respon
 
 from __future__ import annotations
 
+import html
 import logging
 import uuid
 from enum import Enum
@@ -26,7 +28,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,7 @@ class Style(Enum):
     TELNYX = "telnyx"
     KAZOO = "kazoo"
     FEED = "feed"
+    PAGE = "page"
 
 
 class ApiError(Exception):
@@ -88,6 +91,8 @@ def style_for(path: str) -> Style:
         return Style.KAZOO
     if path.rstrip("/") == "/billing/feed":
         return Style.FEED
+    if path == "/operator" or path.startswith("/operator/"):
+        return Style.PAGE
     return Style.FILES
 
 
@@ -124,8 +129,27 @@ def render(request: Request, error: ApiError) -> Response:
         return JSONResponse({"errors": [item]}, status_code=error.status, headers=headers)
     if style is Style.FEED:
         return PlainTextResponse(f"error: {error.message}\n", status_code=error.status, headers=headers)
+    if style is Style.PAGE:
+        return HTMLResponse(_page(error), status_code=error.status, headers=headers)
     body = {"error": {"code": error.status, "message": error.message}}
     return JSONResponse(body, status_code=error.status, headers=headers)
+
+
+def _page(error: ApiError) -> str:
+    """The cdrflow page's error: the status and the message; ``data`` may give a link (``href``,
+    ``link``), such as Airflow's login."""
+    title = f"{error.status} {HTTPStatus(error.status).phrase}"
+    data = error.data or {}
+    link = (
+        f'<p><a href="{html.escape(data["href"])}">{html.escape(data.get("link", "Continue"))}</a></p>'
+        if data.get("href")
+        else ""
+    )
+    return (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title} · cdrflow</title></head>'
+        f'<body style="font: 14px system-ui, sans-serif; margin: 2em"><h1>{title}</h1>'
+        f'<p class="error">{html.escape(error.message)}</p>{link}</body></html>'
+    )
 
 
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
