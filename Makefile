@@ -5,12 +5,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check airflow bench services requirements clean-state help
+.PHONY: demo test check airflow cluster bench services requirements clean-state help
 
 help:
 	@echo "make demo    - set up (virtualenv, dependencies, embedded warehouse) and run the main job"
 	@echo "make test    - set up, run the code's checks (make check) and the whole test suite against real servers"
 	@echo "make airflow - run Airflow standalone on this repo's dags/ and plugins/ (http://localhost:8080)"
+	@echo "make cluster - run docker-compose.yaml's services here as processes: Airflow on Celery, two workers (Ctrl-C stops)"
 	@echo "make bench   - run the benchmarks in bench/"
 
 # The virtualenv, rebuilt whenever the pinned requirements or the package metadata change.
@@ -44,6 +45,12 @@ check: $(STAMP)
 
 airflow: $(STAMP)
 	bash scripts/airflow-standalone.sh
+
+# docker-compose.yaml's topology as processes on this machine (scripts/cluster.py reads the compose
+# file): Airflow on the CeleryExecutor with two workers, Redis, moto's S3, the warehouse on the
+# PostgreSQL at 127.0.0.1:5432 (CDRFLOW_CLUSTER_PG_URL for another). In the foreground until Ctrl-C.
+cluster: $(STAMP)
+	bash scripts/cluster.sh up
 
 bench: $(STAMP)
 	$(BIN)/python bench/register_memory.py

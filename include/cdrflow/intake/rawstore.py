@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from cdrflow.config.deployment import refuse_local
 from cdrflow.config.errors import RawStoreUnavailable, one_line, shown_url
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,8 @@ class RawStore:
 
         self.base = ObjectStoragePath(base_url)
         self.base_url = base_url.rstrip("/")
+        if self.base.protocol in ("file", "local"):  # one machine's disk: not under Celery unless shared
+            refuse_local("the raw store", self.describe())
 
     @staticmethod
     def key_for(sha1: str) -> str:

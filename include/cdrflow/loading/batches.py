@@ -189,8 +189,8 @@ def process_batch(
         with claims.Heartbeat(engine, run_id, todo):
             _process(engine, store, todo, results, errors, say, dict.fromkeys(accept, accepted_by or "an operator"))
     finally:
-        try:
-            claims.release(engine, todo, run_id)
+        try:  # the run's claims on the whole batch: a killed earlier try may have loaded some
+            claims.release(engine, list(file_ids) if run_id is not None else todo, run_id)
         except Exception as exc:  # the warehouse is away: the claims expire with their lease
             log.warning("claims of files %s not released: %s", todo, one_line(exc))
     outcome = BatchOutcome(results, errors, time.perf_counter() - started)

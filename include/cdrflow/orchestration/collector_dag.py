@@ -28,9 +28,10 @@ from airflow.sdk import DAG, DeltaTriggerTimetable, get_current_context, task
 from airflow.sdk.exceptions import AirflowSkipException
 
 from cdrflow.orchestration.assets import FILES_RECEIVED
-from cdrflow.orchestration.defaults import START_DATE, default_args
+from cdrflow.orchestration.defaults import START_DATE, collector_args
 
-DEFAULT_ARGS = default_args(retries=3, retry_delay=timedelta(seconds=30), max_retry_delay=timedelta(minutes=10))
+# on the collect queue, outside the warehouse pool (cdrflow.orchestration.defaults)
+DEFAULT_ARGS = collector_args(retries=3, retry_delay=timedelta(seconds=30), max_retry_delay=timedelta(minutes=10))
 
 _TITLES = {
     "mailbox": "carriers' mailboxes (IMAP)",

@@ -28,6 +28,7 @@ from sqlalchemy import Engine
 
 from cdrflow.config import settings
 from cdrflow.config.carrier_file import BucketSource
+from cdrflow.config.deployment import refuse_local
 from cdrflow.config.errors import ConfigurationError, SourceUnavailable, SourceUnreadable, one_line
 from cdrflow.intake.names import clean_name
 from cdrflow.intake.rawstore import RawStore
@@ -52,6 +53,7 @@ def _base_path(source: BucketSource):
         url = folder.as_uri()
     base = ObjectStoragePath(url, conn_id=source.conn_id or None)
     if _is_local(base):
+        refuse_local("bucket source", base.path)  # one machine's folder: not under Celery unless shared
         # Operators drop files into it by hand: make it exist from the first run on.
         try:
             Path(base.path).mkdir(parents=True, exist_ok=True)

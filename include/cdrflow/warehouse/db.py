@@ -33,7 +33,7 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import URL, make_url
 
-from cdrflow.config import settings
+from cdrflow.config import deployment, settings
 from cdrflow.config.errors import ConfigurationError, one_line
 from cdrflow.warehouse import embedded
 
@@ -108,7 +108,13 @@ def _choice_file(state: Path) -> Path:
 
 
 def _embedded(state: Path) -> str:
-    """The embedded server's URL (started if needed); the choice is remembered in the state."""
+    """The embedded server's URL (started if needed); the choice is remembered in the state.
+    Never under the CeleryExecutor: each worker would start a warehouse of its own."""
+    if deployment.celery_executor():
+        raise ConfigurationError(
+            "the embedded warehouse is refused under the CeleryExecutor: every worker must reach one "
+            "warehouse; set AIRFLOW_CONN_CDRFLOW_WAREHOUSE (or CDRFLOW_DATABASE_URL) to a PostgreSQL server"
+        )
     url = embedded.ensure_server(state)
     choice = _choice_file(state)
     if not choice.exists() or choice.read_text().strip() != EMBEDDED:
