@@ -1,17 +1,31 @@
 """Airflow DAG: parse, validate and load the received CDR files into the warehouse.
 
-Runs when a collector registered new files (asset ``cdrflow_files_received``) and every five
-minutes as a sweep. ``housekeeping`` first repairs what a dead worker left (expired claims,
-files stranded in ``processing``, partial uploads in the raw store). ``claim`` takes the received files for this run (``FOR UPDATE SKIP
-LOCKED``: two overlapping runs never share a file) and cuts them into batches; ``process`` runs
-once per batch (dynamic task mapping: a day of thousands of small files is a handful of
-tasks), loading each file in its own transaction and renewing its claims every 30 seconds (a
-claim not renewed for five minutes belongs to a dead run and is taken again); ``report`` sums up.
+Runs when a collector or ``cdrflow_register_folder`` registered new files (asset
+``cdrflow_files_received``) and every five minutes as a sweep.
 
-Manual runs (Trigger DAG w/ config): reprocess given file ids (loaded, failed or rejected files
-go back to received and are loaded again, replacing their earlier calls), or only one carrier.
-**Accept file ids**: files that failed their carrier's rejection threshold (or a check of
-severity ``fail``) are loaded anyway, their quarantine kept; each file's log names this run.
+- ``housekeeping`` repairs what a dead worker left (expired claims, files stranded in
+  ``processing``, partial uploads in the raw store).
+- ``claim`` checks the form (below), then takes the received files for this run (``FOR UPDATE
+  SKIP LOCKED``: two overlapping runs never share a file) and cuts them into batches.
+- ``process`` runs once per batch (dynamic task mapping), loading each file in its own
+  transaction and renewing its claims every 30 seconds.
+- ``report`` logs the run's summary as the first thing in its log: files by status, each failed
+  or rejected file with its reason, the top rejection reasons, how to see each file (``cdrflow
+  file ID``). When files ended failed or rejected, the run **ends failed** (red), or, with
+  ``CDRFLOW_ATTENTION=warn``, successful with the summary as a warning.
+
+**Trigger DAG w/ config** (every field may stay empty: then every received file is loaded):
+
+- **Reprocess file ids**: ``3, 4, 10-12``; loaded, failed or rejected files go back to received
+  and are loaded again, replacing their earlier calls.
+- **Accept file ids**: failed files to load anyway, over their rejection threshold, their
+  quarantine kept; each file's log names this run.
+- **Only this carrier**: only that carrier's files (a choice from the carrier file).
+- **Re-run this day**: that day's files of the chosen carrier (every carrier's when none is
+  chosen): delivered that day or holding calls of it, in the carrier's time zone.
+
+A carrier the warehouse does not know, a file id no file has, a duplicate's id or a day without
+files fails the run at ``claim`` with one line that says so; nothing is re-run then.
 """
 
 from __future__ import annotations
@@ -22,10 +36,12 @@ from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, g
 
 from cdrflow.orchestration.assets import FILES_RECEIVED
 from cdrflow.orchestration.defaults import START_DATE, default_args
+from cdrflow.orchestration.params import carrier_param, day_param, file_ids_param
 
 
 @dag(
     dag_id="cdrflow_process",
+    description="Load the received CDR files: parse, validate, load; re-run files, a carrier's day",
     schedule=AssetOrTimeSchedule(
         timetable=CronTriggerTimetable("*/5 * * * *", timezone="UTC"), assets=[FILES_RECEIVED]
     ),
@@ -36,25 +52,17 @@ from cdrflow.orchestration.defaults import START_DATE, default_args
     tags=["cdrflow", "processing"],
     default_args=default_args(),
     params={
-        "file_ids": Param(
-            [],
-            type="array",
-            items={"type": "integer"},
-            title="Reprocess file ids",
-            description="Loaded, failed or rejected files to load again; empty: every received file",
+        "file_ids": file_ids_param(
+            "Reprocess file ids", "Loaded, failed or rejected files to load again; empty: every received file"
         ),
-        "accept_file_ids": Param(
-            [],
-            type=["array", "string", "null"],
-            items={"type": ["integer", "string"]},
-            title="Accept file ids",
-            description=(
-                "Failed files to load anyway, over their rejection threshold, with their quarantine kept "
-                "(one id per line, or 3, 4)"
-            ),
+        "accept_file_ids": file_ids_param(
+            "Accept file ids", "Failed files to load anyway, over their rejection threshold, their quarantine kept"
         ),
-        "carrier": Param(
-            None, type=["null", "string"], title="Only this carrier", description="Carrier code; empty: all carriers"
+        "carrier": carrier_param(),
+        "day": day_param(
+            "Re-run this day",
+            "That day's files of the carrier above (of every carrier when none is chosen): delivered that day "
+            "or holding calls of it, in the carrier's time zone",
         ),
         "files_per_batch": Param(500, type="integer", minimum=1, maximum=10_000, title="Files per processing task"),
     },
@@ -78,81 +86,32 @@ def cdrflow_process():
 
     @task
     def claim(params: dict | None = None) -> list[list[int]]:
-        from cdrflow.intake import claims
-        from cdrflow.orchestration.params import file_id_list
+        from cdrflow.orchestration.processing import claim_files
         from cdrflow.warehouse import db
 
-        engine = db.get_engine()
-        run_id = get_current_context()["run_id"]
-        accept = file_id_list(params.get("accept_file_ids"), "accept_file_ids")
-        ids = file_id_list(params.get("file_ids"), "file_ids")
-        ids += [i for i in accept if i not in ids]  # an accepted file is re-run too
-        if accept:
-            print(f"accepting {accept} over their rejection threshold (run {run_id})")
-        if ids:
-            waiting = claims.requeue(engine, ids, f"operator re-run requested (run {run_id})")
-            print(f"re-run requested for {ids}: {waiting} waiting to be processed")
-            if not waiting:
-                return []
-        claimed = claims.claim(engine, run_id, carrier=params.get("carrier") or None, file_ids=ids or None)
-        batches = claims.batches(claimed, max_files=params.get("files_per_batch") or 500)
-        print(f"claimed {len(claimed)} file(s), {sum(c.size for c in claimed):,} bytes, in {len(batches)} batch(es)")
-        return batches
+        return claim_files(db.get_engine(), get_current_context()["run_id"], params)
 
     @task(map_index_template="{{ batch_label }}", execution_timeout=timedelta(hours=4))
     def process(file_ids: list[int]) -> dict:
-        import logging
-
         from cdrflow.config import settings
-        from cdrflow.config.errors import CdrflowError
         from cdrflow.intake.rawstore import RawStore
-        from cdrflow.loading.batches import process_batch
-        from cdrflow.orchestration.params import file_id_list
+        from cdrflow.orchestration.processing import process_files
         from cdrflow.warehouse import db
 
         context = get_current_context()
-        context["batch_label"] = f"files {file_ids[0]}..{file_ids[-1]} ({len(file_ids)})"
-        log = logging.getLogger("cdrflow.loading.batches")
-        run_id = context["run_id"]
-        accept = set(file_id_list((context.get("params") or {}).get("accept_file_ids"), "accept_file_ids"))
-        outcome = process_batch(
-            db.get_engine(),
-            RawStore(settings.raw_store_url()),
-            file_ids,
-            run_id=run_id,
-            progress=log.info,
-            accept=accept & set(file_ids),
-            accepted_by=f"the processing run {run_id} (accept_file_ids)",
-        )
-        summary = outcome.summary()
-        if outcome.errors:  # the other files are loaded; these stay received for the retry
-            raise CdrflowError(
-                f"{len(outcome.errors)} of {len(file_ids)} file(s) could not be processed: "
-                + "; ".join(f"file {k}: {v}" for k, v in outcome.errors.items())
-            )
-        return summary
+        context["batch_label"] = f"files {file_ids[0]}..{file_ids[-1]} ({len(file_ids)})"  # type: ignore[typeddict-unknown-key]  # for map_index_template
+        store = RawStore(settings.raw_store_url())
+        return process_files(db.get_engine(), store, file_ids, context["run_id"], context.get("params"))
 
-    @task
+    @task  # a run that needs attention fails with AirflowFailException: never retried
     def report(summaries) -> dict:
-        total = {
-            "files": 0,
-            "calls_loaded": 0,
-            "calls_flagged": 0,
-            "rows_rejected": 0,
-            "duplicates": 0,
-            "by_status": {},
-        }
-        for s in summaries:
-            for key in ("files", "calls_loaded", "calls_flagged", "rows_rejected", "duplicates"):
-                total[key] += s.get(key, 0)
-            for status, n in s["by_status"].items():
-                total["by_status"][status] = total["by_status"].get(status, 0) + n
-        print(
-            f"{total['files']} file(s): {total['by_status']}; {total['calls_loaded']:,} calls loaded "
-            f"({total['calls_flagged']:,} flagged), "
-            f"{total['rows_rejected']:,} rows quarantined, {total['duplicates']:,} duplicate calls"
-        )
-        return total
+        from cdrflow.orchestration.processing import report_run
+        from cdrflow.warehouse import db
+
+        # by index: iterating the lazy sequence probes one past its end and logs "XCom not found"
+        # as an error, which would come before the summary
+        batches = [summaries[i] for i in range(len(summaries))]
+        return report_run(db.get_engine(), get_current_context()["run_id"], batches)
 
     batches = claim()
     housekeeping() >> batches

@@ -1,11 +1,15 @@
 """Register every file in a folder into the cdrflow file registry (manual runs from the UI).
 
-Operators use it to take in files that reached the machine by hand: fill in the folder and
-the carrier in the trigger form. Only folders under ``CDRFLOW_REGISTER_ROOTS`` (default
-``<state>/uploads``; a relative folder is taken under the first root) are accepted: any other
-folder fails the run with one line. Each file is stored in the raw store and recorded by SHA1;
-files already seen are recorded as duplicates and never loaded twice. ``announce`` updates the
-``cdrflow_files_received`` asset when a new file was registered, so processing starts at once.
+Operators use it to take in files that reached the machine by hand: **Trigger DAG w/ config**,
+fill in the folder and choose the carrier (a choice from the carrier file). Only folders under
+``CDRFLOW_REGISTER_ROOTS`` (default ``<state>/uploads``; a relative folder is taken under the
+first root) are accepted: any other folder fails the run with one line. Each file is stored in
+the raw store and recorded by SHA1; files already seen are recorded as duplicates and never
+loaded twice.
+
+``announce`` updates the ``cdrflow_files_received`` asset when a new file was registered: that
+asset event starts ``cdrflow_process`` at once (no wait for its five-minute sweep). When nothing
+new was registered it is skipped and processing is not woken.
 """
 
 from __future__ import annotations
@@ -16,10 +20,12 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from cdrflow.config.vocabulary import FILE_SOURCES
 from cdrflow.orchestration.assets import FILES_RECEIVED
 from cdrflow.orchestration.defaults import START_DATE, default_args
+from cdrflow.orchestration.params import carrier_param
 
 
 @dag(
     dag_id="cdrflow_register_folder",
+    description="Register the CDR files of a folder on the worker; processing starts at once",
     schedule=None,
     start_date=START_DATE,
     catchup=False,
@@ -34,9 +40,7 @@ from cdrflow.orchestration.defaults import START_DATE, default_args
             description="Folder on the worker holding the CDR files, under CDRFLOW_REGISTER_ROOTS "
             "(default <state>/uploads); a relative path is taken under that folder",
         ),
-        "carrier": Param(
-            type="string", minLength=1, title="Carrier", description="Carrier code, as in the carriers table"
-        ),
+        "carrier": carrier_param(required=True, description="The carrier that sent these files"),
         "pattern": Param("*", type="string", title="File name pattern", description="glob, e.g. *.csv"),
         "file_source": Param("upload", enum=list(FILE_SOURCES), title="File source"),
     },
@@ -45,7 +49,10 @@ from cdrflow.orchestration.defaults import START_DATE, default_args
 def cdrflow_register_folder():
     @task
     def register(params: dict | None = None) -> list[dict]:
+        import logging
+
         from cdrflow.config import settings
+        from cdrflow.config.errors import UnknownCarrier
         from cdrflow.intake.rawstore import RawStore
         from cdrflow.sources.folder import FolderRefused, register_folder
         from cdrflow.warehouse import db
@@ -59,8 +66,9 @@ def cdrflow_register_folder():
                 file_source=params["file_source"],
                 pattern=params["pattern"],
             )
-        except FolderRefused as exc:  # a retry would be refused the same way
-            raise AirflowFailException(str(exc)) from exc
+        except (FolderRefused, UnknownCarrier) as exc:  # a retry would be refused the same way
+            logging.getLogger("cdrflow.registry").error("nothing registered: %s", exc)  # the log's first line
+            raise AirflowFailException(f"nothing registered: {exc}") from exc
         return [
             {
                 "id": r.file_id,
@@ -75,11 +83,18 @@ def cdrflow_register_folder():
 
     @task(outlets=[FILES_RECEIVED])
     def announce(registered: list[dict]) -> int:
-        new = sum(r["status"] == "received" for r in registered)
+        import logging
+
+        new = [r["id"] for r in registered if r["status"] == "received"]
         if not new:
             raise AirflowSkipException("no new file registered: processing not triggered")
-        print(f"{new} new file(s) registered: {FILES_RECEIVED.name} updated")
-        return new
+        logging.getLogger("cdrflow.registry").info(
+            "%d new file(s) registered (ids %s): asset %s updated, cdrflow_process starts now",
+            len(new),
+            ", ".join(map(str, new)),
+            FILES_RECEIVED.name,
+        )
+        return len(new)
 
     announce(register())
 

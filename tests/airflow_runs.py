@@ -86,7 +86,8 @@ class Pipeline:
     def process(self, **params) -> RunOutcome:
         # every param spelled out: dag.test() on a DAG object reused by the session would
         # otherwise see the previous run's values
-        return self.run("cdrflow_process", {"file_ids": [], "carrier": None, **params})
+        empty = {"file_ids": None, "accept_file_ids": None, "carrier": None, "day": None}
+        return self.run("cdrflow_process", {**empty, **params})
 
 
 @pytest.fixture

@@ -44,7 +44,14 @@ def test_the_daily_dag_bills_a_day_and_writes_its_invoices(pipeline, billing, da
 
 
 def test_a_manual_run_for_one_account(pipeline, billing, day, tmp_path, monkeypatch):
+    from airflow.dag_processing.dagbag import DagBag
+
     monkeypatch.setenv("CDRFLOW_ARTIFACT_STORE", (tmp_path / "artifacts").as_uri())
+    accounts = tmp_path / "accounts.yaml"  # the form's account choices come from the account file
+    accounts.write_text("accounts: [{account_id: A1, name: A1, sell_deck: d, cycle: daily, currency: EUR}]\n")
+    monkeypatch.setenv("CDRFLOW_ACCOUNTS_FILE", str(accounts))
+    pipeline.dagbag = DagBag(dag_folder=str(Path(pipeline.dagbag.dag_folder) / "cdrflow_billing_daily.py"))
+    assert pipeline.dagbag.get_dag("cdrflow_billing_daily").params.get_param("account").schema["enum"] == [None, "A1"]
     out = pipeline.run("cdrflow_billing_daily", {"period": "2026-11-01", "account": "A1"})
     assert out.state == "success", out.tasks
     assert out.xcom("completeness")[0]["missing"] == {}

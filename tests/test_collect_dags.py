@@ -209,7 +209,7 @@ def test_processing_params_reprocess_a_file_and_limit_to_a_carrier(pipeline, eng
     assert _calls(engine) == 130
 
     file_id = next(r.id for r in _files(engine) if r.file_name == "a.csv")
-    rerun = pipeline.process(file_ids=[file_id])
+    rerun = pipeline.process(file_ids=f"{file_id}")  # typed into the form
     assert rerun.state == "success"
     row = next(r for r in _files(engine) if r.id == file_id)
     assert (row.status, row.calls_loaded) == ("loaded", 100)  # replaced, not counted as duplicates

@@ -17,28 +17,49 @@
 - ``artifacts`` writes the invoice CSV of each account and the billrun summary to the artifact
   store (``CDRFLOW_ARTIFACT_STORE``) and logs where they are.
 
-Manual runs (Trigger DAG w/ config): **Period** (``2026-11-01`` for daily, ``2026-11`` for
-monthly; empty: the period before the run, as scheduled) and **Only this account** (its cycle
-must be the DAG's kind; empty: every account of the cycle and calls of no account).
+Manual runs (Trigger DAG w/ config): **Day** (daily: a date picker) or **Month** (monthly:
+``2026-11``, any day of it, or one of the last twelve months offered; empty: the period before
+the run, as scheduled) and **Only this account** (a choice of the accounts of the DAG's cycle in
+the account file, ``include/accounts.yaml`` or ``CDRFLOW_ACCOUNTS_FILE``; empty: every account
+of the cycle and calls of no account).
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import DAG, CronTriggerTimetable, Param, PokeReturnValue, get_current_context, task
 
 from cdrflow.billing.completeness import cron, deadline, grace, poke_interval
 from cdrflow.orchestration.defaults import START_DATE, default_args
+from cdrflow.orchestration.params import account_param, day_param, day_value, month_param, month_value
 
-_EXAMPLE = {"daily": "2026-11-01", "monthly": "2026-11"}
 
-
-def _params(params: dict | None) -> tuple[str | None, str | None]:
+def _params(params: dict | None, kind: str) -> tuple[str | None, str | None]:
+    """(period, account) from the form: a daily period as ``2026-11-01``, a monthly one as
+    ``2026-11`` (the form also takes any day of the month); empty values are None."""
     params = params or {}
-    period = (params.get("period") or "").strip() or None
+    raw = params.get("period")
+    if kind == "monthly":
+        period = month_value(raw, "Month")
+    else:
+        day = day_value(raw, "Day")
+        period = day.isoformat() if day else None
     account = (params.get("account") or "").strip() or None
     return period, account
+
+
+def _period_param(kind: str) -> Param:
+    if kind == "daily":
+        return day_param("Day", "The day to bill; empty: the day before this run, as the schedule does")
+    this_month = datetime.now(UTC).date().replace(day=1)
+    recent = []
+    for _ in range(12):
+        this_month = (this_month - timedelta(days=1)).replace(day=1)
+        recent.append(f"{this_month:%Y-%m}")
+    return month_param(
+        "Month", "The month to bill, e.g. 2026-11 (or any day of it); empty: the month before this run", recent
+    )
 
 
 def billing_dag(kind: str) -> DAG:
@@ -54,23 +75,7 @@ def billing_dag(kind: str) -> DAG:
         dagrun_timeout=timedelta(days=3),
         tags=["cdrflow", "billing", kind],
         default_args=default_args(retries=2, retry_delay=timedelta(minutes=2)),
-        params={
-            "period": Param(
-                None,
-                type=["null", "string"],
-                title="Period",
-                description=(
-                    f"The {'day' if kind == 'daily' else 'month'} to bill, e.g. {_EXAMPLE[kind]}; "
-                    "empty: the one before this run, as the schedule does"
-                ),
-            ),
-            "account": Param(
-                None,
-                type=["null", "string"],
-                title="Only this account",
-                description=f"An account whose cycle is {kind}; empty: every {kind} account and calls of no account",
-            ),
-        },
+        params={"period": _period_param(kind), "account": account_param(kind)},
         doc_md=__doc__,
     ) as dag:
 
@@ -90,7 +95,7 @@ def billing_dag(kind: str) -> DAG:
             from cdrflow.warehouse import db
 
             log = logging.getLogger("cdrflow.billing.completeness")
-            period, account = _params(params)
+            period, account = _params(params, kind)
             if period is None:
                 period = previous_period(kind, get_current_context()["dag_run"].run_after, grace())
             start, end = period_of(kind, period)
@@ -122,7 +127,7 @@ def billing_dag(kind: str) -> DAG:
             from cdrflow.warehouse import db
 
             log = logging.getLogger("cdrflow.billing.billrun")
-            _, account = _params(params)
+            _, account = _params(params, kind)
             engine = db.get_engine()
             run = run_billrun(engine, kind, checked["period"], account=account)
             if run.new and checked["missing"]:
