@@ -53,7 +53,7 @@ class Carrier:
     billable: bool = True
     delivery: str = "daily"  # or "monthly"
     reject_threshold: float = 0.05
-    config: dict[str, Any] = field(default_factory=dict)  # timezone, encoding, dial_plan, buy_deck, ...
+    config: dict[str, Any] = field(default_factory=dict)  # timezone, encoding, deadline, dial_plan, buy_deck, ...
     account_id: str | None = None  # the account that sees its files in the CDR Files API (key account)
 
 
@@ -76,6 +76,17 @@ def _word(words, what: str):
 def _text_id(value: Any) -> Any:
     """YAML reads ``account: 1001`` as a number; an account id is text (as in the account file)."""
     return str(value) if type(value) is int else value
+
+
+def _clock(value: Any) -> Any:
+    """A deadline is ``HH:MM`` (24 hours), written quoted: YAML reads an unquoted ``10:30`` as the
+    number 630 (base 60), which is refused here rather than guessed."""
+    if not isinstance(value, str):
+        raise ValueError(f'a time of day in quotes, e.g. deadline: "09:00" (YAML read {value!r})')
+    match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", value.strip())
+    if not match:
+        raise ValueError(f'{value!r} is not a time of day HH:MM (00:00 to 23:59), e.g. "09:00"')
+    return f"{int(match[1]):02d}:{match[2]}"
 
 
 def _code(value: str) -> str:
@@ -176,6 +187,8 @@ class CarrierEntry(_Model):
     delivery: Annotated[str, _word(DELIVERIES, "delivery")] = "daily"
     reject_threshold: float = Field(0.05, ge=0, le=1)
     timezone: Annotated[str, AfterValidator(value_checks.time_zone)] | None = None
+    # a daily file is due by this time of day, in `timezone`: later without one, operators are notified
+    deadline: Annotated[str, BeforeValidator(_clock)] | None = None
     encoding: Annotated[str, AfterValidator(value_checks.encoding)] | None = None
     billable_leg: Annotated[str, _word(BILLABLE_LEG_RULES, "billable_leg rule")] | None = None  # default: the format's
     dial_plan: DialPlanEntry | None = None
@@ -194,6 +207,8 @@ class CarrierEntry(_Model):
             path = Path(self.mapping)
             if not (path if path.is_absolute() else settings.REPO_DIR / path).is_file():
                 raise ValueError(f"mapping: no such mapping file {self.mapping!r}")
+        if self.deadline and self.delivery != "daily":
+            raise ValueError("deadline: only for delivery daily (a file due every day by that time)")
         if self.checks:  # names in full from here on (the warehouse and the logs show full names)
             object.__setattr__(self, "checks", severities.resolve(self.checks, self.file_type))
         return self
@@ -221,7 +236,7 @@ class CarrierEntry(_Model):
             delivery=self.delivery,
             reject_threshold=self.reject_threshold,
             config={
-                **{k: getattr(self, k) for k in ("timezone", "encoding") if getattr(self, k)},
+                **{k: getattr(self, k) for k in ("timezone", "encoding", "deadline") if getattr(self, k)},
                 **({"billable_leg": leg} if (leg := self.billable_leg or self._mapping_billable_leg()) else {}),
                 **({"dial_plan": self.dial_plan.model_dump(exclude_none=True)} if self.dial_plan else {}),
                 **({"checks": dict(self.checks)} if self.checks else {}),

@@ -11,6 +11,9 @@ ID``; a link when ``CDRFLOW_FILE_URL`` is set, see :func:`file_link`). Then, by
   the next run (only ``received`` files are), so each bad delivery turns exactly one run red.
 - ``warn``: the run ends successful; the summary is logged as a warning. For deployments where
   carriers send bad files every day and red runs would hide the runs that really broke.
+
+In both modes the summary is also sent as one notification (:meth:`RunSummary.message`,
+through :mod:`cdrflow.orchestration.notify`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, text
+
+from cdrflow.orchestration.notify import Message
 
 if TYPE_CHECKING:  # not imported at run time: it brings pandas, which report does not need
     from cdrflow.loading.batches import BatchOutcome
@@ -135,6 +140,20 @@ class RunSummary:
                 + ("this run ends failed, so it shows red" if how == "fail" else "this run ends successful (warn)")
             )
         return out
+
+    def message(self, how: str) -> Message:
+        """The run's notification (one per run, never one per file): the summary as its body."""
+        counts = _by_status(a["status"] for a in self.attention)
+        return Message(
+            kind="files",
+            subject=f"cdrflow: {len(self.attention)} file(s) failed or rejected ({counts}) in processing run "
+            f"{self.run_id}",
+            body="\n".join(self.lines(how)),
+            facts={
+                "run_id": self.run_id,
+                "files": [{k: a.get(k) for k in ("id", "status", "reason", "name", "carrier")} for a in self.attention],
+            },
+        )
 
     def as_dict(self) -> dict:
         return {

@@ -16,6 +16,9 @@
   carriers in ``billruns.missing_carriers``.
 - ``artifacts`` writes the invoice CSV of each account and the billrun summary to the artifact
   store (``CDRFLOW_ARTIFACT_STORE``) and logs where they are.
+- **Could not close**: a task that fails for good (the completeness check timed out, the billrun
+  or the artifacts raised, retries spent) sends one notification naming the period, the scope,
+  the task and its error (``on_failure_callback``; :mod:`cdrflow.orchestration.notify`).
 
 Manual runs (Trigger DAG w/ config): **Day** (daily: a date picker) or **Month** (monthly:
 ``2026-11``, any day of it, or one of the last twelve months offered; empty: the period before
@@ -26,12 +29,16 @@ of the cycle and calls of no account).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from airflow.sdk import DAG, CronTriggerTimetable, Param, PokeReturnValue, get_current_context, task
 
 from cdrflow.billing.completeness import cron, deadline, grace, poke_interval
+from cdrflow.orchestration import notify
 from cdrflow.orchestration.defaults import START_DATE, default_args
+from cdrflow.orchestration.notify import Message
 from cdrflow.orchestration.params import account_param, day_param, day_value, month_param, month_value
 
 
@@ -62,6 +69,55 @@ def _period_param(kind: str) -> Param:
     )
 
 
+def failure_message(kind: str, context: Any) -> Message:
+    """The notification of a billing run that could not close: which period and scope, the task
+    that failed (``completeness`` timed out, ``billrun`` or ``artifacts`` raised) and its error."""
+    from cdrflow.billing.completeness import previous_period
+    from cdrflow.config.errors import one_line
+
+    ti, dag_run, error = context.get("ti"), context.get("dag_run"), context.get("exception")
+    try:
+        period, account = _params(context.get("params"), kind)
+    except Exception:  # (a form the run refused: the period is the scheduled one)
+        period, account = None, None
+    if period is None and dag_run is not None:
+        period = previous_period(kind, dag_run.run_after, grace())
+    task_id = getattr(ti, "task_id", "?")
+    scope = f"account {account}" if account else "every account of the cycle"
+    why = one_line(error) if isinstance(error, BaseException) else str(error or "no error recorded")
+    field_name = "Day" if kind == "daily" else "Month"
+    lines = [
+        f"the {kind} billing run of {period} ({scope}) could not close: task {task_id} failed "
+        f"(try {getattr(ti, 'try_number', '?')}, run {getattr(dag_run, 'run_id', '?')}).",
+        f"error: {why}",
+    ]
+    if task_id == "completeness":
+        lines.append("the completeness check gave up waiting: see its log for what was missing.")
+    if log_url := getattr(ti, "log_url", None):
+        lines.append(f"log: {log_url}")
+    lines.append(
+        f'after a fix, trigger cdrflow_billing_{kind} with {field_name} "{period}"'
+        + (f' and Only this account "{account}"' if account else "")
+        + " (a re-run charges only what is not charged yet)."
+    )
+    return Message(
+        kind="billing",
+        subject=f"cdrflow: the {kind} billing run of {period} ({scope}) could not close: {task_id} failed",
+        body="\n".join(lines),
+        facts={"kind": kind, "period": period, "account": account, "task": task_id, "error": why},
+    )
+
+
+def _notify_failure(kind: str) -> Callable[[Any], None]:
+    """The tasks' ``on_failure_callback``: runs once a task has failed for good (its retries
+    spent), on the worker; a notifier that fails is logged, never raised."""
+
+    def on_failure(context: Any) -> None:
+        notify.send_logged(failure_message(kind, context), context)
+
+    return on_failure
+
+
 def billing_dag(kind: str) -> DAG:
     """The billing DAG of ``kind`` (daily | monthly)."""
     waited = grace() + deadline()
@@ -74,7 +130,9 @@ def billing_dag(kind: str) -> DAG:
         max_active_runs=1,  # one billrun of a kind at a time; the advisory lock guards the rest
         dagrun_timeout=timedelta(days=3),
         tags=["cdrflow", "billing", kind],
-        default_args=default_args(retries=2, retry_delay=timedelta(minutes=2)),
+        default_args=default_args(
+            retries=2, retry_delay=timedelta(minutes=2), on_failure_callback=_notify_failure(kind)
+        ),
         params={"period": _period_param(kind), "account": account_param(kind)},
         doc_md=__doc__,
     ) as dag:

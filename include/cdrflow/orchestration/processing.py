@@ -1,6 +1,7 @@
 """The work of ``cdrflow_process``'s tasks, as functions the DAG file calls (the DAG file only
 wires them): ``claim`` checks the form and takes the files, ``process`` loads one batch,
-``report`` sums the run up and marks it for attention (:mod:`cdrflow.orchestration.attention`).
+``report`` sums the run up, marks it for attention (:mod:`cdrflow.orchestration.attention`) and,
+when files ended failed or rejected, sends one notification (:mod:`cdrflow.orchestration.notify`).
 
 Everything an operator must read is logged with :mod:`logging` (a line printed after the last
 log call lands in the collapsed "Post Execute" group of Airflow's log view), and what refuses
@@ -18,7 +19,7 @@ from sqlalchemy import Engine
 from cdrflow.config.errors import CdrflowError, one_line
 from cdrflow.intake import claims
 from cdrflow.intake.rawstore import RawStore
-from cdrflow.orchestration import attention, quiet_logs
+from cdrflow.orchestration import attention, notify, quiet_logs
 from cdrflow.orchestration.params import file_id_list
 from cdrflow.orchestration.process_request import Plan, Request, plan
 
@@ -105,6 +106,18 @@ def report_run(engine: Engine, run_id: str, summaries: Iterable[dict | None]) ->
         log.error("%s", text)
     if complaint:
         log.warning("%s", complaint)
+    if summary.needs_attention:  # in both modes: one notification per run (a mail server down fails nothing)
+        notify.send_logged(summary.message(how), _task_context())
     if summary.needs_attention and how == "fail":
         raise AirflowFailException(summary.headline())
     return summary.as_dict()
+
+
+def _task_context() -> dict:
+    """The running task's context (what a notifier's templates may use), or none outside a task."""
+    from airflow.sdk import get_current_context
+
+    try:
+        return dict(get_current_context())
+    except RuntimeError:
+        return {}
