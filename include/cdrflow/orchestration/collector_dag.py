@@ -16,7 +16,10 @@
 
 Schedules: every minute by default (``CDRFLOW_COLLECT_EVERY_MINUTES`` overrides), so a file that
 lands is registered within a minute plus the source's settle time; the asset starts
-processing at once.
+processing at once. The bucket collector also runs as soon as the triggerer sees a new file in
+an upload bucket or drop folder (asset ``cdrflow_bucket_files``, watched every
+``CDRFLOW_WATCH_SECONDS``: :mod:`cdrflow.orchestration.source_watch`); its one-minute timetable
+stays as the fallback.
 """
 
 from __future__ import annotations
@@ -24,11 +27,12 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 
-from airflow.sdk import DAG, DeltaTriggerTimetable, get_current_context, task
+from airflow.sdk import DAG, AssetOrTimeSchedule, DeltaTriggerTimetable, get_current_context, task
 from airflow.sdk.exceptions import AirflowSkipException
 
 from cdrflow.orchestration.assets import FILES_RECEIVED
 from cdrflow.orchestration.defaults import START_DATE, collector_args
+from cdrflow.orchestration.source_watch import bucket_files_asset, watch_seconds
 
 # on the collect queue, outside the warehouse pool (cdrflow.orchestration.defaults)
 DEFAULT_ARGS = collector_args(retries=3, retry_delay=timedelta(seconds=30), max_retry_delay=timedelta(minutes=10))
@@ -45,12 +49,20 @@ def every() -> timedelta:
     return timedelta(minutes=float(os.environ.get("CDRFLOW_COLLECT_EVERY_MINUTES", "1")))
 
 
+def schedule(kind: str) -> DeltaTriggerTimetable | AssetOrTimeSchedule:
+    """Every minute; for buckets and folders also at once when the watcher sees a new file
+    (unless ``CDRFLOW_WATCH_SECONDS=0``)."""
+    if kind != "bucket" or not watch_seconds():
+        return DeltaTriggerTimetable(every())
+    return AssetOrTimeSchedule(timetable=DeltaTriggerTimetable(every()), assets=[bucket_files_asset()])
+
+
 def collector_dag(kind: str) -> DAG:
     """The collector DAG for source ``kind``."""
     with DAG(
         dag_id=f"cdrflow_collect_{kind}",
         description=f"Register new CDR files from the {_TITLES[kind]}",
-        schedule=DeltaTriggerTimetable(every()),
+        schedule=schedule(kind),
         start_date=START_DATE,
         catchup=False,
         max_active_runs=1,  # a slow server must not pile up runs

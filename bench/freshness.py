@@ -1,0 +1,272 @@
+"""Benchmark: how soon a file dropped into a drop folder is queryable in ``calls`` (issue 14,
+"Fresh data"). Goal: p95 <= 30 s on the default settings.
+
+It runs Airflow for real, as ``make airflow`` does: scheduler, triggerer, dag-processor and API
+server as processes of their own, LocalExecutor, a PostgreSQL metadata database and a warehouse
+database of their own (scratch databases on 127.0.0.1:5432, or ``--database-url``'s server,
+dropped at the end). One carrier has one ``kind: bucket`` source, a local folder; only
+``cdrflow_collect_bucket`` and ``cdrflow_process`` are unpaused. After one warm-up file (not
+counted), it drops ``--files`` files at random moments over ``--over`` seconds (written as
+``NAME.part``, then renamed, as upload tools do) and, for each, measures the time from the rename
+to the first of its calls being readable in the warehouse (polled every 0.25 s). It prints each
+file's latency, p50 / p95 / max against the goal, and how the collector runs were started
+(watcher asset events or the one-minute timetable).
+
+Usage: python bench/freshness.py [--files 20] [--over 240] [--rows 200] [--seed 14]
+                                 [--database-url URL] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import yaml
+from sqlalchemy import create_engine, text
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from cdrflow.config import settings
+from cdrflow.dev import generate
+from cdrflow.warehouse import migrations, scratch
+from common import scratch_database
+
+REPO = Path(__file__).resolve().parents[1]
+GOAL_P95 = 30.0
+DAGS = ("cdrflow_collect_bucket", "cdrflow_process")
+COMPONENTS = {
+    "api-server": ["api-server", "--host", "127.0.0.1", "--port", "{port}", "--workers", "1"],
+    "dag-processor": ["dag-processor"],
+    "scheduler": ["scheduler"],
+    "triggerer": ["triggerer"],
+}
+LOADED = text(
+    "SELECT f.file_name FROM cdr_files f WHERE f.file_name = ANY(:names) "
+    "AND EXISTS (SELECT 1 FROM calls c WHERE c.file_id = f.id)"
+)
+DAGS_KNOWN = text("SELECT count(*) FROM dag WHERE dag_id = ANY(:ids)")
+WATCHING = text(
+    "SELECT count(*) FROM trigger WHERE classpath LIKE '%source_watch.NewFilesTrigger' AND triggerer_id IS NOT NULL"
+)
+RUN_TYPES = text("SELECT run_type, count(*) FROM dag_run WHERE dag_id = :dag GROUP BY run_type ORDER BY run_type")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Nearest-rank percentile (p95 of 20 values is the 19th smallest)."""
+    ordered = sorted(values)
+    return ordered[max(math.ceil(p / 100 * len(ordered)) - 1, 0)]
+
+
+def wait(what: str, check, timeout: float, processes: dict, logs: Path, every: float = 1.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        for name, process in processes.items():
+            if process.poll() is not None:
+                raise SystemExit(f"airflow {name} exited ({process.returncode}): see {logs / (name + '.log')}")
+        if found := check():
+            return found
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{what}: not within {timeout:.0f} s (logs in {logs})")
+        time.sleep(every)
+
+
+def airflow_env(home: Path, port: int, metadata_url: str, warehouse_url: str, drop: Path) -> dict[str, str]:
+    carriers = {"code": "acme", "name": "ACME", "file_type": "asterisk_csv"}
+    carriers["sources"] = [{"kind": "bucket", "url": str(drop), "patterns": ["*.csv"]}]  # type: ignore[assignment]
+    (home / "carriers.yaml").write_text(yaml.safe_dump({"carriers": [carriers]}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "CDRFLOW_"))}
+    env |= {
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+        "AIRFLOW_HOME": str(home / "airflow"),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url,
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",  # the bench unpauses its two DAGs
+        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+        "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+        "AIRFLOW__TRIGGERER__TRIGGERER_LOG_SERVER_PORT": str(free_port()),
+        "AIRFLOW_CONN_CDRFLOW_WAREHOUSE": warehouse_url,
+        "CDRFLOW_STATE_DIR": str(home / "state"),
+        "CDRFLOW_RAW_STORE": (home / "raw").as_uri(),
+        "CDRFLOW_CARRIERS_FILE": str(home / "carriers.yaml"),
+        "PYTHONPATH": str(REPO / "include"),
+    }
+    return env
+
+
+def start(home: Path, env: dict[str, str], port: int) -> dict[str, subprocess.Popen]:
+    logs = home / "logs"
+    logs.mkdir()
+    migrate = subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"], env=env, capture_output=True, text=True, timeout=600
+    )
+    if migrate.returncode:
+        raise SystemExit(f"airflow db migrate failed:\n{migrate.stderr[-3000:]}")
+    processes = {}
+    for name, args in COMPONENTS.items():
+        with (logs / f"{name}.log").open("wb") as out:
+            command = [sys.executable, "-m", "airflow", *(a.format(port=port) for a in args)]
+            processes[name] = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+    return processes
+
+
+def stop(processes: dict[str, subprocess.Popen]) -> None:
+    for process in processes.values():
+        process.terminate()
+    for process in processes.values():
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def drop_file(folder: Path, name: str, data: bytes) -> float:
+    """Write ``name.part``, then rename it: the moment the file appears, complete."""
+    part = folder / f"{name}.part"
+    part.write_bytes(data)
+    part.rename(folder / name)
+    return time.time()
+
+
+def measure(warehouse, drop: Path, names: list[str], at: list[float], rows: int, seed: int, timeout: float) -> dict:
+    """Drop each file at its moment (seconds from now); return name -> seconds until queryable."""
+    t0 = time.time()
+    dropped: dict[str, float] = {}
+    latency: dict[str, float] = {}
+    pending = list(zip(at, names, strict=True))
+    while pending or set(dropped) - set(latency):
+        now = time.time()
+        while pending and now - t0 >= pending[0][0]:
+            _, name = pending.pop(0)
+            dropped[name] = drop_file(drop, name, generate.asterisk_bytes(rows, seed=seed + len(dropped)))
+            print(f"  {time.strftime('%H:%M:%S')} dropped {name}", flush=True)
+        waiting = [n for n in dropped if n not in latency]
+        if waiting:
+            with warehouse.connect() as conn:
+                found = conn.execute(LOADED, {"names": waiting}).scalars().all()
+            seen = time.time()
+            for name in found:
+                latency[name] = seen - dropped[name]
+                print(f"  {time.strftime('%H:%M:%S')} {name} queryable after {latency[name]:.1f} s", flush=True)
+            late = [n for n in waiting if n not in latency and seen - dropped[n] > timeout]
+            if late:
+                raise SystemExit(f"not queryable within {timeout:.0f} s: {', '.join(late)}")
+        time.sleep(0.25)
+    return latency
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=20)
+    parser.add_argument("--over", type=float, default=240.0, help="seconds over which the files are dropped")
+    parser.add_argument("--rows", type=int, default=200, help="calls per file")
+    parser.add_argument("--seed", type=int, default=14)
+    parser.add_argument("--timeout", type=float, default=300.0, help="give up on a file after this many seconds")
+    parser.add_argument("--database-url", help="a PostgreSQL server where the bench may create databases")
+    parser.add_argument("--keep", action="store_true", help="keep the databases and the folder (logs)")
+    args = parser.parse_args()
+
+    home = Path(tempfile.mkdtemp(prefix="cdrflow-freshness-"))
+    drop = home / "drop"
+    drop.mkdir()
+    warehouse_url, drop_warehouse = scratch_database(args.database_url)
+    server, _ = scratch.server_url(args.database_url, settings.state_dir())
+    metadata_url, drop_metadata = scratch.create(server, prefix="cdrflow_bench_airflow")
+    warehouse = create_engine(warehouse_url)
+    metadata = create_engine(metadata_url)
+    migrations.upgrade(warehouse, settings.SQL_DIR)
+    port = free_port()
+    env = airflow_env(home, port, metadata_url, warehouse_url, drop)
+    processes: dict[str, subprocess.Popen] = {}
+    try:
+        print(f"starting Airflow (logs in {home / 'logs'})", flush=True)
+        processes = start(home, env, port)
+
+        def scalar(engine, query, **params):
+            try:
+                with engine.connect() as conn:
+                    return conn.execute(query, params).scalar()
+            except Exception:  # tables not created yet
+                return None
+
+        def api_up() -> bool:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/api/v2/monitor/health", timeout=2).is_success
+            except httpx.HTTPError:
+                return False
+
+        # the tasks report to the API server: unpaused before it answers, the first ones fail
+        wait("the API server", api_up, 240, processes, home)
+        wait("the two DAGs parsed", lambda: scalar(metadata, DAGS_KNOWN, ids=list(DAGS)) == 2, 240, processes, home)
+        for dag_id in DAGS:
+            subprocess.run(
+                [sys.executable, "-m", "airflow", "dags", "unpause", dag_id], env=env, check=True, capture_output=True
+            )
+        wait("the watcher running in the triggerer", lambda: scalar(metadata, WATCHING), 180, processes, home)
+        print("warm-up file (not counted)", flush=True)
+        measure(warehouse, drop, ["warmup.csv"], [0.0], args.rows, args.seed * 1000, args.timeout)
+        rng = random.Random(args.seed)
+        at = sorted(rng.uniform(0, args.over) for _ in range(args.files))
+        names = [f"drop-{i:03d}.csv" for i in range(args.files)]
+        print(f"dropping {args.files} files of {args.rows} calls at random moments over {args.over:.0f} s", flush=True)
+        started = time.time()
+        latency = measure(warehouse, drop, names, at, args.rows, args.seed * 1000 + 1, args.timeout)
+        with metadata.connect() as conn:
+            runs = dict(conn.execute(RUN_TYPES, {"dag": "cdrflow_collect_bucket"}).all())
+        values = list(latency.values())
+        result = {
+            "files": len(values),
+            "rows_per_file": args.rows,
+            "p50_s": round(percentile(values, 50), 1),
+            "p95_s": round(percentile(values, 95), 1),
+            "max_s": round(max(values), 1),
+            "min_s": round(min(values), 1),
+            "goal_p95_s": GOAL_P95,
+            "collector_runs": runs,
+            "load_average_1m": round(os.getloadavg()[0], 2),
+            "cpus": os.cpu_count(),
+            "wall_s": round(time.time() - started, 1),
+        }
+        verdict = "met" if result["p95_s"] <= GOAL_P95 else "NOT met"
+        print(
+            f"\ndrop -> queryable: p50 {result['p50_s']} s, p95 {result['p95_s']} s, max {result['max_s']} s "
+            f"(min {result['min_s']} s) over {len(values)} files; goal p95 <= {GOAL_P95:.0f} s: {verdict}"
+        )
+        print(f"collector runs by trigger: {runs} (asset_triggered: the watcher; scheduled: the one-minute poll)")
+        print(json.dumps(result))
+    finally:
+        stop(processes)
+        warehouse.dispose()
+        metadata.dispose()
+        if args.keep:
+            print(f"kept: {home}, {warehouse_url}, {metadata_url}")
+        else:
+            drop_warehouse()
+            drop_metadata()
+            shutil.rmtree(home, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
