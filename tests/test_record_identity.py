@@ -278,15 +278,16 @@ def test_migration_008_keeps_calls_loaded_before_it(new_database, tmp_path, stor
         if path.name < "008":
             shutil.copy(path, before / path.name)
     migrations.upgrade(engine, before)
-    add_carrier(engine, "pbx", file_type="asterisk_csv")
+    with engine.begin() as conn:  # the carriers table as it was at 007 (carriers.upsert writes later columns)
+        conn.execute(text("INSERT INTO carriers (code, name, file_type) VALUES ('pbx', 'PBX', 'asterisk_csv')"))
     old_lines = [FORK[0]] + LOCAL_CHAIN  # what the code before 008 loaded (it dropped the other forks)
-    old = register(engine, store, data(old_lines), "Old.csv", carrier="pbx").file_id
+    old = _register_as_before_008(engine, store, data(old_lines), "Old.csv")
     _load_as_before_008(engine, old, old_lines)
     short = [  # 18 columns: no sequence, the fallback key is rebuilt from the row's columns
         line("1700000600.60", None, channel="SIP/100-00000060", dstchannel=d, disposition=disp, width=18)
         for d, disp in (("SIP/301-00000061", "ANSWERED"), ("SIP/200-00000062", "NO ANSWER"))
     ]
-    old_short = register(engine, store, data(short[:1]), "Old18.csv", carrier="pbx").file_id
+    old_short = _register_as_before_008(engine, store, data(short[:1]), "Old18.csv")
     _load_as_before_008(engine, old_short, short[:1])
 
     assert [m.version for m in migrations.upgrade(engine, settings.SQL_DIR)][:1] == [8]
@@ -311,6 +312,20 @@ def test_migration_008_keeps_calls_loaded_before_it(new_database, tmp_path, stor
     assert q(engine, "SELECT count(*), count(DISTINCT record_key) FROM calls")[0] == (9, 9)
     assert q(engine, "SELECT count(*) FROM call_duplicates WHERE record_key = '1700000000.10#1'")[0][0] == 1
     engine.dispose()
+
+
+def _register_as_before_008(engine, store, content: bytes, name: str) -> int:
+    """A file recorded as the registry at 007 did (the columns of that day; today's registry
+    writes columns that came later)."""
+    blob = store.put_stream(io.BytesIO(content))
+    with engine.begin() as conn:
+        return conn.execute(
+            text(
+                "INSERT INTO cdr_files (file_name, stored_file_id, file_source, carrier, file_type, file_path, "
+                "original_hash, file_size) VALUES (:n, :k, 'sftp', 'pbx', 'asterisk_csv', :u, :h, :s) RETURNING id"
+            ),
+            {"n": name, "k": blob.key, "u": blob.url, "h": blob.sha1, "s": blob.size},
+        ).scalar_one()
 
 
 def _load_as_before_008(engine, file_id: int, lines: list[str]) -> None:
