@@ -53,6 +53,7 @@ def test_a_run_with_failed_and_rejected_files_ends_failed_with_the_summary_first
     monkeypatch.delenv(attention.ENV, raising=False)  # the default: fail
     monkeypatch.setenv(attention.FILE_URL_ENV, "http://ops.example/cdr/files/{id}")
     caplog.set_level(logging.INFO)
+    caplog.set_level(logging.INFO, logger="cdrflow")  # a CLI test may have left cdrflow at WARNING
 
     run = pipeline.process()
 
@@ -101,6 +102,7 @@ def test_with_attention_warn_the_run_succeeds_and_the_summary_still_says_it(
 ):
     monkeypatch.setenv(attention.ENV, "warn")
     caplog.set_level(logging.INFO)
+    caplog.set_level(logging.INFO, logger="cdrflow")  # a CLI test may have left cdrflow at WARNING
 
     run = pipeline.process()
 
@@ -126,6 +128,7 @@ def test_the_library_loggers_are_quiet_inside_the_processing_task(pipeline, engi
     probe = Probe()
     logging.getLogger("cdrflow.loading.batches").addHandler(probe)
     caplog.set_level(logging.INFO)
+    caplog.set_level(logging.INFO, logger="cdrflow")  # a CLI test may have left cdrflow at WARNING
     monkeypatch.setenv(attention.ENV, "warn")
     try:
         run = pipeline.process()

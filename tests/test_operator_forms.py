@@ -184,6 +184,7 @@ def _log(engine, file_id: int) -> str:
 def test_input_that_names_nothing_fails_the_run_with_one_line_logged_first(pipeline, engine, acme_loaded, caplog):
     loaded, duplicate, other = acme_loaded["loaded"], acme_loaded["duplicate"], acme_loaded["other"]
     caplog.set_level(logging.INFO)
+    caplog.set_level(logging.INFO, logger="cdrflow")  # a CLI test may have left cdrflow at WARNING
     asked = {
         "carrier": ({"carrier": "ghost"}, "Only this carrier: unknown carrier 'ghost'; known carriers: acme, other"),
         "missing": ({"file_ids": f"{loaded}, 98-99"}, "Reprocess file ids: no file has id 98, 99"),
@@ -248,6 +249,7 @@ def test_rerunning_a_carriers_day_reprocesses_exactly_that_days_files(pipeline, 
     with engine.begin() as conn:  # the operator fixes acme's threshold, then re-runs acme's 1 November
         conn.execute(text("UPDATE carriers SET reject_threshold = 0.9 WHERE code = 'acme'"))
     caplog.set_level(logging.INFO)
+    caplog.set_level(logging.INFO, logger="cdrflow")  # a CLI test may have left cdrflow at WARNING
     caplog.clear()
 
     run = pipeline.process(carrier="acme", day="2026-11-01")
