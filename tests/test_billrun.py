@@ -281,3 +281,23 @@ def test_cli_syncs_accounts_and_runs_a_billrun(billing, day, warehouse_url, tmp_
     assert again.returncode == 0 and "nothing new to charge" in again.stdout
     bad = run_cli("bill", "run", "--kind", "daily", "--period", "2026-11", env=env)
     assert bad.returncode == 1 and bad.stderr.startswith("error: period '2026-11'")
+
+
+def test_a_billrun_charges_exactly_the_billable_legs_of_each_rule(billing, store):
+    """The billrun's own form of the billable flag agrees with cdrflow_call_legs (sql/010): calls
+    of several legs bill one leg under answered_longest and originating, every leg under every_leg."""
+    from tests.test_record_identity import DAY, FORK, LOCAL_CHAIN, QUEUE, TRANSFER
+
+    lines = FORK + LOCAL_CHAIN + QUEUE + TRANSFER
+    add_carrier(billing, "pbx", file_type="asterisk_csv")
+    add_carrier(billing, "each", file_type="asterisk_csv", config={"billable_leg": "every_leg"})
+    add_carrier(billing, "orig", file_type="asterisk_csv", config={"billable_leg": "originating"})
+    for n, carrier in enumerate(("pbx", "each", "orig")):  # and a call of one leg each (files differ)
+        load(billing, store, [*lines, master_line(f"9.{n}", "X", UK, f"{DAY} 15:00:00", 10)], carrier, f"{n}.csv")
+    run = run_billrun(billing, "daily", DAY)
+    charged = q(billing, "SELECT carrier, record_key FROM charges WHERE side = 'sell' ORDER BY 1, 2")
+    billable = q(billing, "SELECT carrier, record_key FROM call_legs WHERE billable ORDER BY 1, 2")
+    assert charged == billable
+    by_carrier = {c: sum(1 for r in charged if r[0] == c) for c in ("pbx", "each", "orig")}
+    assert by_carrier == {"pbx": 5, "each": len(lines) + 1, "orig": 5}
+    assert run.calls == 5 + len(lines) + 1 + 5

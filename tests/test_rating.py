@@ -8,6 +8,7 @@ shared with the engine) agrees with the engine over thousands of random decks an
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -19,6 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cdrflow.billing.bulk_rating import compile_rate
+from cdrflow.billing.charging import Rater
 from cdrflow.billing.model import Deck, DeckVersion, Period, Rate, Slot, Window
 from cdrflow.billing.prefixes import PrefixIndex
 from cdrflow.billing.rating import (
@@ -451,6 +454,30 @@ def test_engine_agrees_with_the_reference(deck_and_rate, calls):
             and (rate.rounding_decimals if rate.rounding_decimals is not None else deck.rounding_decimals) == 0
         ):
             assert str(charge.cost) == str(expected)  # to the last decimal, places included
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(decks_and_rates(), st.lists(st.integers(0, 1500), min_size=1, max_size=5))
+def test_compiled_rates_agree_with_the_reference(deck_and_rate, calls):
+    """The billrun's integer path (bulk_rating) writes, for every rate of the common shape, the
+    same billed seconds and cost as the reference rater and the same COPY text (breakdown JSON
+    included, byte for byte) as rate_call's charge; other shapes are left to rate_call."""
+    deck, rate = deck_and_rate
+    rate = dataclasses.replace(rate, destination='Ville "Ouest"\tmobile', call_type="I")
+    v = DeckVersion(deck, DAY, (rate,))
+    compiled = compile_rate(v, 7, rate)
+    capped = rate.max_cost is not None and rate.max_cost_strategy == "*free"
+    assert (compiled is None) == (deck.rounding_scope == "increment" or capped)
+    if compiled is None:
+        return
+    rater = Rater.__new__(Rater)  # only its formatting of rate_call's charge is used
+    for seconds in calls:
+        row = compiled.row(seconds)
+        assert row == rater._row(deck.name, 7, seconds, rate_call(v, rate, seconds))
+        fields = row.split("\t")
+        billed, expected = ref_rate(deck, rate, seconds)
+        assert (int(fields[7]), fields[8]) == (billed, str(expected))
+        assert json.loads(fields[10].replace("\\\\", "\\"))["cost"] == str(expected)
 
 
 prefix_text = st.text("0123456789", min_size=1, max_size=6)

@@ -6,7 +6,8 @@ month) and a scope (one account, or every account of that cycle):
 1. takes an advisory lock for (kind, period, scope): a second run of the same billrun waits for
    nothing, it is refused while the first runs (:class:`BillrunBusy`);
 2. streams (server-side cursor, batches of :data:`BATCH` legs: memory stays flat) the billable
-   legs (``cdrflow_call_legs``' ``billable``, of billable carriers and files) that start in the
+   legs (``cdrflow_call_legs``' ``billable``, in the cheaper form of
+   :mod:`cdrflow.billing.billable_legs`; of billable carriers and files) that start in the
    period, which is ``[period_start, period_end)`` at midnight in *each account's* time zone
    (calls of no configured account: in UTC, taken by ``scope = 'all'`` runs only), and whose
    (carrier, record_key, start_time, side) has no current charge;
@@ -27,7 +28,8 @@ closed billrun with ``new = False``. A re-run that finds calls with no charge (a
 the next ``version`` of the billrun, an adjustment holding only those calls.
 
 Rating is cached per (deck version, rate, billing seconds): the same call length on the same
-rate is computed once per billrun (``rate_call`` costs 20-40 us a call; most calls repeat).
+rate is computed once per billrun, in integer arithmetic for the common shapes of rate
+(:mod:`cdrflow.billing.bulk_rating`), else by ``rate_call``; see :class:`charging.Rater`.
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, Engine, text
 
 from cdrflow.billing import feed
-from cdrflow.billing.charging import Decks, Rater, copy_line, move_staged, stage
+from cdrflow.billing.billable_legs import LEGS
+from cdrflow.billing.charging import Decks, Rater, copy_text, move_staged, stage
 from cdrflow.config.errors import CdrflowError
 from cdrflow.warehouse import accounts as account_rows
 
@@ -117,44 +120,6 @@ def _midnight(day: date, zone: str) -> datetime:
 
 # -- the run ----------------------------------------------------------------------------------------
 
-_LEGS = """
-WITH scope AS (
-    SELECT a.account_id, a.sell_deck,
-           (CAST(:ps AS date)::timestamp AT TIME ZONE a.timezone) AS since,
-           (CAST(:pe AS date)::timestamp AT TIME ZONE a.timezone) AS until
-    FROM accounts a
-    WHERE a.cycle = :kind AND (CAST(:account AS text) IS NULL OR a.account_id = :account)
-), legs AS (
-    SELECT l.id, l.carrier, l.record_key, l.start_time, l.billing_seconds, l.callee_number, l.file_id
-    FROM cdrflow_call_legs(:since, :until) l
-    WHERE l.billable AND l.start_time >= :since AND l.start_time < :until
-), picked AS (
-    SELECT l.*, c.callee_e164, c.account_id, s.sell_deck, r.config ->> 'buy_deck' AS buy_deck
-    FROM legs l
-    JOIN calls c ON c.carrier = l.carrier AND c.record_key = l.record_key AND c.start_time = l.start_time
-                AND c.start_time >= :since AND c.start_time < :until
-    JOIN cdr_files f ON f.id = l.file_id
-    LEFT JOIN carriers r ON r.code = l.carrier
-    LEFT JOIN accounts a ON a.account_id = c.account_id
-    LEFT JOIN scope s ON s.account_id = c.account_id
-    WHERE coalesce(r.billable, true) AND f.billing
-      AND ((s.account_id IS NOT NULL AND l.start_time >= s.since AND l.start_time < s.until)
-           OR (CAST(:everyone AS boolean) AND a.account_id IS NULL
-               AND l.start_time >= :utc_since AND l.start_time < :utc_until))
-)
-SELECT * FROM (
-    SELECT p.id, p.carrier, p.record_key, p.start_time, p.billing_seconds, p.file_id, p.account_id,
-           coalesce(p.callee_e164, p.callee_number) AS number, p.sell_deck, p.buy_deck,
-           NOT EXISTS (SELECT 1 FROM charges ch WHERE ch.current AND ch.side = 'sell' AND ch.carrier = p.carrier
-                       AND ch.record_key = p.record_key AND ch.start_time = p.start_time) AS need_sell,
-           p.buy_deck IS NOT NULL
-           AND NOT EXISTS (SELECT 1 FROM charges ch WHERE ch.current AND ch.side = 'buy' AND ch.carrier = p.carrier
-                           AND ch.record_key = p.record_key AND ch.start_time = p.start_time) AS need_buy
-    FROM picked p
-) todo
-WHERE need_sell OR need_buy
-"""
-
 _MOVE = move_staged("billrun_staging", " ON CONFLICT (carrier, record_key, start_time, side) WHERE current DO NOTHING")
 
 _INVOICE = """
@@ -217,6 +182,9 @@ def _run_locked(
     billrun_id: int | None = None
     try:
         with engine.begin() as conn:
+            # the run's sorts and hashes (legs, invoice lines, feed) over a day of calls stay in
+            # memory rather than spilling to disk at PostgreSQL's default 4 MB
+            conn.execute(text("SET LOCAL work_mem = '64MB'"))
             book = Decks(conn)
             chosen = _scope_accounts(conn, kind, account, book)
             since = [_midnight(start, a.timezone) for a in chosen]
@@ -240,7 +208,7 @@ def _run_locked(
                 "utc_until": utc_until,
             }
             stream = conn.execute(
-                text(_LEGS), params, execution_options={"stream_results": True, "max_row_buffer": BATCH}
+                text(LEGS), params, execution_options={"stream_results": True, "max_row_buffer": BATCH}
             )
             batches = stream.partitions(BATCH)
             first = next(batches, [])
@@ -257,18 +225,33 @@ def _run_locked(
             files: set[int] = set()
             seen = 0
             batch = first
+            rate = rater.rate
             while batch:
-                buf = io.StringIO()
-                for leg in batch:
-                    files.add(leg.file_id)
-                    head = copy_line(billrun_id, leg.id, leg.carrier, leg.record_key, leg.start_time, leg.account_id)
-                    if leg.need_sell:
-                        row = rater.rate(leg.sell_deck, leg.start_time, leg.number, leg.billing_seconds)
-                        buf.write(f"{head}\tsell\t{row}\n")
-                    if leg.need_buy:
-                        row = rater.rate(leg.buy_deck, leg.start_time, leg.number, leg.billing_seconds)
-                        buf.write(f"{head}\tbuy\t{row}\n")
-                buf.seek(0)
+                lines: list[str] = []
+                add = lines.append
+                # the columns of billable_legs.LEGS, in its order
+                for (
+                    leg_id,
+                    carrier,
+                    record_key,
+                    at,
+                    seconds,
+                    file_id,
+                    account_id,
+                    number,
+                    sell,
+                    buy,
+                    to_sell,
+                    to_buy,
+                ) in batch:
+                    files.add(file_id)
+                    head = f"{billrun_id}\t{leg_id}\t{copy_text(carrier)}\t{copy_text(record_key)}\t{at}\t"
+                    head += "\\N" if account_id is None else copy_text(account_id)
+                    if to_sell:
+                        add(f"{head}\tsell\t{rate(sell, at, number, seconds)}\n")
+                    if to_buy:
+                        add(f"{head}\tbuy\t{rate(buy, at, number, seconds)}\n")
+                buf = io.StringIO("".join(lines))
                 with raw.cursor() as cur:
                     cur.copy_expert(copy_staging, buf)
                 conn.execute(text(_MOVE))

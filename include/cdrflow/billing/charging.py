@@ -1,9 +1,12 @@
 """Rating a period's legs into charge rows, shared by billruns and reratings.
 
-:class:`Decks` holds the versions of every deck and their prefix indexes for one run (loaded once);
-:class:`Rater` turns one leg (deck, moment, number, billing seconds) into the rating columns of its
-charge as COPY text, with a bounded cache per (deck version, rate, billing seconds): a day's calls
-repeat a few thousand such shapes, and ``rating.rate_call`` costs 20-40 us a call.
+:class:`Decks` holds the versions of every deck and their prefix indexes for one run (loaded once,
+and kept for the next run of the process); :class:`Rater` turns one leg (deck, moment, number,
+billing seconds) into the rating columns of its charge as COPY text, with bounded caches per
+(deck version, number) for the matched prefix and per (deck version, rate, billing seconds) for
+the rating. A rating the cache misses is computed in integer arithmetic by
+:mod:`cdrflow.billing.bulk_rating` when the rate has the common shape (a few us), else by
+``rating.rate_call`` (exact rationals, 100-200 us).
 
 A prefix with rates by time-of-day period is looked up on the version's clock first: a call that
 stays in the period it starts in is cached per (version, rate, billing seconds, period) like any
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 import json
 from bisect import bisect_right
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -23,6 +26,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, text
 
 from cdrflow.billing import decks
+from cdrflow.billing.bulk_rating import CompiledRate, compile_rate
 from cdrflow.billing.model import DeckVersion, Rate
 from cdrflow.billing.periods import Clock
 from cdrflow.billing.prefixes import PrefixIndex, digits_of
@@ -70,6 +74,13 @@ CHARGE_COLUMNS = (
 
 # -- deck versions by moment ---------------------------------------------------------------------
 
+# Deck versions loaded in this process, by (database, version id, imported_at): a version's rates
+# never change once stored, and loading 50,000 rates costs about a second; a few are kept (a
+# billrun's sell and buy decks), the oldest dropped first, so memory stays bounded.
+LOADED_LIMIT = 4
+_DAY = timedelta(days=1)
+_LOADED: dict[tuple[str, int, datetime | None], tuple[DeckVersion, PrefixIndex]] = {}
+
 
 class Decks:
     """The versions of each deck and their prefix indexes, loaded once per billrun."""
@@ -78,7 +89,10 @@ class Decks:
         self.conn = conn
         self.deck_of: dict[str, Any] = {d.name: d for d in decks.decks(conn)}
         self._starts: dict[str, tuple[list[date], list[int]]] = {}
+        self._database = conn.engine.url.render_as_string(hide_password=True)
+        self._imported: dict[int, datetime] = {}
         for v in decks.versions(conn):  # by deck, version: a later version wins a tie of dates
+            self._imported[v.id] = v.imported_at
             days, ids = self._starts.setdefault(v.deck, ([], []))
             days.append(v.effective_from)
             ids.append(v.id)
@@ -86,21 +100,45 @@ class Decks:
             order = sorted(range(len(days)), key=lambda i: (days[i], i))
             self._starts[name] = ([days[i] for i in order], [ids[i] for i in order])
         self._zone = {name: ZoneInfo(d.timezone) for name, d in self.deck_of.items()}
+        # the first instant of each version's effective_from in its deck's zone: comparing a call's
+        # start with these is comparing its local date, without converting each call's time. That
+        # holds while the zone's offset is the same a day either side of each midnight; a deck
+        # whose clock changes that close to one (a fall-back at midnight repeats local hours of
+        # the day before) keeps comparing local dates
+        self._bounds: dict[str, list[datetime]] = {}
+        for name, (days, _) in self._starts.items():
+            zone = self._zone.get(name)
+            if zone is None:
+                continue
+            bounds = [datetime.combine(day, time(), zone).astimezone(UTC) for day in days]
+            if all((b - _DAY).astimezone(zone).utcoffset() == (b + _DAY).astimezone(zone).utcoffset() for b in bounds):
+                self._bounds[name] = bounds
         self._loaded: dict[int, tuple[DeckVersion, PrefixIndex]] = {}
         self._clocks: dict[int, Clock] = {}
 
     def in_force(self, deck: str, at: datetime) -> int | None:
         """Id of the version of ``deck`` in force at ``at`` (its latest effective_from on or before
         ``at``'s date in the deck's zone; ties: the highest version), None if none yet."""
-        days, ids = self._starts.get(deck, ([], []))
-        i = bisect_right(days, at.astimezone(self._zone[deck]).date())
-        return ids[i - 1] if i else None
+        bounds = self._bounds.get(deck)
+        if bounds is not None:
+            i = bisect_right(bounds, at)
+        else:
+            days = self._starts.get(deck, ([], []))[0]
+            i = bisect_right(days, at.astimezone(self._zone[deck]).date()) if days else 0
+        return self._starts[deck][1][i - 1] if i else None
 
     def version(self, version_id: int) -> tuple[DeckVersion, PrefixIndex]:
         found = self._loaded.get(version_id)
         if found is None:
-            version = decks.load_version_id(self.conn, version_id)
-            found = self._loaded[version_id] = (version, PrefixIndex.of(version))
+            key = (self._database, version_id, self._imported.get(version_id))
+            found = _LOADED.get(key)
+            if found is None:
+                version = decks.load_version_id(self.conn, version_id)
+                found = (version, PrefixIndex.of(version))
+                while len(_LOADED) >= LOADED_LIMIT:
+                    del _LOADED[next(iter(_LOADED))]
+                _LOADED[key] = found
+            self._loaded[version_id] = found
         return found
 
     def clock(self, version_id: int) -> Clock:
@@ -126,6 +164,8 @@ class Rater:
     def __init__(self, book: Decks) -> None:
         self.book = book
         self._cache: dict[tuple, str] = {}
+        self._compiled: dict[tuple[int, int], CompiledRate | None] = {}
+        self._positions: dict[tuple[int, str | None], int | None] = {}
         self.hits = 0
 
     def rate(self, deck: str | None, at: datetime, number: str | None, seconds: int | None) -> str:
@@ -138,7 +178,12 @@ class Rater:
         version, index = self.book.version(version_id)
         currency = version.deck.currency
         digits = digits_of(number)
-        position = index.position(digits) if digits is not None else None
+        matched = (version_id, digits)
+        position = self._positions.get(matched, -1)
+        if position == -1:
+            if len(self._positions) >= CACHE_LIMIT:
+                self._positions.clear()
+            position = self._positions[matched] = index.position(digits) if digits is not None else None
         if position is None:
             if seconds == 0:  # unanswered: costs nothing, whatever it dialled
                 return copy_line(deck, version_id, None, None, None, None, 0, 0, Decimal(0), currency, None, None)
@@ -164,9 +209,22 @@ class Rater:
             return row
         if len(self._cache) >= CACHE_LIMIT:
             self._cache.clear()
+        compiled = self._compiled_rate(version, version_id, position) if by_period is None and seconds >= 0 else None
+        if compiled is not None:
+            row = self._cache[key] = compiled.row(seconds)
+            return row
         result = rate_call(version, rate, seconds, by_period=by_period)
         row = self._cache[key] = self._row(deck, version_id, seconds, result)
         return row
+
+    def _compiled_rate(self, version: DeckVersion, version_id: int, position: int) -> CompiledRate | None:
+        """The rate compiled for integer rating (bulk_rating), None when it is not of that shape."""
+        key = (version_id, position)
+        if key not in self._compiled:
+            if len(self._compiled) >= CACHE_LIMIT:
+                self._compiled.clear()
+            self._compiled[key] = compile_rate(version, version_id, self.book.version(version_id)[1].rates[position])
+        return self._compiled[key]
 
     def _row(self, deck: str, version_id: int, seconds: int, result: Charge | Unrated) -> str:
         if not isinstance(result, Charge):

@@ -305,33 +305,25 @@ def load_version_id(conn: Connection, version_id: int) -> DeckVersion:
     deck = deck_from_row(head.name, head.currency, head.kind, head.settings)
     rows = conn.execute(
         text(
-            "SELECT prefix, destination, call_type, call_sub_type, connect_fee, minimum_seconds, minimum_charge, "
-            "rounding_method, rounding_decimals, max_cost, max_cost_strategy, slots::text AS slots, period "
+            "SELECT prefix, destination, slots::text AS slots, connect_fee, call_type, call_sub_type, minimum_seconds, "
+            "minimum_charge, rounding_method, rounding_decimals, max_cost, max_cost_strategy, period "
             "FROM rates WHERE version_id = :id ORDER BY prefix, period"
         ),
         {"id": version_id},
     )
-    rates = tuple(
-        Rate(
-            prefix=r.prefix,
-            destination=r.destination,
-            slots=tuple(
+    # a deck repeats few slot shapes (prices x increments): each distinct text is parsed once.
+    # The columns are in the order of Rate's fields.
+    parsed: dict[str, tuple[Slot, ...]] = {}
+    out = []
+    for r in rows:
+        shape = parsed.get(r.slots)
+        if shape is None:
+            shape = parsed[r.slots] = tuple(
                 Slot(int(s["start"]), Decimal(s["price"]), int(s["unit"]), int(s["increment"]))
                 for s in json.loads(r.slots)
-            ),
-            connect_fee=r.connect_fee,
-            call_type=r.call_type,
-            call_sub_type=r.call_sub_type,
-            minimum_seconds=r.minimum_seconds,
-            minimum_charge=r.minimum_charge,
-            rounding_method=r.rounding_method,
-            rounding_decimals=r.rounding_decimals,
-            max_cost=r.max_cost,
-            max_cost_strategy=r.max_cost_strategy,
-            period=r.period,
-        )
-        for r in rows
-    )
+            )
+        out.append(Rate(r[0], r[1], shape, *r[3:]))
+    rates = tuple(out)
     return DeckVersion(
         deck=deck, effective_from=head.effective_from, rates=rates, periods=load_periods(conn, version_id)
     )

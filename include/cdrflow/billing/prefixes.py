@@ -3,7 +3,9 @@
 One dict from prefix to rate position, and the distinct prefix lengths, longest first: a lookup
 tries at most one dict probe per distinct length (a 50,000-prefix deck has about ten). For a
 column of numbers, :meth:`PrefixIndex.match_array` does the same per length with Arrow compute
-(one ``index_in`` per length over the numbers still unmatched), which is what a billrun uses.
+(one ``index_in`` per length over the numbers still unmatched). A billrun matches number by
+number (a few dict probes) and caches the result per (deck version, number): a day's numbers
+repeat, and its legs arrive in batches with their other columns.
 
 A prefix with rates by time-of-day period (a deck version with periods) is one entry too: its
 position stands for its any-time rate (else its first), and :attr:`PrefixIndex.by_period` holds its
