@@ -31,7 +31,6 @@ with no periods. Else the only table there is.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 from datetime import date
 from decimal import Decimal
@@ -57,25 +56,6 @@ def _find(folder: Path, stem: str, problems: Problems) -> Path | None:
     return found[0]
 
 
-def _lines(path: Path, header: list[str], problems: Problems) -> list[tuple[int, list[str]]]:
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        rows = [(n, [v.strip() for v in values]) for n, values in enumerate(csv.reader(handle), start=1) if values]
-    if not rows or [h.lower() for h in rows[0][1][: len(header)]] != header:
-        problems.add(f"{path.name} line 1", f"not a CDRTool {path.stem} file: the header is not {','.join(header)},...")
-        return []
-    width = len(rows[0][1])
-    out = []
-    for n, values in rows[1:]:
-        if len(values) != width:
-            problems.add(f"{path.name} line {n}", f"{len(values)} fields, the header has {width}")
-            continue
-        if values[0] not in ("1", "2", "3"):
-            problems.add(f"{path.name} line {n}", f"Ops {values[0]!r} is not 1, 2 or 3")
-            continue
-        out.append((n, values))
-    return out
-
-
 def read(path: Path, deck: Deck, effective_from: date, rate_name: str | None = None) -> Imported:
     """The rate table ``rate_name`` (default: the deck's name when the file has it, else the only
     table there is) as a version of ``deck``."""
@@ -84,8 +64,8 @@ def read(path: Path, deck: Deck, effective_from: date, rate_name: str | None = N
     dest_path, rate_path = _find(folder, "destinations", problems), _find(folder, "rates", problems)
     problems.check()
     assert dest_path is not None and rate_path is not None
-    dest_rows = _lines(dest_path, DESTINATION_HEADER, problems)
-    rate_rows = _lines(rate_path, RATE_HEADER, problems)
+    dest_rows = cdrtool_profiles.rows(dest_path, DESTINATION_HEADER, problems, pad=False)
+    rate_rows = cdrtool_profiles.rows(rate_path, RATE_HEADER, problems, pad=False)
     problems.check()
     notes: list[str] = []
     customer_rows = 0

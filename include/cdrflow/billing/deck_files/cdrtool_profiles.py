@@ -39,7 +39,10 @@ class Schedule:
         return {t for pair in self.hours.values() for t in pair if t}
 
 
-def _rows(path: Path, header: list[str], problems: Problems) -> list[tuple[int, list[str]]]:
+def rows(path: Path, header: list[str], problems: Problems, *, pad: bool = True) -> list[tuple[int, list[str]]]:
+    """A CDRTool CSV's data rows with their line numbers, after checking its header and the Ops
+    column. ``pad``: a short row is filled with empty fields (profiles and customers leave the
+    unused hour ranges off); otherwise a row of another width is a problem (rates, destinations)."""
     with path.open(encoding="utf-8-sig", newline="") as handle:
         rows = [(n, [v.strip() for v in values]) for n, values in enumerate(csv.reader(handle), start=1) if values]
     if not rows or [h.lower() for h in rows[0][1][: len(header)]] != header:
@@ -48,8 +51,11 @@ def _rows(path: Path, header: list[str], problems: Problems) -> list[tuple[int, 
     width = len(rows[0][1])
     out = []
     for n, values in rows[1:]:
-        if len(values) < width:
+        if pad and len(values) < width:
             values = values + [""] * (width - len(values))
+        elif len(values) != width:
+            problems.add(f"{path.name} line {n}", f"{len(values)} fields, the header has {width}")
+            continue
         if values[0] not in ("1", "2", "3"):
             problems.add(f"{path.name} line {n}", f"Ops {values[0]!r} is not 1, 2 or 3")
             continue
@@ -70,7 +76,7 @@ def schedule(folder: Path, problems: Problems, notes: list[str]) -> Schedule | N
         return None
     profiles: dict[str, tuple[int, list[tuple[str, int]]]] = {}  # id -> (line, [(table, end hour)])
     others = 0
-    for n, v in _rows(profiles_path, PROFILE_HEADER, problems):
+    for n, v in rows(profiles_path, PROFILE_HEADER, problems):
         where = f"{profiles_path.name} line {n}"
         if v[1] not in ("", "0"):
             others += 1
@@ -87,7 +93,7 @@ def schedule(folder: Path, problems: Problems, notes: list[str]) -> Schedule | N
                 intervals.append((v[i], int(end)))
         profiles[v[2]] = (n, intervals)
     default: tuple[int, list[str]] | None = None
-    for n, v in _rows(customers_path, CUSTOMER_HEADER, problems):
+    for n, v in rows(customers_path, CUSTOMER_HEADER, problems):
         if v[1] not in ("", "0") or any(v[2:5]):
             others += 1
         elif v[0] == "3":
