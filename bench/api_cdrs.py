@@ -37,13 +37,9 @@ from tests.servers import api as api_servers
 
 from cdrflow.api import cdr_query
 from cdrflow.api.kazoo import TimeRange, to_gregorian
-from cdrflow.dev import generate
-from cdrflow.intake.rawstore import RawStore
-from cdrflow.intake.registry import register_file
-from cdrflow.loading.batches import process_file
 from cdrflow.warehouse import credentials
 from cdrflow.warehouse.db import normalise_url
-from common import scratch_database, warehouse
+from common import loaded_day, scratch_database
 from load_asterisk import CARRIER
 
 PAGE = 50
@@ -146,13 +142,7 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory(prefix="cdrflow-bench-") as tmp:
             work_dir = Path(tmp)
-            engine = warehouse(url, CARRIER)
-            path = generate.write_asterisk_csv_fast(
-                work_dir / "Master.csv", args.rows, seed=3, order="time", columns=21
-            )
-            store = RawStore((work_dir / "raw").as_uri())
-            reg = register_file(engine, store, str(path), file_name=path.name, carrier="bench", file_source="upload")
-            assert process_file(engine, store, reg.file_id).status == "loaded"
+            engine = loaded_day(url, CARRIER, work_dir, args.rows)
             with engine.begin() as conn:
                 counts = conn.execute(
                     text("SELECT account_id, count(*) FROM calls GROUP BY account_id ORDER BY 2 DESC")

@@ -23,6 +23,23 @@ def scratch_database(url: str | None = None) -> tuple[str, Callable[[], None]]:
     return scratch.create(server, prefix="cdrflow_bench")
 
 
+def loaded_day(url: str, carrier: carriers.Carrier, work, rows: int):
+    """Migrate ``url``, add ``carrier`` and load one day of ``rows`` calls (a generated 21-column
+    Master.csv, time-ordered, numbers repeating as a day's traffic does) with cdrflow's loader;
+    returns an engine. Untimed: the benchmarks that use it measure what comes after."""
+    from cdrflow.dev import generate
+    from cdrflow.intake.rawstore import RawStore
+    from cdrflow.intake.registry import register_file
+    from cdrflow.loading.batches import process_file
+
+    engine = warehouse(url, carrier)
+    path = generate.write_asterisk_csv_fast(work / "Master.csv", rows, seed=3, order="time", columns=21)
+    store = RawStore((work / "raw").as_uri())
+    reg = register_file(engine, store, str(path), file_name=path.name, carrier=carrier.code, file_source="upload")
+    assert process_file(engine, store, reg.file_id).status == "loaded"
+    return engine
+
+
 def warehouse(url: str, carrier: carriers.Carrier):
     """Migrate ``url`` and add ``carrier``; returns an engine."""
     engine = create_engine(normalise_url(url))

@@ -34,12 +34,9 @@ from cdrflow.billing import decks
 from cdrflow.billing.model import Deck, DeckVersion, Rate, Slot
 from cdrflow.config.account_file import Account
 from cdrflow.dev import generate
-from cdrflow.intake.rawstore import RawStore
-from cdrflow.intake.registry import register_file
-from cdrflow.loading.batches import process_file
 from cdrflow.warehouse import accounts
 from cdrflow.warehouse.db import normalise_url
-from common import run_child, scratch_database, warehouse
+from common import loaded_day, run_child, scratch_database
 from load_asterisk import CARRIER, libpq
 
 BILLRUN = """
@@ -107,12 +104,8 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory(prefix="cdrflow-bench-") as tmp:
             work = Path(tmp)
-            engine = warehouse(url, CARRIER)
+            engine = loaded_day(url, CARRIER, work, args.rows)
             day = generate.demo_day()
-            path = generate.write_asterisk_csv_fast(work / "Master.csv", args.rows, seed=3, order="time", columns=21)
-            store = RawStore((work / "raw").as_uri())
-            reg = register_file(engine, store, str(path), file_name=path.name, carrier="bench", file_source="upload")
-            assert process_file(engine, store, reg.file_id).status == "loaded"
             with engine.begin() as conn:
                 decks.store(conn, deck(args.prefixes), "bench")
                 ids = [r[0] for r in conn.execute(text("SELECT DISTINCT account_id FROM calls"))]

@@ -41,14 +41,10 @@ import httpx
 from sqlalchemy import create_engine, text
 from tests.servers import api as api_servers
 
-from cdrflow.dev import generate
-from cdrflow.intake.rawstore import RawStore
-from cdrflow.intake.registry import register_file
-from cdrflow.loading.batches import process_file
 from cdrflow.reports import query
 from cdrflow.warehouse import credentials
 from cdrflow.warehouse.db import normalise_url
-from common import scratch_database, warehouse
+from common import loaded_day, scratch_database
 from load_asterisk import CARRIER, libpq
 
 CHUNK = 1024 * 1024
@@ -111,11 +107,7 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory(prefix="cdrflow-bench-") as tmp:
             work = Path(tmp)
-            engine = warehouse(url, CARRIER)
-            path = generate.write_asterisk_csv_fast(work / "Master.csv", args.rows, seed=3, order="time", columns=21)
-            store = RawStore((work / "raw").as_uri())
-            reg = register_file(engine, store, str(path), file_name=path.name, carrier="bench", file_source="upload")
-            assert process_file(engine, store, reg.file_id).status == "loaded"
+            engine = loaded_day(url, CARRIER, work, args.rows)
             with engine.begin() as conn:
                 first, last = conn.execute(text("SELECT min(start_time), max(start_time) FROM calls")).one()
                 token = credentials.create(conn, "token", None)[1]
