@@ -84,12 +84,16 @@ class ReportFile:
     behind and :class:`StoreUnavailable` says why when the store was the cause."""
 
     def __init__(self, base_url: str, key: str, gzip: bool):
-        from airflow.sdk import ObjectStoragePath  # heavy import: only where reports are written
-
         self.base_url = base_url.rstrip("/")
         self.uri = f"{self.base_url}/{key}"
-        self.local = local_path(self.base_url) is not None
-        self.final = ObjectStoragePath(self.base_url) / key
+        folder = local_path(self.base_url)
+        self.local = folder is not None
+        if folder is not None:  # a local folder: pathlib, without importing Airflow (2 s of start-up)
+            self.final: Any = folder / key
+        else:
+            from airflow.sdk import ObjectStoragePath  # heavy import: only for remote stores
+
+            self.final = ObjectStoragePath(self.base_url) / key
         self.target = self.final.parent / f".{self.final.name}.part" if self.local else self.final
         self.gzip = gzip
         self._out: Any = None
