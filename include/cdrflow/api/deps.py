@@ -9,13 +9,15 @@ answer hands out something just written commits first (:func:`commit_now`).
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Connection, Engine, create_engine
 
 
@@ -38,9 +40,13 @@ class ApiSettings:
     database_url: str | None = None
 
 
+CONNECTIONS = 32  # per API server process; below the thread pool's 40 (see connection())
+
+
 class Warehouse:
     """The application's engine, created on the first request (importing the plugin connects to
-    nothing) unless one was handed in. The pool is sized for the API server's thread pool."""
+    nothing) unless one was handed in, and the slots that bound how many requests hold one of
+    its connections at a time."""
 
     def __init__(self, engine: Engine | None, url: str | None):
         self._given = engine
@@ -53,7 +59,11 @@ class Warehouse:
         from cdrflow.warehouse import db
 
         url = db.normalise_url(self._url) if self._url else db.resolve_url()
-        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=30, pool_timeout=30)
+        return create_engine(url, pool_pre_ping=True, pool_size=CONNECTIONS // 2, max_overflow=CONNECTIONS // 2)
+
+    @cached_property
+    def slots(self) -> asyncio.Semaphore:
+        return asyncio.Semaphore(CONNECTIONS)
 
 
 def settings(request: Request) -> ApiSettings:
@@ -64,18 +74,33 @@ def engine(request: Request) -> Engine:
     return request.app.state.warehouse.engine
 
 
-def connection(request: Request) -> Iterator[Connection]:
+async def connection(request: Request) -> AsyncIterator[Connection]:
     """A connection for the request. Its work is committed when the route returns without error,
     which is after a streamed response has been sent (the stream reads from it). A route that
     writes something the client may use at once (a token, a new request) calls
-    :func:`commit_now` before it answers, so the row is visible when the answer arrives."""
-    with request.app.state.warehouse.engine.connect() as conn:
+    :func:`commit_now` before it answers, so the row is visible when the answer arrives.
+
+    A request first waits for a slot in the event loop, then takes a connection in a thread. Taking
+    it in a thread straight away deadlocks under load: with every pooled connection held by
+    requests that wait for a thread to run their route, the threads all wait for a connection
+    (200 concurrent clients answered 500 after the pool's timeout). With fewer slots than threads,
+    a thread never waits for a connection."""
+    warehouse = request.app.state.warehouse
+    async with warehouse.slots:
+        conn = await run_in_threadpool(warehouse.engine.connect)
         try:
             yield conn
         except BaseException:
-            conn.rollback()
+            await run_in_threadpool(_finish, conn, False)
             raise
-        conn.commit()
+        await run_in_threadpool(_finish, conn, True)
+
+
+def _finish(conn: Connection, commit: bool) -> None:
+    try:
+        conn.commit() if commit else conn.rollback()
+    finally:
+        conn.close()
 
 
 def commit_now(conn: Connection) -> None:
