@@ -59,6 +59,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/many_files.py --repeat 3
 	$(BIN)/python bench/numbering.py
 	$(BIN)/python bench/rating.py
+	$(BIN)/python bench/reports.py
+	$(BIN)/python bench/api_cdrs.py
 	$(BIN)/python bench/cluster.py
 
 # Re-resolve requirements.in into the fully pinned requirements.txt.
