@@ -8,6 +8,7 @@ loader's own writer into a fresh ``calls`` per variant, each variant changing on
   extras empty       every row's ``extras`` is ``{}`` (what the source fields without a column cost)
   extras as jsonb    the column as it was before migration 012: parsed into ``jsonb``
   no file index      without the BRIN index on ``file_id``
+  no time index      without the index on (start_time, account_id) (sql/025: the CDRs API's pages)
   no primary key     without (carrier, record_key, start_time): what the key's index costs
   no id sequence     without the ``id`` every row draws from a sequence (the billing feed's cursor)
   18-column key      the record key of an 18-column file (the documented fallback: uniqueid plus
@@ -74,6 +75,7 @@ VARIANTS: dict[str, tuple[list[str], Callable[[Frames], Frames] | None]] = {
     "extras empty": ([], lambda frames: [f.assign(extras="{}") for f in frames]),
     "extras as jsonb": (["ALTER TABLE calls ALTER COLUMN extras TYPE jsonb USING extras::jsonb"], None),
     "no file index": (["DROP INDEX calls_file_idx"], None),
+    "no time index": (["DROP INDEX calls_time_account_idx"], None),
     "no primary key": (["ALTER TABLE calls DROP CONSTRAINT calls_pkey"], None),
     "no id sequence": (["ALTER TABLE calls ALTER COLUMN id DROP DEFAULT, ALTER COLUMN id DROP NOT NULL"], None),
     "18-column key": ([], _fallback_keys),
