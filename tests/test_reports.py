@@ -15,8 +15,9 @@ from sqlalchemy import insert, text
 
 from cdrflow.api.csv_safety import is_dangerous
 from cdrflow.intake.registry import register_file
-from cdrflow.reports import build, housekeeping, query, requests, tables
+from cdrflow.reports import build, housekeeping, query, requests
 from cdrflow.reports.filters import InvalidRequest
+from cdrflow.warehouse import tables
 from conftest import add_carrier, run_cli
 from servers.s3 import s3_server
 

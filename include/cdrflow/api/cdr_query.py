@@ -30,34 +30,31 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from sqlalchemy import (
-    Boolean,
     ColumnElement,
     DateTime,
-    Integer,
     Interval,
-    Numeric,
     Select,
     Text,
     and_,
     cast,
-    column,
     false,
     func,
     literal,
     literal_column,
     select,
-    table,
     tuple_,
 )
 
 from cdrflow.api.cdr_ids import CallKey, PageKey
 from cdrflow.api.errors import bad_request
 from cdrflow.api.kazoo import TimeRange
+from cdrflow.warehouse import tables
 
 IMPORTED_SOURCES = ("upload", "api")  # cdr_files.file_source of files people uploaded
 START_MARGIN = timedelta(days=1)  # how long before its end a listed leg may start (see above)
 MAX_FILTER_VALUE = 256
 
+# The columns of a leg the documents read, by type.
 _TEXT_COLUMNS = (
     "carrier",
     "record_key",
@@ -80,29 +77,10 @@ _TEXT_COLUMNS = (
 _TIME_COLUMNS = ("start_time", "answer_time", "end_time")
 _INT_COLUMNS = ("duration_seconds", "billing_seconds", "ringing_seconds", "hangup_code")
 
-calls = table(
-    "calls",
-    *(column(name, Text) for name in _TEXT_COLUMNS),
-    *(column(name, DateTime(timezone=True)) for name in _TIME_COLUMNS),
-    *(column(name, Integer) for name in _INT_COLUMNS),
-    column("file_id", Integer),
-    column("extras", Text),
-).alias("c")
-
-cdr_files = table("cdr_files", column("id", Integer), column("file_source", Text), column("file_type", Text)).alias("f")
-
-charges = table(
-    "charges",
-    column("carrier", Text),
-    column("record_key", Text),
-    column("start_time", DateTime(timezone=True)),
-    column("side", Text),
-    column("current", Boolean),
-    column("cost", Numeric),
-    column("currency", Text),
-    column("destination", Text),
-    column("breakdown", Text),
-).alias("ch")
+# The tables are declared once, in cdrflow.warehouse.tables; the statements use them aliased.
+calls = tables.calls.alias("c")
+cdr_files = tables.cdr_files.alias("f")
+charges = tables.charges.alias("ch")
 
 c = calls.c
 

@@ -32,7 +32,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import JSONResponse
-from sqlalchemy import Connection, Select, column, or_, select, table
+from sqlalchemy import Connection, Select, or_, select
 
 from cdrflow.api.auth import Caller
 from cdrflow.api.deps import Conn, Settings, WarehouseEngine, external_base
@@ -42,6 +42,7 @@ from cdrflow.config import settings as cdrflow_settings
 from cdrflow.config.errors import RawStoreUnavailable, SourceUnreadable, UnknownCarrier
 from cdrflow.intake.rawstore import RawStore
 from cdrflow.intake.registry import register_file
+from cdrflow.warehouse import tables
 from cdrflow.warehouse.credentials import Principal
 
 log = logging.getLogger(__name__)
@@ -81,8 +82,8 @@ _COLUMNS = (
     "created_at",
     "updated_at",
 )
-_files = table("cdr_files", *(column(name) for name in (*_COLUMNS, "account_id")))
-_carriers = table("carriers", column("code"), column("account_id"))
+_files = tables.cdr_files
+_carriers = tables.carriers
 
 
 # --- who sees what ------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ from sqlalchemy import Engine, and_, func, or_, select, update
 from cdrflow.config.errors import CdrflowError, one_line
 from cdrflow.reports import query, store
 from cdrflow.reports.requests import COMPLETE, FAILED, PENDING, SHOWN, ReportRequest, from_row
-from cdrflow.reports.tables import report_requests as T
+from cdrflow.warehouse.tables import report_requests as T
 
 log = logging.getLogger(__name__)
 

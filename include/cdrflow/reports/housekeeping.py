@@ -24,7 +24,7 @@ from sqlalchemy import Engine, func, select, update
 from cdrflow.reports import store
 from cdrflow.reports.build import LEASE
 from cdrflow.reports.requests import COMPLETE, EXPIRED
-from cdrflow.reports.tables import report_requests as T
+from cdrflow.warehouse.tables import report_requests as T
 
 log = logging.getLogger(__name__)
 

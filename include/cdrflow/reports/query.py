@@ -61,7 +61,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import psycopg2 as pg_psycopg2
 
-from cdrflow.reports.tables import calls, carriers, cdr_files, rejected_rows
+from cdrflow.warehouse.tables import calls, carriers, cdr_files, rejected_rows
 
 # A cell a spreadsheet would run as a formula (cdrflow.api.csv_safety.is_dangerous, as a PostgreSQL
 # regular expression): = @ tab CR first, or + - first unless the cell is [+-][0-9][0-9 .,()/-]* whole.

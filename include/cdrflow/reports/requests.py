@@ -32,7 +32,7 @@ from sqlalchemy import ColumnElement, Connection, insert, select, true
 from sqlalchemy import delete as sa_delete
 
 from cdrflow.reports.filters import InvalidRequest, check_text, read_filters
-from cdrflow.reports.tables import report_requests
+from cdrflow.warehouse.tables import report_requests
 
 __all__ = ["InvalidRequest", "NewRequest", "ReportRequest", "validate", "create", "get", "list_requests", "delete"]
 
