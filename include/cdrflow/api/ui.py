@@ -9,8 +9,8 @@ form's (:mod:`cdrflow.api.ui_triggers` says why).
 Pages: the overview (files by status per carrier over the last days, files that need
 attention with their reasons, the top rejection reasons), the files list, a file's page (its
 registry row, processing log and quarantine: each rejected line as it was, with the checks it
-failed), the delivery calendar (30 days per carrier, gaps marked for ``delivery: daily``
-carriers), billing runs with their invoice links, report requests with their links, and the
+failed; and its Great Expectations Data Docs page), the delivery calendar (30 days per
+carrier, gaps marked for ``delivery: daily`` carriers), billing runs with their invoice links, report requests with their links, and the
 trigger form. Who may see them: :mod:`cdrflow.api.ui_access`. Errors answer as small HTML pages
 (:mod:`cdrflow.api.errors`, by path).
 """
@@ -27,7 +27,7 @@ import jinja2
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from cdrflow.api import links, ui_queries, ui_triggers
+from cdrflow.api import links, ui_data_docs, ui_queries, ui_triggers
 from cdrflow.api.deps import Conn, Settings, external_base
 from cdrflow.api.errors import ApiError, bad_request, not_found
 from cdrflow.api.ui_access import CurrentViewer, Viewer, airflow_root
@@ -206,7 +206,17 @@ def file_page(
         page_size=QUARANTINE_PAGE,
         reruns=reruns,
         back=f"{base_path(request)}/files/{f.id}",
+        validation=ui_data_docs.summary(conn, f.id),
     )
+
+
+@router.get("/files/{file_id}/data-docs", response_class=HTMLResponse)
+def data_docs(
+    request: Request, conn: Conn, viewer: CurrentViewer, file_id: Annotated[int, Path(ge=1, le=MAX_ID)]
+) -> HTMLResponse:
+    """Great Expectations' Data Docs page of the file's validation result (:mod:`cdrflow.api.ui_data_docs`)."""
+    html = ui_data_docs.page_html(conn, file_id, home=f"{base_path(request)}/files/{file_id}")
+    return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 
 
 @router.get("/calendar", response_class=HTMLResponse)

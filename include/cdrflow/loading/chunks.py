@@ -160,23 +160,15 @@ def validate_together(
         return files
     policies = policies or [policy_for(file_type)] * len(files)
     combined = pd.concat(parts, ignore_index=True)
-    owner = np.repeat(np.array([f for f, _, _ in where], dtype=np.int64), [n for _, _, n in where])
-    bad, summaries = validate_owned(combined, owner, len(files), file_type)
+    sizes = [n for _, _, n in where]
+    owner = np.repeat(np.array([f for f, _, _ in where], dtype=np.int64), sizes)
+    segment = np.repeat(np.arange(len(where), dtype=np.int64), sizes)  # each chunk's own summary
+    bad, summaries = validate_owned(combined, owner, len(files), file_type, segment, len(where))
     out = [list(chunks) for chunks in files]
     offset = 0
-    for f, c, n in where:
+    for k, (f, c, n) in enumerate(where):
         mine = {i - offset: reasons for i, reasons in bad.items() if offset <= i < offset + n}
-        counts: dict[str, int] = {}
-        for reasons in mine.values():
-            for name in reasons:
-                counts[name] = counts.get(name, 0) + 1
-        summary = [
-            suites.ValidationSummary(
-                s.expectation, counts.get(s.expectation, 0) == 0, counts.get(s.expectation, 0), s.column
-            )
-            for s in summaries[f]
-        ]
-        out[f][c] = _apply_at(out[f][c], mine, summary, policies[f])
+        out[f][c] = _apply_at(out[f][c], mine, summaries[k], policies[f])
         offset += n
     return out
 

@@ -20,6 +20,7 @@ in groups (:func:`validated_chunks`), as a Great Expectations run has a fixed co
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -37,7 +38,7 @@ from cdrflow.loading.counts import Counts
 from cdrflow.loading.payloads import Batch, column_kinds
 from cdrflow.loading.quarantine import Quarantine
 from cdrflow.loading.writer import Writer
-from cdrflow.validation import suites
+from cdrflow.validation import data_docs, suites
 from cdrflow.validation.policy import Policy, failing_the_file, policy_for
 from cdrflow.warehouse import carriers
 
@@ -151,6 +152,7 @@ def load_file(
             inline,
             keep_quarantine=not earlier,
             accepted_by=accepted_by,
+            file_type=row.file_type,
         )
         result.seconds = time.perf_counter() - started
         if earlier and result.status != "loaded":
@@ -264,6 +266,7 @@ def _load(
     *,
     keep_quarantine=True,
     accepted_by: str | None = None,
+    file_type: str = "",
 ) -> tuple[LoadResult, Writer]:
     """Write ``chunks`` (after ``SAVEPOINT calls``); ``inline``: from this thread, else from a
     writer thread while this one parses the next chunk. ``keep_quarantine``: write the rejected
@@ -324,6 +327,7 @@ def _load(
     counts.add_rejected(r[3] for r in quarantine.rows)
     counts.add_parse_flags(writer.qualities)
     fatal: dict[str, int] = {}
+    merged: list[suites.ValidationSummary] = []
     if summaries:
         merged = suites.merge_summaries(summaries)
         result.failed_expectations = {s.expectation: s.unexpected_count for s in merged if not s.success}
@@ -359,7 +363,36 @@ def _load(
                 at=1 + result.accepted,
             )
         quarantine.write(cur)
+        _store_validation(cur, file_id, file_name, carrier.code, file_type, merged)
     return result, writer
+
+
+_STORE_VALIDATION = (
+    "INSERT INTO file_validations (file_id, suite_name, success, result) VALUES (%s, %s, %s, %s) "
+    "ON CONFLICT (file_id) DO UPDATE SET validated_at = now(), suite_name = excluded.suite_name, "
+    "success = excluded.success, result = excluded.result"
+)
+
+
+def _store_validation(cur, file_id: int, file_name: str, carrier: str, file_type: str, merged) -> None:
+    """The file's validation result, for its Data Docs page (sql/026): a few kilobytes of JSON,
+    nothing rendered here. A load that validated nothing (rejected before validation) leaves
+    none, not an earlier run's."""
+    document = data_docs.result_document(
+        merged, file_type=file_type, file_id=file_id, file_name=file_name, carrier=carrier
+    )
+    if document is None:
+        cur.execute("DELETE FROM file_validations WHERE file_id = %s", (file_id,))
+        return
+    cur.execute(
+        _STORE_VALIDATION,
+        (
+            file_id,
+            document["suite_name"],
+            document["success"],
+            json.dumps(document, separators=(",", ":"), default=str),
+        ),
+    )
 
 
 def _refusal(result: LoadResult, carrier, fatal: dict[str, int], quarantine: Quarantine) -> str:

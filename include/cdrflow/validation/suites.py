@@ -13,11 +13,14 @@ flag, fail the file) is not decided here: see :mod:`cdrflow.validation.policy`.
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import os
 import re
 import threading
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 
@@ -49,6 +52,9 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")  # no phoning home (there
 _LOCK = threading.Lock()
 
 
+SAMPLE = 20  # unexpected values (and their line numbers) kept per check and file: GX's partial_unexpected_count
+
+
 @dataclass
 class ValidationSummary:
     expectation: str
@@ -56,12 +62,20 @@ class ValidationSummary:
     unexpected_count: int
     column: str | None = None
     severity: str = "reject"  # what failing it costs a row (set by the policy, cdrflow.validation.policy)
+    # What the file's Data Docs page needs of this check (cdrflow.validation.data_docs): GX's
+    # configuration of it ({"type", "kwargs", "missing": whether GX counts missing rows}) and
+    # the summary of its result (see segment_details).
+    config: dict | None = None
+    detail: dict | None = None
 
 
 @dataclass
 class ChunkValidation:
     bad_rows: dict[int, list[str]]  # line_number -> names of failed expectations
     summary: list[ValidationSummary]
+    # check name -> positions of its unexpected rows (GX's unexpected_index_list): what
+    # validating several files (or chunks) together needs to give each its own result summary
+    unexpected: dict[str, list] = field(default_factory=dict)
 
 
 def _camel(name: str) -> str:
@@ -175,8 +189,12 @@ def _name_of(result) -> str:
     return expectation_name({"type": config.type, "kwargs": config.kwargs})
 
 
-def validate_chunk(frame: pd.DataFrame, file_type: str, *, now: datetime | None = None) -> ChunkValidation:
-    """Run the suite of ``file_type`` on a canonical frame."""
+def validate_chunk(
+    frame: pd.DataFrame, file_type: str, *, now: datetime | None = None, details: bool = True
+) -> ChunkValidation:
+    """Run the suite of ``file_type`` on a canonical frame. ``details``: with each check's result
+    summary for the Data Docs page (:func:`segment_details`; who validates several files at once
+    makes each file's instead)."""
     today = (now or datetime.now(UTC)).date()
     with _LOCK:  # one GX context per process; its objects are not meant for concurrent use
         batch_definition, suite, datasource = _validation_definition(file_type, today)
@@ -192,28 +210,168 @@ def validate_chunk(frame: pd.DataFrame, file_type: str, *, now: datetime | None 
         _forget_batches(datasource)
     bad: dict[int, list[str]] = {}
     summary = []
+    unexpected: dict[str, list] = {}
     for r in result.results:
         name = _name_of(r)
         count = int(r.result.get("unexpected_count") or 0)
         if r.exception_info and r.exception_info.get("raised_exception"):
             raise RuntimeError(f"expectation {name} could not run: {r.exception_info.get('exception_message')}")
-        summary.append(ValidationSummary(name, bool(r.success), count, r.expectation_config.kwargs.get("column")))
-        for position in r.result.get("unexpected_index_list") or []:
+        positions = r.result.get("unexpected_index_list") or []
+        config = r.expectation_config
+        summary.append(
+            ValidationSummary(
+                name,
+                bool(r.success),
+                count,
+                config.kwargs.get("column"),
+                config={
+                    "type": config.type,
+                    "kwargs": {k: v for k, v in config.kwargs.items() if k != "batch_id"},
+                    "missing": "missing_count" in r.result,  # GX counts rows missing its columns
+                },
+            )
+        )
+        unexpected[name] = positions
+        for position in positions:
             bad.setdefault(int(lines[position]), []).append(name)
-    return ChunkValidation(bad, summary)
+    checked = ChunkValidation(bad, summary, unexpected)
+    if details:
+        one = np.zeros(len(lines), dtype=np.int64)
+        for s, found in zip(summary, segment_details(frame, checked, one, lines)):
+            s.detail = found[0]
+    return checked
+
+
+def plain(value):
+    """A value of GX's result as JSON has it (NaN, NaT, NA: null; numpy scalars: Python's)."""
+    if value is None or value is pd.NaT or value is pd.NA:
+        return None
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if value != value else str(value)  # JSON (jsonb) has no NaN or Infinity
+    if isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, (tuple, list)):  # a pair check's values
+        return [plain(v) for v in value]
+    return str(value)
+
+
+def _missing(frame: pd.DataFrame, kwargs: dict) -> np.ndarray:
+    """Rows GX counts as missing for a check with ``kwargs`` (its column null; for a pair of
+    columns, as its ``ignore_row_if`` says)."""
+    if "column" in kwargs:
+        return frame[kwargs["column"]].isna().to_numpy()
+    masks = [frame[v].isna().to_numpy() for k, v in kwargs.items() if k.startswith("column_") and v in frame]
+    how = kwargs.get("ignore_row_if", "both_values_are_missing")
+    if not masks or how == "neither":
+        return np.zeros(len(frame), dtype=bool)
+    return np.logical_or.reduce(masks) if how == "either_value_is_missing" else np.logical_and.reduce(masks)
+
+
+def _values(frame: pd.DataFrame, kwargs: dict, at: np.ndarray) -> list:
+    """The values of the rows at positions ``at`` that a check looked at (a pair's as tuples),
+    as they are in the frame (see :func:`plain` for JSON)."""
+    if "column" in kwargs:
+        return frame[kwargs["column"]].take(at).to_numpy(dtype=object).tolist()
+    columns = [
+        frame[v].take(at).to_numpy(dtype=object).tolist()
+        for k, v in kwargs.items()
+        if k.startswith("column_") and v in frame
+    ]
+    return list(zip(*columns))
+
+
+def segment_details(
+    frame: pd.DataFrame, checked: ChunkValidation, segment: np.ndarray, lines: np.ndarray, segments: int = 1
+) -> list[list[dict]]:
+    """Per check, per segment of ``frame`` (``segment[i]``: row i's, 0 .. max; a file, or a chunk
+    of one, when several are validated at once), the summary of its result that the Data Docs
+    page needs, as GX's ``SUMMARY`` result format gives it: the rows, the rows missing the
+    check's columns, the unexpected rows; the first :data:`SAMPLE` unexpected values with their
+    line numbers (``lines[i]``: row i's) and the :data:`SAMPLE` most common unexpected values
+    with their counts (all of them counted: GX's own ``partial_unexpected_counts`` count only
+    the first 200 values it lists). The values are the frame's (times as times, not the seconds
+    GX is handed). Not the full unexpected lists: a file with many failed rows would store
+    megabytes. A clean check costs a ``bincount``; only failed rows are looked at one by one."""
+    segments = max(segments, int(segment.max()) + 1 if len(segment) else 1)
+    rows = np.bincount(segment, minlength=segments)
+    out = []
+    for s in checked.summary:
+        kwargs = (s.config or {}).get("kwargs", {})
+        missing = None
+        if (s.config or {}).get("missing"):
+            missing = np.bincount(segment, weights=_missing(frame, kwargs), minlength=segments)
+        positions = np.asarray(checked.unexpected.get(s.expectation, []), dtype=np.int64)
+        order = np.argsort(segment[positions], kind="stable")  # GX lists rows in order
+        positions = positions[order]
+        seg_of = segment[positions]
+        cuts = np.searchsorted(seg_of, np.arange(segments + 1))
+        values = _values(frame, kwargs, positions) if len(positions) else []
+        per_segment = []
+        for f in range(segments):
+            start, end = int(cuts[f]), int(cuts[f + 1])
+            d: dict = {"element_count": int(rows[f])}
+            if missing is not None:
+                d["missing_count"] = int(missing[f])
+            d["unexpected_count"] = end - start
+            first = slice(start, min(end, start + SAMPLE))
+            d["partial_unexpected_list"] = [plain(v) for v in values[first]]
+            # counted as they are (hashable), made JSON once per distinct value
+            d["partial_unexpected_counts"] = most_common((plain(v), n) for v, n in Counter(values[start:end]).items())
+            d["partial_unexpected_index_list"] = [{"line_number": int(lines[p])} for p in positions[first]]
+            per_segment.append(d)
+        out.append(per_segment)
+    return out
+
+
+def merge_details(parts: list[dict]) -> dict:
+    """One check's result summary over several chunks (:func:`_detail`'s): counts added, samples
+    in file order up to :data:`SAMPLE`, value counts added (the most common kept; exact when
+    every chunk listed all its unexpected values, which GX's page tells apart by the total)."""
+    out: dict = {}
+    for key in ("element_count", "missing_count", "unexpected_count"):
+        if any(key in p for p in parts):
+            out[key] = sum(p.get(key, 0) for p in parts)
+    for key in ("partial_unexpected_list", "partial_unexpected_index_list"):
+        out[key] = [v for p in parts for v in p.get(key, [])][:SAMPLE]
+    out["partial_unexpected_counts"] = most_common(
+        (c["value"], c["count"]) for p in parts for c in p.get("partial_unexpected_counts", [])
+    )
+    return out
+
+
+def most_common(counted) -> list[dict]:
+    """GX's ``partial_unexpected_counts`` from (value, count) pairs (values as :func:`plain`
+    makes them; the same value twice, e.g. two NaNs, is added up): the :data:`SAMPLE` most
+    common."""
+    tally: dict[str, list] = {}
+    for value, n in counted:
+        key = json.dumps(value)  # a pair check's values are lists: not hashable
+        if key in tally:
+            tally[key][1] += n
+        else:
+            tally[key] = [value, n]
+    top = sorted(tally.values(), key=lambda vc: -vc[1])[:SAMPLE]
+    return [{"value": v, "count": n} for v, n in top]
 
 
 def merge_summaries(parts: list[list[ValidationSummary]]) -> list[ValidationSummary]:
     """Per-file totals from per-chunk summaries (expectation order kept)."""
     merged: dict[str, ValidationSummary] = {}
+    details: dict[str, list[dict]] = {}
     for part in parts:
         for s in part:
             if s.expectation not in merged:
-                merged[s.expectation] = ValidationSummary(s.expectation, True, 0, s.column, s.severity)
+                merged[s.expectation] = ValidationSummary(s.expectation, True, 0, s.column, s.severity, s.config)
             m = merged[s.expectation]
             m.success = m.success and s.success
             m.unexpected_count += s.unexpected_count
             m.severity = s.severity
+            if s.detail is not None:
+                details.setdefault(s.expectation, []).append(s.detail)
+    for name, found in details.items():
+        merged[name].detail = found[0] if len(found) == 1 else merge_details(found)
     return list(merged.values())
 
 
