@@ -168,9 +168,7 @@ def drop(cluster, staged: Path, deliveries: int, rows: int) -> dict:
         "tasks": len(mine),
         "hosts": sorted({t.hostname for t in mine if t.hostname}),
         "failed": sum(t.state in ("failed", "upstream_failed") for t in mine),
-        "steps": {
-            task_id: step_times(steps, task_id) for task_id in ("collect", "housekeeping", "claim", "process", "report")
-        },
+        "steps": {task_id: step_times(steps, task_id) for task_id in ("collect", "claim", "process", "report")},
     }
 
 

@@ -7,7 +7,12 @@ their own ``--celery-hostname`` and state folders), after running ``airflow-init
 The services that are not Airflow get a local equivalent: a database each for ``postgres`` and
 ``warehouse`` on a PostgreSQL server (``--pg-url``, default 127.0.0.1:5432), a ``redis-server``
 on a free loopback port for ``redis``, moto's S3 server for ``objects`` (its bucket created as
-``objects-init`` does). ``sftp`` and ``mail`` are not run here: collector tests start their own.
+``objects-init`` does), and the project's real test servers for the servers the demo collects
+from: OpenSSH's ``sshd`` (SFTP only) for ``sftp``, with the user, password and directory of the
+service's command (atmoz/sftp's ``user:password:::dir``), and Dovecot (IMAP) for ``mail``, with
+the login and password of the Airflow connection that names host ``mail``; both on free loopback
+ports with the throwaway configuration of ``tests/servers/sshd.py`` and ``tests/servers/dovecot.py``
+(sshd needs root: it runs the sessions as that user, a system account created once).
 
 What differs from a container is only what one machine forces, and it is all in :func:`plan`:
 addresses (a service's host name becomes 127.0.0.1 and a free port), paths (a volume becomes a
@@ -25,12 +30,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pwd
 import re
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from urllib.request import urlopen
@@ -50,9 +58,12 @@ LOCAL_EQUIVALENTS = {
     "redis": "redis-server on a free loopback port",
     "objects": "moto's S3 server on a free loopback port",
     "objects-init": "the bucket, created with boto3 once moto answers",
-    "sftp": "not run: the collector tests start their own SFTP server (tests/servers/sshd.py)",
-    "mail": "not run: the collector tests start their own IMAP server (tests/servers/dovecot.py)",
+    "sftp": "OpenSSH's sshd serving SFTP on a free loopback port (tests/servers/sshd.py's configuration)",
+    "mail": "Dovecot serving IMAP on a free loopback port (tests/servers/dovecot.py's configuration)",
 }
+# Marks the system user this script creates for sshd: a user of that name that lacks it is not ours
+# (its password is never touched, and the SFTP server is not started).
+SFTP_USER_MARK = "cdrflow make cluster SFTP user"
 # Settings a process gets here and a container does not need (one machine, several processes).
 LOCAL_ONLY = {
     "AIRFLOW_HOME",  # each service its own state folder
@@ -147,10 +158,13 @@ def path_map(service: dict, cluster_dir: Path) -> list[tuple[str, str]]:
 
 
 def localise(value: str, paths: list[tuple[str, str]], addresses: dict[str, str], databases: dict[str, str]) -> str:
-    """A compose value as this machine needs it: database URLs, service addresses, paths."""
+    """A compose value as this machine needs it: database URLs, service addresses (in URLs and in
+    connection JSON's ``"host": ..., "port": ...``), paths."""
     value = _DB_URL.sub(lambda m: f"{m.group('scheme')}://{databases[m.group('host')]}", value)
     for service, address in addresses.items():
         value = re.sub(rf"//{re.escape(service)}(?=[:/])(:\d+)?", "//" + address, value)
+        host, port = address.split(":")
+        value = re.sub(rf'"host": "{re.escape(service)}"(, "port": \d+)?', f'"host": "{host}", "port": {port}', value)
     for container, local in paths:
         value = re.sub(rf"(?<![\w/]){re.escape(container)}(?=$|[/\"'])", local, value)
     return value
@@ -163,6 +177,8 @@ def plan(compose: dict, cluster_dir: Path, ports: dict[str, int], databases: dic
         "redis": f"127.0.0.1:{ports['redis']}",
         "objects": f"127.0.0.1:{ports['objects']}",
         "airflow-apiserver": f"127.0.0.1:{ports['api']}",
+        "sftp": f"127.0.0.1:{ports['sftp']}",
+        "mail": f"127.0.0.1:{ports['mail']}",
     }
     out = []
     for name in airflow_services(compose):
@@ -203,7 +219,7 @@ def plan(compose: dict, cluster_dir: Path, ports: dict[str, int], databases: dic
 
 
 def allocate_ports(compose: dict) -> dict[str, int]:
-    ports = {k: free_port() for k in ("redis", "objects", "api", "scheduler_health", "trigger_logs")}
+    ports = {k: free_port() for k in ("redis", "objects", "api", "scheduler_health", "trigger_logs", "sftp", "mail")}
     ports.update({f"logs:{n}": free_port() for n in airflow_services(compose)})
     return ports
 
@@ -293,6 +309,162 @@ def start_infrastructure(compose: dict, args, ports: dict[str, int], state: dict
     wait_for(lambda: s3.list_buckets() is not None, "moto's S3 server", 30)
     s3.create_bucket(Bucket=init["CDRFLOW_BUCKET"])
     create_databases(args.pg_url, [f"{args.name}_airflow", f"{args.name}_warehouse"])
+    start_sftp(compose, ports["sftp"], d, state)
+    start_mail(compose, ports["mail"], d, state)
+
+
+# --- the servers the carriers are collected from: the project's real test servers ---
+
+
+def _test_servers():
+    """tests/servers/sshd.py and tests/servers/dovecot.py: the configuration the collectors' own
+    tests run their servers with (one place for it)."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    from tests.servers import dovecot, sshd
+
+    return sshd, dovecot
+
+
+def _conn_of(compose: dict, service: str) -> tuple[str, dict]:
+    """(conn id, connection) of the Airflow connection (``AIRFLOW_CONN_<ID>`` JSON) whose host is ``service``."""
+    for key, value in compose["x-airflow-common"]["environment"].items():
+        if key.startswith("AIRFLOW_CONN_") and str(value).lstrip().startswith("{"):
+            conn = json.loads(value)
+            if conn.get("host") == service:
+                return key.removeprefix("AIRFLOW_CONN_").lower(), conn
+    raise SystemExit(f"cluster: no Airflow connection (AIRFLOW_CONN_*) names the {service} service")
+
+
+def sftp_account(compose: dict) -> dict:
+    """The SFTP user of the ``sftp`` service's command (atmoz/sftp: ``user:password:uid:gid:dir,dir``)
+    and the connection the workers use for it."""
+    user, password, *rest = str(compose["services"]["sftp"]["command"]).split(":")
+    dirs = rest[2] if len(rest) > 2 else ""
+    conn_id, _conn = _conn_of(compose, "sftp")
+    return {"user": user, "password": password, "directories": [x for x in dirs.split(",") if x], "conn_id": conn_id}
+
+
+def mail_account(compose: dict) -> dict:
+    """The IMAP user: the login and password of the workers' connection to the ``mail`` service."""
+    conn_id, conn = _conn_of(compose, "mail")
+    return {"user": conn["login"], "password": conn["password"], "conn_id": conn_id}
+
+
+def _test_server_call(what: str, call, *args):
+    """A helper of tests/servers/*.py, whose failures are pytest's: one line here."""
+    import pytest
+
+    try:
+        return call(*args)
+    except pytest.fail.Exception as exc:
+        raise SystemExit(f"cluster: {what}: {exc}") from None
+
+
+def _greets(port: int, prefix: bytes) -> bool:
+    with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+        return s.recv(200).startswith(prefix)
+
+
+def _sftp_user(user: str, password: str) -> str | None:
+    """The system user sshd runs ``user``'s sessions as: created once (marked as this script's),
+    its password set; None when it can be, else why not."""
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        done = subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin"]
+            + ["--comment", SFTP_USER_MARK, user],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        if done.returncode != 0:
+            return f"cannot create the system user {user}: {done.stderr.strip()}"
+        entry = pwd.getpwnam(user)
+    if entry.pw_gecos != SFTP_USER_MARK:
+        return f"the system user {user} exists and is not this script's: its password is left alone"
+    done = subprocess.run(["chpasswd"], input=f"{user}:{password}\n", capture_output=True, text=True, timeout=30)
+    return f"cannot set the password of {user}: {done.stderr.strip()}" if done.returncode else None
+
+
+def start_sftp(compose: dict, port: int, d: Path, state: dict) -> None:
+    """``sftp``: OpenSSH's sshd, SFTP only, serving the command's directories (below a folder of
+    its own, where sessions start: a relative directory in a carrier's source is the same path on
+    atmoz/sftp) to the command's user with its password."""
+    sshd, _ = _test_servers()
+    account = sftp_account(compose)
+    why = None
+    if not os.access(sshd.SSHD, os.X_OK):
+        why = f"OpenSSH's server is not installed: {sshd.INSTALL_HINT}"
+    elif os.geteuid() != 0:
+        why = "sshd runs each SFTP session as its system user: start the cluster as root for it"
+    else:
+        why = _sftp_user(account["user"], account["password"])
+    if why:
+        state["skipped"]["sftp"] = why
+        return
+    # not under the cluster folder: its parents may be closed (0700) to the session's user
+    base = Path(tempfile.mkdtemp(prefix="cdrflow-cluster-sftp-"))
+    state["temp_dirs"].append(str(base))
+    base.chmod(0o755)
+    etc, root = base / "etc", base / "root"
+    etc.mkdir()
+    root.mkdir()
+    _test_server_call("sftp", sshd._grant, root, pwd.getpwnam(account["user"]).pw_uid)
+    for directory in account["directories"]:
+        (root / directory).mkdir(parents=True, exist_ok=True)  # the default ACL lets the user in
+    keygen = ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(etc / "ssh_host_ed25519_key")]
+    subprocess.run(keygen, check=True, capture_output=True, timeout=30)
+    (etc / "authorized_keys").write_text("")  # password logins, as the compose service's
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation directory
+    config = etc / "sshd_config"
+    config.write_text(sshd.CONFIG.format(port=port, etc=etc, root=root, user=account["user"]))
+    argv = [sshd.SSHD, "-D", "-e", "-f", str(config)]
+    log = d / "sftp.log"
+    proc = spawn(argv, base_env(), log)
+    state["processes"]["sftp"] = {"pid": proc.pid, "argv": argv, "log": str(log)}
+    wait_for(lambda: _greets(port, b"SSH-"), "sftp (sshd)", 15, proc, log)
+    state["servers"]["sftp"] = {"host": "127.0.0.1", "port": port, "root": str(root), **account}
+
+
+def start_mail(compose: dict, port: int, d: Path, state: dict) -> None:
+    """``mail``: Dovecot, plain IMAP, one user (the connection's login and password) in a passwd file."""
+    _, dovecot = _test_servers()
+    binary = shutil.which("dovecot") or "/usr/sbin/dovecot"
+    if not os.access(binary, os.X_OK):
+        state["skipped"]["mail"] = f"Dovecot is not installed: {dovecot.INSTALL_HINT}"
+        return
+    account = mail_account(compose)
+    workdir = Path(tempfile.mkdtemp(prefix="cdrflow-cluster-mail-"))  # the mail user must reach it
+    state["temp_dirs"].append(str(workdir))
+    workdir.chmod(0o755)
+    ident = _test_server_call("mail", dovecot._identity)
+    mail_root = workdir / "mail"
+    mail_root.mkdir()
+    os.chown(mail_root, ident["uid"], ident["gid"])
+    passwd = workdir / "passwd"
+    passwd.write_text(f"{account['user']}:{{PLAIN}}{account['password']}\n")
+    passwd.chmod(0o644)  # read by Dovecot's auth process (its own user)
+    (workdir / "state").mkdir()
+    config = workdir / "dovecot.conf"
+    config.write_text(
+        dovecot.CONFIG.format(
+            base_dir=workdir / "run",
+            state_dir=workdir / "state",
+            log_path=d / "mail-dovecot.log",
+            passwd=passwd,
+            mail_root=mail_root,
+            port=port,
+            **ident,
+        )
+    )
+    argv = [binary, "-F", "-c", str(config)]
+    log = d / "mail.log"
+    proc = spawn(argv, base_env(), log)
+    state["processes"]["mail"] = {"pid": proc.pid, "argv": argv, "log": str(log)}
+    wait_for(lambda: _greets(port, b"* OK"), "mail (dovecot)", 15, proc, log)
+    state["servers"]["mail"] = {"host": "127.0.0.1", "port": port, **account}
 
 
 def up(args) -> dict:
@@ -304,6 +476,7 @@ def up(args) -> dict:
     databases = databases_for(args.pg_url, args.name)
     processes = plan(compose, d, ports, databases)
     state: dict = {"dir": str(d), "name": args.name, "pg_url": args.pg_url, "ports": ports, "processes": {}}
+    state.update(servers={}, skipped={}, temp_dirs=[])
     (d / "cluster.json").parent.mkdir(parents=True, exist_ok=True)
     try:
         start_infrastructure(compose, args, ports, state)
@@ -366,6 +539,8 @@ def down_state(state: dict, drop: bool, grace: float = 20.0) -> None:
     procs = state["processes"]
     stop_pids([i["pid"] for n, i in procs.items() if n not in LOCAL_EQUIVALENTS and n != "airflow-init"], grace)
     stop_pids([i["pid"] for n, i in procs.items() if n in LOCAL_EQUIVALENTS], min(grace, 3.0))
+    for folder in state.get("temp_dirs", []):  # the SFTP and mail servers' throwaway folders
+        shutil.rmtree(folder, ignore_errors=True)
     if drop:
         create_databases(state["pg_url"], [f"{state['name']}_airflow", f"{state['name']}_warehouse"], drop=True)
 
@@ -382,6 +557,15 @@ def describe(state: dict) -> str:
         f"  logs                 {d}/<service>.log, task logs in {d}/logs",
         "  workers              " + ", ".join(f"{k} ({v})" for k, v in state["workers"].items()),
     ]
+    for name, what in (("sftp", "SFTP (sshd)"), ("mail", "IMAP (Dovecot)")):
+        if server := state.get("servers", {}).get(name):
+            where = f" in {server['root']}" if "root" in server else ""
+            lines.append(
+                f"  {what:<20} 127.0.0.1:{server['port']}  (user {server['user']}{where}; "
+                f"connection {server['conn_id']})"
+            )
+        elif why := state.get("skipped", {}).get(name):
+            lines.append(f"  {what:<20} not started: {why}")
     return "\n".join(lines)
 
 

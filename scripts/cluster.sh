@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make cluster: docker-compose.yaml's services as processes on this machine (Airflow on the
-# CeleryExecutor with two workers, Redis, moto's S3, the warehouse on PostgreSQL). In the
+# CeleryExecutor with two workers, Redis, moto's S3, the warehouse on PostgreSQL, OpenSSH's SFTP
+# and Dovecot's IMAP for the carriers: `make services` installs them). In the
 # foreground until Ctrl-C; `--background` to start and return, `down` to stop. See scripts/cluster.py.
 set -euo pipefail
 cd "$(dirname "$0")/.."

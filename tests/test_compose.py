@@ -27,7 +27,7 @@ from cdrflow.sources import bucket
 from cdrflow.warehouse import db
 
 REPO = Path(__file__).resolve().parents[1]
-SERVICE_HOSTS = ("postgres", "warehouse", "redis", "objects", "airflow-apiserver")
+SERVICE_HOSTS = ("postgres", "warehouse", "redis", "objects", "airflow-apiserver", "sftp", "mail")
 
 
 def _cluster_module():
@@ -128,9 +128,10 @@ def test_the_process_cluster_runs_what_the_compose_file_describes(compose, plann
         assert set(declared) <= set(local), f"{name}: a compose setting the cluster drops"
         for key, value in declared.items():
             if local[key] != value:  # only addresses and paths may differ
-                assert any(f"@{h}" in value or f"//{h}:" in value or f"//{h}/" in value for h in SERVICE_HOSTS) or (
-                    value.startswith("/opt/")
-                ), f"{name}: {key} differs: {value!r} -> {local[key]!r}"
+                assert any(
+                    f"@{h}" in value or f"//{h}:" in value or f"//{h}/" in value or f'"host": "{h}"' in value
+                    for h in SERVICE_HOSTS
+                ) or (value.startswith("/opt/")), f"{name}: {key} differs: {value!r} -> {local[key]!r}"
     # Celery: each worker's own host name, in the task instances too; its queues as the DAGs use them
     for name in ("airflow-worker-1", "airflow-worker-2"):
         argv = planned[name]["argv"]
@@ -153,6 +154,36 @@ def test_the_process_cluster_runs_what_the_compose_file_describes(compose, plann
     assert len({p["env"]["AIRFLOW_HOME"] for p in planned.values()}) == len(planned)
     states = {p["env"]["CDRFLOW_STATE_DIR"] for p in planned.values()}
     assert len(states) == 1, "the shared state volume is one folder for every process"
+
+
+def test_the_process_cluster_serves_the_sftp_and_mail_accounts_the_compose_file_declares(compose, planned):
+    """``sftp`` and ``mail`` run as the project's real servers (sshd, Dovecot) with the user, password
+    and directory of the compose service and of the workers' connections to them: the connections
+    are the compose file's, pointed at the local ports."""
+    sftp, mail = cluster.sftp_account(compose), cluster.mail_account(compose)
+    assert compose["services"]["sftp"]["command"] == f"{sftp['user']}:{sftp['password']}:::outgoing/cdr"
+    assert sftp == {
+        "user": "carrier",
+        "password": "carrier-secret",
+        "directories": ["outgoing/cdr"],
+        "conn_id": "acme_sftp",
+    }
+    assert mail == {"user": "cdr", "password": "mail-secret", "conn_id": "cdrflow_mailbox"}
+    declared = compose["x-airflow-common"]["environment"]
+    for service, account in (("sftp", sftp), ("mail", mail)):
+        key = f"AIRFLOW_CONN_{account['conn_id'].upper()}"
+        remote, local = json.loads(declared[key]), json.loads(planned["airflow-worker-1"]["env"][key])
+        assert remote["host"] == service and (remote["login"], remote["password"]) == (
+            account["user"],
+            account["password"],
+        )
+        assert local["host"] == "127.0.0.1" and local["port"] != remote["port"]
+        assert {k: v for k, v in local.items() if k not in ("host", "port")} == {
+            k: v for k, v in remote.items() if k not in ("host", "port")
+        }
+    # the carrier file's commented examples name these connections
+    carriers = (REPO / "include" / "carriers.yaml").read_text()
+    assert f"conn_id: {sftp['conn_id']}" in carriers and f"conn_id: {mail['conn_id']}" in carriers
 
 
 def test_tasks_go_to_their_queue_and_the_warehouse_pool(monkeypatch):

@@ -1,5 +1,6 @@
 """The process cluster of ``make cluster`` for the tests: docker-compose.yaml's services as real
-processes (Airflow on the CeleryExecutor with two workers, Redis, moto's S3, PostgreSQL).
+processes (Airflow on the CeleryExecutor with two workers, Redis, moto's S3, PostgreSQL, sshd's
+SFTP and Dovecot's IMAP: their accounts in ``state["servers"]``).
 
 :func:`start` runs ``scripts/cluster.py up --background`` in a folder of the test's own, with
 two databases of its own on the test server; :class:`Cluster` drives it the way an operator
@@ -83,6 +84,45 @@ class Cluster:
             )
             r.raise_for_status()
 
+    def pause(self, *dag_ids: str) -> None:
+        for dag_id in dag_ids:
+            r = httpx.patch(
+                f"{self.api}/api/v2/dags/{dag_id}", headers=self.headers(), json={"is_paused": True}, timeout=30
+            )
+            r.raise_for_status()
+
+    def trigger(self, dag_id: str, conf: dict[str, Any]) -> str:
+        """A manual run of ``dag_id`` (Trigger DAG w/ config, through the REST API); its run id."""
+        r = httpx.post(
+            f"{self.api}/api/v2/dags/{dag_id}/dagRuns",
+            headers=self.headers(),
+            json={"logical_date": None, "conf": conf},
+            timeout=30,
+        )
+        r.raise_for_status()
+        return r.json()["dag_run_id"]
+
+    def run_state(self, dag_id: str, run_id: str) -> str | None:
+        found = self.query(
+            "metadata", "SELECT state FROM dag_run WHERE dag_id = :d AND run_id = :r", d=dag_id, r=run_id
+        )
+        return found[0][0] if found else None
+
+    def stored(self, uri: str) -> bytes:
+        """The bytes of ``s3://<conn id>@<bucket>/<key>`` in the cluster's object store (moto)."""
+        conn = json.loads(self.env("airflow-scheduler")["AIRFLOW_CONN_CDRFLOW_OBJECTS"])
+        bucket, key = uri.removeprefix("s3://").split("@", 1)[1].split("/", 1)
+        import boto3
+
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=conn["extra"]["endpoint_url"],
+            aws_access_key_id=conn["login"],
+            aws_secret_access_key=conn["password"],
+            region_name=conn["extra"]["region_name"],
+        )
+        return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+
     def uploads(self, carrier: str) -> Path:
         """The upload folder of ``carrier``'s local bucket source (shared by every process)."""
         folder = Path(self.env("airflow-worker-1")["CDRFLOW_STATE_DIR"]) / "uploads" / carrier
@@ -149,6 +189,24 @@ class Cluster:
             timeout=180,
             check=False,
         )
+
+
+def _script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("cluster_script", SCRIPT)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def compose_servers() -> dict[str, dict]:
+    """The SFTP and mail accounts docker-compose.yaml declares (user, password, connection id; the
+    SFTP directories), as the process cluster serves them."""
+    script = _script()
+    compose = script.load_compose({})
+    return {"sftp": script.sftp_account(compose), "mail": script.mail_account(compose)}
 
 
 def start(folder: Path, pg_url: str, settings: dict[str, str]) -> Cluster:
