@@ -1,5 +1,6 @@
-"""Benchmark: how soon a file dropped into a drop folder is queryable in ``calls`` (issue 14,
-"Fresh data"). Goal: p95 <= 30 s on the default settings.
+"""Benchmark: how soon a file dropped into a drop folder (or mailed to a mailbox, ``--source
+mailbox``) is queryable in ``calls`` (issue 14, "Fresh data"). Goal: p95 <= 30 s on the default
+settings.
 
 It runs Airflow for real, as ``make airflow`` does: scheduler, triggerer, dag-processor and API
 server as processes of their own, LocalExecutor, a PostgreSQL metadata database and a warehouse
@@ -12,24 +13,34 @@ to the first of its calls being readable in the warehouse (polled every 0.25 s).
 file's latency, p50 / p95 / max against the goal, and how the collector runs were started
 (watcher asset events or the one-minute timetable).
 
-Usage: python bench/freshness.py [--files 20] [--over 240] [--rows 200] [--seed 14]
-                                 [--database-url URL] [--keep]
+``--source mailbox``: the carrier's source is an IMAP mailbox on a Dovecot of the bench's own
+(``tests/servers/dovecot.py``, loopback), watched by IMAP IDLE in the triggerer; each file is
+an attachment of a mail APPENDed to the INBOX, timed from the APPEND; only
+``cdrflow_collect_mailbox`` and ``cdrflow_process`` are unpaused.
+
+Usage: python bench/freshness.py [--source bucket|mailbox] [--files 20] [--over 240] [--rows 200]
+                                 [--seed 14] [--database-url URL] [--keep]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import email.policy
 import json
 import math
 import os
 import random
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from email.message import EmailMessage
 from pathlib import Path
 
 import httpx
@@ -45,7 +56,7 @@ from common import scratch_database
 
 REPO = Path(__file__).resolve().parents[1]
 GOAL_P95 = 30.0
-DAGS = ("cdrflow_collect_bucket", "cdrflow_process")
+MAIL_CONN = "acme_mail"
 COMPONENTS = {
     "api-server": ["api-server", "--host", "127.0.0.1", "--port", "{port}", "--workers", "1"],
     "dag-processor": ["dag-processor"],
@@ -57,9 +68,8 @@ LOADED = text(
     "AND EXISTS (SELECT 1 FROM calls c WHERE c.file_id = f.id)"
 )
 DAGS_KNOWN = text("SELECT count(*) FROM dag WHERE dag_id = ANY(:ids)")
-WATCHING = text(
-    "SELECT count(*) FROM trigger WHERE classpath LIKE '%source_watch.NewFilesTrigger' AND triggerer_id IS NOT NULL"
-)
+WATCHING = text("SELECT count(*) FROM trigger WHERE classpath LIKE :trigger AND triggerer_id IS NOT NULL")
+TRIGGERS = {"bucket": "%source_watch.NewFilesTrigger", "mailbox": "%mail_watch.NewMailTrigger"}
 RUN_TYPES = text("SELECT run_type, count(*) FROM dag_run WHERE dag_id = :dag GROUP BY run_type ORDER BY run_type")
 
 
@@ -88,9 +98,16 @@ def wait(what: str, check, timeout: float, processes: dict, logs: Path, every: f
         time.sleep(every)
 
 
-def airflow_env(home: Path, port: int, metadata_url: str, warehouse_url: str, drop: Path) -> dict[str, str]:
+def airflow_env(
+    home: Path, port: int, metadata_url: str, warehouse_url: str, drop: Path, mail_conn: str | None = None
+) -> dict[str, str]:
+    """Airflow's environment; the carrier's source is the drop folder, or with ``mail_conn`` (the
+    connection's JSON) the INBOX of that IMAP server."""
     carriers = {"code": "acme", "name": "ACME", "file_type": "asterisk_csv"}
-    carriers["sources"] = [{"kind": "bucket", "url": str(drop), "patterns": ["*.csv"]}]  # type: ignore[assignment]
+    source = {"kind": "bucket", "url": str(drop), "patterns": ["*.csv"]}
+    if mail_conn:
+        source = {"kind": "mailbox", "conn_id": MAIL_CONN, "senders": ["*@acme.example"], "attachments": ["*.csv"]}
+    carriers["sources"] = [source]  # type: ignore[assignment]
     (home / "carriers.yaml").write_text(yaml.safe_dump({"carriers": [carriers]}))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "CDRFLOW_"))}
     env |= {
@@ -113,6 +130,8 @@ def airflow_env(home: Path, port: int, metadata_url: str, warehouse_url: str, dr
         "CDRFLOW_CARRIERS_FILE": str(home / "carriers.yaml"),
         "PYTHONPATH": str(REPO / "include"),
     }
+    if mail_conn:
+        env[f"AIRFLOW_CONN_{MAIL_CONN.upper()}"] = mail_conn
     return env
 
 
@@ -128,18 +147,30 @@ def start(home: Path, env: dict[str, str], port: int) -> dict[str, subprocess.Po
     for name, args in COMPONENTS.items():
         with (logs / f"{name}.log").open("wb") as out:
             command = [sys.executable, "-m", "airflow", *(a.format(port=port) for a in args)]
-            processes[name] = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+            # a session of its own: stop() ends its children too (the scheduler's serve-logs
+            # outlived it otherwise)
+            processes[name] = subprocess.Popen(
+                command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
     return processes
+
+
+def _signal_group(process: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(process.pid, sig)  # the group this bench started, by its leader's id
+    except ProcessLookupError:
+        pass
 
 
 def stop(processes: dict[str, subprocess.Popen]) -> None:
     for process in processes.values():
-        process.terminate()
+        _signal_group(process, signal.SIGTERM)
     for process in processes.values():
         try:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
+        _signal_group(process, signal.SIGKILL)  # what is left of its group
 
 
 def drop_file(folder: Path, name: str, data: bytes) -> float:
@@ -150,8 +181,25 @@ def drop_file(folder: Path, name: str, data: bytes) -> float:
     return time.time()
 
 
-def measure(warehouse, drop: Path, names: list[str], at: list[float], rows: int, seed: int, timeout: float) -> dict:
-    """Drop each file at its moment (seconds from now); return name -> seconds until queryable."""
+def mail_to(imap) -> Callable[[Path, str, bytes], float]:
+    """A ``drop_file`` for the mailbox: APPEND a mail with the file attached; the moment it is in."""
+
+    def deliver(_folder: Path, name: str, data: bytes) -> float:
+        message = EmailMessage()
+        message["From"], message["To"], message["Subject"] = "cdr@acme.example", "cdr@billing.example", name
+        message.set_content("CDRs attached")
+        message.add_attachment(data, maintype="text", subtype="csv", filename=name)
+        imap.append("INBOX", message.as_bytes(policy=email.policy.SMTP))
+        return time.time()
+
+    return deliver
+
+
+def measure(
+    warehouse, drop: Path, names: list[str], at: list[float], rows: int, seed: int, timeout: float, deliver=drop_file
+) -> dict:
+    """Drop each file at its moment (seconds from now) with ``deliver``; return name -> seconds
+    until queryable."""
     t0 = time.time()
     dropped: dict[str, float] = {}
     latency: dict[str, float] = {}
@@ -160,7 +208,7 @@ def measure(warehouse, drop: Path, names: list[str], at: list[float], rows: int,
         now = time.time()
         while pending and now - t0 >= pending[0][0]:
             _, name = pending.pop(0)
-            dropped[name] = drop_file(drop, name, generate.asterisk_bytes(rows, seed=seed + len(dropped)))
+            dropped[name] = deliver(drop, name, generate.asterisk_bytes(rows, seed=seed + len(dropped)))
             print(f"  {time.strftime('%H:%M:%S')} dropped {name}", flush=True)
         waiting = [n for n in dropped if n not in latency]
         if waiting:
@@ -179,6 +227,7 @@ def measure(warehouse, drop: Path, names: list[str], at: list[float], rows: int,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--source", choices=["bucket", "mailbox"], default="bucket", help="where the files arrive")
     parser.add_argument("--files", type=int, default=20)
     parser.add_argument("--over", type=float, default=240.0, help="seconds over which the files are dropped")
     parser.add_argument("--rows", type=int, default=200, help="calls per file")
@@ -187,7 +236,20 @@ def main() -> None:
     parser.add_argument("--database-url", help="a PostgreSQL server where the bench may create databases")
     parser.add_argument("--keep", action="store_true", help="keep the databases and the folder (logs)")
     args = parser.parse_args()
+    with contextlib.ExitStack() as servers:
+        imap = None
+        if args.source == "mailbox":
+            sys.path.insert(0, str(REPO))
+            from tests.servers.dovecot import running_dovecot
 
+            imap = servers.enter_context(running_dovecot())
+        run(args, imap)
+
+
+def run(args: argparse.Namespace, imap) -> None:
+    """Start Airflow, drop (or mail) the files, print the figures; ``imap``: the Dovecot of
+    ``--source mailbox``."""
+    dags = (f"cdrflow_collect_{args.source}", "cdrflow_process")
     home = Path(tempfile.mkdtemp(prefix="cdrflow-freshness-"))
     drop = home / "drop"
     drop.mkdir()
@@ -198,7 +260,7 @@ def main() -> None:
     metadata = create_engine(metadata_url)
     migrations.upgrade(warehouse, settings.SQL_DIR)
     port = free_port()
-    env = airflow_env(home, port, metadata_url, warehouse_url, drop)
+    env = airflow_env(home, port, metadata_url, warehouse_url, drop, imap.airflow_conn_json() if imap else None)
     processes: dict[str, subprocess.Popen] = {}
     try:
         print(f"starting Airflow (logs in {home / 'logs'})", flush=True)
@@ -219,24 +281,32 @@ def main() -> None:
 
         # the tasks report to the API server: unpaused before it answers, the first ones fail
         wait("the API server", api_up, 240, processes, home)
-        wait("the two DAGs parsed", lambda: scalar(metadata, DAGS_KNOWN, ids=list(DAGS)) == 2, 240, processes, home)
-        for dag_id in DAGS:
+        wait("the two DAGs parsed", lambda: scalar(metadata, DAGS_KNOWN, ids=list(dags)) == 2, 240, processes, home)
+        for dag_id in dags:
             subprocess.run(
                 [sys.executable, "-m", "airflow", "dags", "unpause", dag_id], env=env, check=True, capture_output=True
             )
-        wait("the watcher running in the triggerer", lambda: scalar(metadata, WATCHING), 180, processes, home)
+        wait(
+            "the watcher running in the triggerer",
+            lambda: scalar(metadata, WATCHING, trigger=TRIGGERS[args.source]),
+            180,
+            processes,
+            home,
+        )
+        deliver = mail_to(imap) if imap else drop_file
         print("warm-up file (not counted)", flush=True)
-        measure(warehouse, drop, ["warmup.csv"], [0.0], args.rows, args.seed * 1000, args.timeout)
+        measure(warehouse, drop, ["warmup.csv"], [0.0], args.rows, args.seed * 1000, args.timeout, deliver)
         rng = random.Random(args.seed)
         at = sorted(rng.uniform(0, args.over) for _ in range(args.files))
         names = [f"drop-{i:03d}.csv" for i in range(args.files)]
         print(f"dropping {args.files} files of {args.rows} calls at random moments over {args.over:.0f} s", flush=True)
         started = time.time()
-        latency = measure(warehouse, drop, names, at, args.rows, args.seed * 1000 + 1, args.timeout)
+        latency = measure(warehouse, drop, names, at, args.rows, args.seed * 1000 + 1, args.timeout, deliver)
         with metadata.connect() as conn:
-            runs = dict(conn.execute(RUN_TYPES, {"dag": "cdrflow_collect_bucket"}).all())
+            runs = dict(conn.execute(RUN_TYPES, {"dag": dags[0]}).all())
         values = list(latency.values())
         result = {
+            "source": args.source,
             "files": len(values),
             "rows_per_file": args.rows,
             "p50_s": round(percentile(values, 50), 1),

@@ -3,10 +3,11 @@
 Runs when a collector or ``cdrflow_register_folder`` registered new files (asset
 ``cdrflow_files_received``) and every five minutes as a sweep.
 
-- ``housekeeping`` repairs what a dead worker left (expired claims, files stranded in
-  ``processing``, partial uploads in the raw store).
-- ``claim`` checks the form (below), then takes the received files for this run (``FOR UPDATE
-  SKIP LOCKED``: two overlapping runs never share a file) and cuts them into batches.
+- ``claim`` checks the form (below), repairs what a dead worker left (housekeeping: expired
+  claims, files stranded in ``processing``, partial uploads in the raw store), then takes the
+  received files for this run (``FOR UPDATE SKIP LOCKED``: two overlapping runs never share a
+  file) and cuts them into batches. (Housekeeping was a task of its own: one task process more
+  between a file's arrival and its load, for nothing an operator needs.)
 - ``process`` runs once per batch (dynamic task mapping), loading each file in its own
   transaction and renewing its claims every 30 seconds.
 - ``report`` logs the run's summary as the first thing in its log: files by status, each failed
@@ -64,32 +65,22 @@ from cdrflow.orchestration.params import carrier_param, day_param, file_ids_para
             "That day's files of the carrier above (of every carrier when none is chosen): delivered that day "
             "or holding calls of it, in the carrier's time zone",
         ),
-        "files_per_batch": Param(500, type="integer", minimum=1, maximum=10_000, title="Files per processing task"),
+        "files_per_batch": Param(  # optional (no red star in the form): empty is 500
+            500, type=["null", "integer"], minimum=1, maximum=10_000, title="Files per processing task"
+        ),
     },
     doc_md=__doc__,
 )
 def cdrflow_process():
     @task
-    def housekeeping() -> dict:
-        from cdrflow.config import settings
-        from cdrflow.intake import housekeeping
-        from cdrflow.intake.rawstore import RawStore
-        from cdrflow.warehouse import db
-
-        repairs = housekeeping.run(db.get_engine(), RawStore(settings.raw_store_url()))  # logs each repair
-        return {
-            "expired_claims": len(repairs.expired_claims),
-            "requeued": repairs.requeued,
-            "parts_deleted": len(repairs.parts_deleted),
-            "problems": repairs.problems,
-        }
-
-    @task
     def claim(params: dict | None = None) -> list[list[int]]:
+        from cdrflow.config import settings
+        from cdrflow.intake.rawstore import RawStore
         from cdrflow.orchestration.processing import claim_files
         from cdrflow.warehouse import db
 
-        return claim_files(db.get_engine(), get_current_context()["run_id"], params)
+        store = RawStore(settings.raw_store_url())  # housekeeping removes its stale partial uploads
+        return claim_files(db.get_engine(), get_current_context()["run_id"], params, store)
 
     @task(map_index_template="{{ batch_label }}", execution_timeout=timedelta(hours=4))
     def process(file_ids: list[int]) -> dict:
@@ -113,9 +104,7 @@ def cdrflow_process():
         batches = [summaries[i] for i in range(len(summaries))]
         return report_run(db.get_engine(), get_current_context()["run_id"], batches)
 
-    batches = claim()
-    housekeeping() >> batches
-    report(process.expand(file_ids=batches))
+    report(process.expand(file_ids=claim()))
 
 
 cdrflow_process()

@@ -13,6 +13,7 @@ from sqlalchemy import text
 
 from airflow_runs import airflow_db, dagbag, pipeline
 from cdrflow.dev import generate
+from cdrflow.orchestration.assets import FILES_RECEIVED
 from servers.dovecot import free_port, imap_server
 from servers.ftpd import ftp_server, ftps_server
 from servers.s3 import S3Server, s3_server, start_server
@@ -36,6 +37,24 @@ def _files(engine) -> list:
 def _calls(engine) -> int:
     with engine.connect() as conn:
         return conn.execute(text("SELECT count(*) FROM calls")).scalar()
+
+
+def _announced(run) -> list[dict]:
+    """The ``cdrflow_files_received`` events the collector run emitted (what starts
+    ``cdrflow_process``): one per source that registered new files, its extra naming them."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        events = session.scalars(
+            select(AssetEvent)
+            .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
+            .where(AssetModel.name == FILES_RECEIVED.name, AssetEvent.source_run_id == run.dag_run.run_id)
+            .order_by(AssetEvent.id)
+        ).all()
+        assert all(e.source_task_id == "collect" for e in events)
+        return [e.extra for e in events]
 
 
 def _assert_loaded(engine, source: str, names: set[str], calls: int) -> None:
@@ -65,8 +84,9 @@ def test_bucket_dags_collect_process_and_stay_idempotent(pipeline, engine, tmp_p
 
     collected, processed = pipeline.collect_and_process("bucket")
     assert collected.state == "success", collected.tasks
-    assert collected.tasks["collect"] == ["success", "success"]
-    assert collected.tasks["announce"] == ["success"]  # the asset event that starts processing
+    assert collected.tasks == {"plan": ["success"], "collect": ["success", "success"]}
+    # the asset events that start processing: one per source that registered something new
+    assert sorted(e["new"] for e in _announced(collected)) == [1, 2]
     assert processed.state == "success", processed.tasks
     _assert_loaded(engine, "bucket", {"a.csv", "b.csv", "c.csv"}, 600)
     assert sorted(p.name for p in drop.iterdir()) == ["notes.txt", "processed"]
@@ -76,7 +96,7 @@ def test_bucket_dags_collect_process_and_stay_idempotent(pipeline, engine, tmp_p
     # the same bytes dropped again under another name: a duplicate, nothing new loaded
     (drop / "again.csv").write_bytes((drop / "processed" / "a.csv").read_bytes())
     collected, processed = pipeline.collect_and_process("bucket")
-    assert collected.tasks["announce"] == ["skipped"]  # nothing new: processing not woken
+    assert _announced(collected) == []  # nothing new: processing not woken
     assert processed.state == "success"
     assert _calls(engine) == 600
     again = [r for r in _files(engine) if r.file_name == "again.csv"]
@@ -100,7 +120,7 @@ def test_a_refused_server_fails_its_task_only_and_the_next_run_succeeds(
     collected = pipeline.run("cdrflow_collect_bucket")
     assert collected.state == "failed"  # red in the UI
     assert sorted(collected.tasks["collect"]) == ["failed", "success"]
-    assert collected.tasks["announce"] == ["success"]  # what did arrive still gets processed
+    assert [e["new"] for e in _announced(collected)] == [1]  # what did arrive still gets processed
     assert [(r.file_name, r.status) for r in _files(engine)] == [("a.csv", "received")]
 
     server, endpoint = start_server(port)  # the server is back, with a file waiting
@@ -129,7 +149,7 @@ def test_an_unwritable_raw_store_fails_the_collector_run_and_registers_nothing(p
     collected = pipeline.run("cdrflow_collect_bucket")
 
     assert collected.state == "failed"  # red: intake is stalled, not quietly skipping files
-    assert collected.tasks["collect"] == ["failed"] and collected.tasks["announce"] == ["skipped"]
+    assert collected.tasks["collect"] == ["failed"] and _announced(collected) == []
     assert _files(engine) == []
     assert sorted(p.name for p in drop.iterdir()) == ["ok.csv", "processed"]  # taken once the store is back
 
@@ -179,7 +199,7 @@ def test_mailbox_dags_collect_process_and_stay_idempotent(pipeline, engine, imap
 
     imap_server.append("INBOX", _mail("cdr@acme.example", "resent", {"Master-1-again.csv": first}))
     collected, processed = pipeline.collect_and_process("mailbox")
-    assert collected.tasks["announce"] == ["skipped"]
+    assert _announced(collected) == []
     assert _calls(engine) == 200
     assert [r.status for r in _files(engine) if r.file_name == "Master-1-again.csv"] == ["duplicate"]
 
@@ -272,7 +292,7 @@ def test_sftp_dags_skip_a_growing_file_then_take_it_whole(pipeline, engine, sftp
     assert sorted(p.name for p in out.iterdir()) == ["collected"]
 
     collected, processed = pipeline.collect_and_process("sftp")  # nothing left: nothing new
-    assert collected.tasks["announce"] == ["skipped"] and len(_files(engine)) == 2
+    assert _announced(collected) == [] and len(_files(engine)) == 2
 
     monkeypatch.setenv("AIRFLOW_CONN_DAG_SFTP", sftp_server.airflow_conn_json(port=free_port()))
     refused = pipeline.run("cdrflow_collect_sftp")

@@ -18,8 +18,11 @@ import pytest
 import yaml
 from airflow.sdk.module_loading import import_string
 
+from airflow_runs import airflow_db, dagbag, pipeline  # fixtures
+from cdrflow.dev import generate
 from cdrflow.orchestration import source_watch
 from cdrflow.orchestration.assets import FILES_RECEIVED
+from cdrflow.orchestration.collector_dag import FILES_RECEIVED_BY_COLLECTORS
 from cdrflow.orchestration.source_watch import NewFilesTrigger, list_folder
 from servers.s3 import s3_server  # a fixture
 
@@ -123,9 +126,13 @@ def test_the_bucket_collector_runs_on_the_watcher_or_every_minute_and_wakes_proc
     [watcher] = asset.watchers
     assert isinstance(watcher.trigger, NewFilesTrigger) and watcher.trigger.poll_seconds == 5.0
     assert collect.timetable.timetable.delta.total_seconds() == 60  # the fallback poll
-    assert collect.get_task("announce").outlets == [FILES_RECEIVED]
+    # plan -> collect, and collect itself updates cdrflow_files_received (through an alias: only
+    # when it registered something new); no announce/check task processes on the way
+    assert [t.task_id for t in collect.tasks] == ["plan", "collect"]
+    assert collect.get_task("collect").outlets == [FILES_RECEIVED_BY_COLLECTORS]
     assert FILES_RECEIVED in process.timetable.asset_condition.objects  # processing starts at once
-    assert type(sftp.timetable).__name__ == "DeltaTriggerTimetable"  # SFTP, FTP and mailboxes: polled only
+    assert [t.task_id for t in process.tasks] == ["claim", "process", "report"]  # housekeeping is in claim
+    assert type(sftp.timetable).__name__ == "DeltaTriggerTimetable"  # SFTP and FTP: polled only
 
 
 def test_the_triggerer_rebuilds_the_trigger_from_what_the_dag_processor_stores():
@@ -145,3 +152,44 @@ def test_the_watcher_can_be_turned_off(monkeypatch):
 
     assert type(schedule("bucket")).__name__ == "DeltaTriggerTimetable"
     assert source_watch.bucket_files_asset().watchers == []
+
+
+def test_a_collect_that_registered_new_files_queues_a_processing_run(pipeline, engine, tmp_path):
+    """The scheduler's side of the collector's asset event: ``cdrflow_process`` is queued when
+    files were registered, and not when the folder held nothing new."""
+    from airflow.models.asset import AssetDagRunQueue, AssetModel
+    from airflow.models.dag import DagModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import delete, select, update
+
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    pipeline.configure(
+        [{"code": "acme", "file_type": "asterisk_csv", "sources": [{"kind": "bucket", "url": str(drop)}]}]
+    )
+    assert pipeline.process().state == "success"  # cdrflow_process known to the metadata database
+
+    def queued() -> list[str]:
+        with create_session() as session:
+            return list(
+                session.scalars(
+                    select(AssetModel.name)
+                    .join(AssetDagRunQueue, AssetDagRunQueue.asset_id == AssetModel.id)
+                    .where(AssetDagRunQueue.target_dag_id == "cdrflow_process")
+                )
+            )
+
+    def processing(paused: bool) -> None:
+        with create_session() as session:
+            session.execute(update(DagModel).where(DagModel.dag_id == "cdrflow_process").values(is_paused=paused))
+            session.execute(delete(AssetDagRunQueue).where(AssetDagRunQueue.target_dag_id == "cdrflow_process"))
+
+    processing(paused=False)  # as on a deployment: a paused DAG is never queued
+    try:
+        assert pipeline.run("cdrflow_collect_bucket").state == "success"
+        assert queued() == []  # an empty folder: processing not woken
+        (drop / "a.csv").write_bytes(generate.asterisk_bytes(20, seed=5))
+        assert pipeline.run("cdrflow_collect_bucket").state == "success"
+        assert queued() == [FILES_RECEIVED.name]  # the scheduler starts cdrflow_process from this
+    finally:
+        processing(paused=True)

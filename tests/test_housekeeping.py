@@ -9,6 +9,7 @@ import time
 
 from sqlalchemy import text
 
+from airflow_runs import airflow_db, dagbag, pipeline  # fixtures
 from cdrflow.dev import generate
 from cdrflow.intake import claims, housekeeping
 from cdrflow.intake.registry import register_file, set_status
@@ -85,12 +86,35 @@ def test_housekeeping_repairs_a_dead_workers_leftovers_and_nothing_live(
     assert housekeeping.run(engine, store).lines() == ["nothing to repair"]
 
 
-def test_every_processing_run_does_its_housekeeping_before_it_claims():
-    from pathlib import Path
+def test_a_processing_run_repairs_a_dead_workers_files_first_and_loads_them(pipeline, engine, store, carrier, tmp_path):
+    """Housekeeping is the start of ``claim`` (no task of its own): the files it frees are
+    claimed and loaded by the same run, and the stale partial upload is removed."""
+    dead, waiting = _register(engine, store, 2)
+    with engine.begin() as conn:
+        set_status(conn, dead, "processing", "unpacking archive")
+        conn.execute(
+            text(
+                "INSERT INTO file_claims (file_id, run_id, claimed_at) VALUES (:d, 'killed-run', now() - interval '1 hour')"
+            ),
+            {"d": dead},
+        )
+    claims.claim(engine, "killed-run", file_ids=[waiting])
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE file_claims SET claimed_at = now() - interval '10 minutes' WHERE file_id = :w"), {"w": waiting}
+        )
+    part = tmp_path / "raw" / "tmp" / "killed-upload.part"
+    part.parent.mkdir(parents=True, exist_ok=True)
+    part.write_bytes(b"half a file")
+    os.utime(part, (time.time() - 7200, time.time() - 7200))
+    pipeline.configure([{"code": "acme", "file_type": "asterisk_csv"}])
 
-    from airflow.dag_processing.dagbag import DagBag
+    run = pipeline.process()
 
-    dags = Path(__file__).resolve().parents[1] / "dags"
-    dag = DagBag(dag_folder=str(dags / "cdrflow_process.py")).dags["cdrflow_process"]
-    assert dag.get_task("housekeeping").downstream_task_ids == {"claim"}
-    assert dag.get_task("housekeeping").upstream_task_ids == set()
+    assert run.state == "success", run.tasks
+    assert run.tasks == {"claim": ["success"], "process": ["success"], "report": ["success"]}
+    with engine.connect() as conn:
+        statuses = dict(conn.execute(text("SELECT id, status FROM cdr_files")).all())
+        held = conn.execute(text("SELECT count(*) FROM file_claims")).scalar()
+    assert statuses == {dead: "loaded", waiting: "loaded"} and held == 0
+    assert not part.exists()

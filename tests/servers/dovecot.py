@@ -248,6 +248,14 @@ def _wait_ready(host: str, port: int, proc: subprocess.Popen, deadline: float) -
 
 @pytest.fixture(scope="session")
 def imap_server() -> Iterator[DovecotServer]:
+    with running_dovecot() as server:
+        yield server
+
+
+@contextmanager
+def running_dovecot(extra_config: str = "") -> Iterator[DovecotServer]:
+    """A Dovecot of its own (the ``imap_server`` fixture's), with ``extra_config`` appended to its
+    configuration (e.g. ``imap_capability = ...`` for a server without IDLE); stopped at the end."""
     binary = shutil.which("dovecot") or ("/usr/sbin/dovecot" if os.access("/usr/sbin/dovecot", os.X_OK) else None)
     if not binary:
         pytest.fail(f"Dovecot is not installed; {INSTALL_HINT}", pytrace=False)
@@ -276,6 +284,7 @@ def imap_server() -> Iterator[DovecotServer]:
             port=port,
             **ident,
         )
+        + extra_config
     )
     stderr = open(workdir / "stderr.log", "wb")
     # -F: stay in the foreground, so that this process is the one we stop.

@@ -1,5 +1,6 @@
 """The work of ``cdrflow_process``'s tasks, as functions the DAG file calls (the DAG file only
-wires them): ``claim`` checks the form and takes the files, ``process`` loads one batch,
+wires them): ``claim`` checks the form, repairs what a dead worker left (housekeeping) and takes
+the files, ``process`` loads one batch,
 ``report`` sums the run up, marks it for attention (:mod:`cdrflow.orchestration.attention`) and,
 when files ended failed or rejected, sends one notification (:mod:`cdrflow.orchestration.notify`).
 
@@ -17,7 +18,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from sqlalchemy import Engine
 
 from cdrflow.config.errors import CdrflowError, one_line
-from cdrflow.intake import claims
+from cdrflow.intake import claims, housekeeping
 from cdrflow.intake.rawstore import RawStore
 from cdrflow.orchestration import attention, notify, quiet_logs
 from cdrflow.orchestration.params import file_id_list
@@ -44,12 +45,19 @@ def checked_request(engine: Engine, params: dict | None) -> tuple[Request, Plan]
         raise refuse(f"nothing done: {one_line(exc)}") from None
 
 
-def claim_files(engine: Engine, run_id: str, params: dict | None) -> list[list[int]]:
-    """Check the form, put the named files back to received, claim the run's files and cut
-    them into batches."""
+def claim_files(engine: Engine, run_id: str, params: dict | None, store: RawStore | None = None) -> list[list[int]]:
+    """Check the form, repair what a dead worker left (:mod:`cdrflow.intake.housekeeping`: expired
+    claims, files stranded in processing, partial uploads of ``store``), put the named files back
+    to received, claim the run's files and cut them into batches.
+
+    Housekeeping used to be a task of its own. It runs here, before the claim, so that the files
+    it frees are claimed by this very run, and a task process (1-2 s to start) is saved between
+    a file's arrival and its load. The form is checked first: what refuses it, or what it asks
+    for, is the first line of the log, and a refused run repairs nothing (the next run does)."""
     request, planned = checked_request(engine, params)
-    if planned.said:
+    if planned.said:  # what the operator asked for: the first line, as a refusal would be
         log.info("asked: %s (run %s)", "; ".join(planned.said), run_id)
+    housekeeping.run(engine, store)  # logs each repair ("housekeeping: nothing to repair")
     ids: list[int] | None = None
     if request.names_files:
         ids = claims.requeue(engine, planned.rerun, f"operator re-run requested (run {run_id})")

@@ -25,10 +25,10 @@ registered), so the restarted trigger announces them once, which is what they ne
 The bucket collector is scheduled on that asset **or** its one-minute timetable
 (:mod:`cdrflow.orchestration.collector_dag`): the timetable is the fallback for a triggerer that
 is down, a source the watcher cannot list (other object stores), and the other source kinds
-(SFTP, FTP and mailboxes are only polled; see the README). The trigger reads the carrier file
-afresh when it changes, so a source added to it is watched without a restart; the triggerer
-needs the same environment as the workers (``CDRFLOW_CARRIERS_FILE``, ``CDRFLOW_STATE_DIR``,
-the ``aws`` connections).
+(SFTP and FTP are only polled; mailboxes have IMAP IDLE: :mod:`cdrflow.orchestration.mail_watch`).
+The trigger reads the carrier file afresh when it changes, so a source added to it is watched
+without a restart; the triggerer needs the same environment as the workers
+(``CDRFLOW_CARRIERS_FILE``, ``CDRFLOW_STATE_DIR``, the ``aws`` connections).
 """
 
 from __future__ import annotations
