@@ -41,7 +41,9 @@ from cdrflow.orchestration.params import carrier_param
             "(default <state>/uploads); a relative path is taken under that folder",
         ),
         "carrier": carrier_param(required=True, description="The carrier that sent these files"),
-        "pattern": Param("*", type="string", title="File name pattern", description="glob, e.g. *.csv"),
+        "pattern": Param(
+            "*", type=["null", "string"], title="File name pattern", description="glob, e.g. *.csv; empty: every file"
+        ),
         "file_source": Param("upload", enum=list(FILE_SOURCES), title="File source"),
     },
     doc_md=__doc__,
@@ -64,7 +66,7 @@ def cdrflow_register_folder():
                 params["folder"],
                 carrier=params["carrier"],
                 file_source=params["file_source"],
-                pattern=params["pattern"],
+                pattern=(params.get("pattern") or "").strip() or "*",
             )
         except (FolderRefused, UnknownCarrier) as exc:  # a retry would be refused the same way
             logging.getLogger("cdrflow.registry").error("nothing registered: %s", exc)  # the log's first line

@@ -56,6 +56,39 @@ def _params(params: dict | None, kind: str) -> tuple[str | None, str | None]:
     return period, account
 
 
+def _checked(params: dict | None, kind: str) -> tuple[str | None, str | None]:
+    """The run's start check: (period, account) from the form, the account known to the
+    warehouse and billed on ``kind``. Input that names nothing fails the task at once, without
+    a retry (the same form would be refused again), its one line first in the log."""
+    import logging
+
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from cdrflow.config.errors import CdrflowError, one_line
+    from cdrflow.warehouse import accounts, db
+
+    try:
+        period, account = _params(params, kind)
+        if account is not None:
+            with db.get_engine().connect() as conn:
+                found = accounts.get(conn, account)
+            if found is None:
+                raise CdrflowError(
+                    f"Only this account: unknown account {account!r}: not in the accounts table "
+                    "(cdrflow accounts sync loads the account file)"
+                )
+            if found.cycle != kind:
+                raise CdrflowError(
+                    f"Only this account: account {account} is billed {found.cycle}: "
+                    f"trigger cdrflow_billing_{found.cycle} for it"
+                )
+    except CdrflowError as exc:
+        message = f"nothing done: {one_line(exc)}"
+        logging.getLogger("cdrflow.billing.completeness").error("%s", message)
+        raise AirflowFailException(message) from None
+    return period, account
+
+
 def _period_param(kind: str) -> Param:
     if kind == "daily":
         return day_param("Day", "The day to bill; empty: the day before this run, as the schedule does")
@@ -153,7 +186,7 @@ def billing_dag(kind: str) -> DAG:
             from cdrflow.warehouse import db
 
             log = logging.getLogger("cdrflow.billing.completeness")
-            period, account = _params(params, kind)
+            period, account = _checked(params, kind)
             if period is None:
                 period = previous_period(kind, get_current_context()["dag_run"].run_after, grace())
             start, end = period_of(kind, period)

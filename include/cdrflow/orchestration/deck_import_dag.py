@@ -73,11 +73,13 @@ def deck_import_dag() -> DAG:
 
         @task
         def import_decks(params: dict | None = None) -> list[dict]:
+            import logging
+
             from airflow.sdk.exceptions import AirflowFailException
 
             from cdrflow.billing import deck_drop
             from cdrflow.billing.deck_drop_store import drop_url
-            from cdrflow.config.errors import CdrflowError
+            from cdrflow.config.errors import CdrflowError, one_line
             from cdrflow.warehouse import db
 
             only = ((params or {}).get("path") or "").strip() or None
@@ -85,7 +87,9 @@ def deck_import_dag() -> DAG:
                 results = deck_drop.run(db.get_engine(), drop_url(), only)
             except CdrflowError as exc:
                 if only:  # a path that names no drop: a retry would say the same
-                    raise AirflowFailException(str(exc)) from exc
+                    message = f"nothing done: Only this drop: {one_line(exc)}"
+                    logging.getLogger("cdrflow.billing.deck_drop").error("%s", message)  # the log's first line
+                    raise AirflowFailException(message) from exc
                 raise
             return [r.as_dict() for r in results]
 

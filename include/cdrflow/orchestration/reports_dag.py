@@ -120,10 +120,29 @@ def request_id_list(value: object) -> list[str]:
     for part in (p for item in items for p in re.split(r"[\s,;]+", str(item)) if p):
         ident = request_id(part)
         if ident is None:
-            raise CdrflowError(f"retry_failed: {part[:60]!r} is not a report request id (a UUID)")
+            raise CdrflowError(f"Retry failed requests: {part[:60]!r} is not a report request id (a UUID)")
         if ident not in out:
             out.append(ident)
     return out
+
+
+def not_failed_requests(engine: Any, ids: list[str]) -> list[str]:
+    """What is wrong with ``ids`` as requests to retry: one line per id that names no request or
+    a request that is not Failed (only Failed requests are built again)."""
+    from cdrflow.reports import requests
+
+    wrong = []
+    with engine.connect() as conn:
+        for ident in ids:
+            found = requests.get(conn, ident, None, every_account=True)
+            if found is None:
+                wrong.append(f"Retry failed requests: no report request has id {ident}")
+            elif found.status != requests.FAILED:
+                state = requests.STATUS_NAMES.get(found.status, str(found.status))
+                wrong.append(
+                    f"Retry failed requests: request {ident} is {state}, not failed: only failed ones are retried"
+                )
+    return wrong
 
 
 def reports_dag() -> DAG:
@@ -140,7 +159,7 @@ def reports_dag() -> DAG:
         params={
             "builders": Param(
                 2,
-                type="integer",
+                type=["null", "integer"],  # optional (no red star in the form): empty is 2
                 minimum=1,
                 maximum=16,
                 title="Builders",
@@ -166,7 +185,19 @@ def reports_dag() -> DAG:
             log = logging.getLogger("cdrflow.reports.build")
             params = params or {}
             engine = db.get_engine()
-            retry = request_id_list(params.get("retry_failed"))
+            retry: list[str] = []
+            unretryable: list[str] = []
+            try:
+                retry = request_id_list(params.get("retry_failed"))
+                unretryable = not_failed_requests(engine, retry)
+            except CdrflowError as exc:
+                unretryable = [one_line(exc)]
+            if unretryable:  # the form names nothing to retry: a retry of the task would say the same
+                from airflow.sdk.exceptions import AirflowFailException
+
+                message = "nothing done: " + "; ".join(unretryable)
+                log.error("%s", message)  # the first line of the task's log
+                raise AirflowFailException(message)
             if retry:
                 again = build.requeue_failed(engine, retry)
                 log.info("requeued %d of %d failed request(s): %s", len(again), len(retry), ", ".join(again) or "-")
