@@ -18,7 +18,11 @@ from pathlib import Path
 import pytest
 
 # Before anything imports Airflow or cdrflow settings: private state and Airflow home.
-_SESSION_DIR = Path(tempfile.mkdtemp(prefix="cdrflow-tests-"))
+# Test modules import this file as ``conftest`` as well as pytest's ``tests.conftest``: the second
+# import must not move AIRFLOW_HOME to a new folder under an Airflow already configured (its
+# metadata database would then be migrated in one folder and read in another).
+_SESSION_DIR = Path(os.environ.get("CDRFLOW_TESTS_SESSION_DIR") or tempfile.mkdtemp(prefix="cdrflow-tests-"))
+os.environ["CDRFLOW_TESTS_SESSION_DIR"] = str(_SESSION_DIR)
 os.environ["CDRFLOW_STATE_DIR"] = str(_SESSION_DIR / "state")
 os.environ["AIRFLOW_HOME"] = str(_SESSION_DIR / "airflow")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"

@@ -9,9 +9,9 @@ import subprocess
 import sys
 
 import pytest
+from tests.airflow_runs import airflow_db, dagbag, pipeline
 from tests.test_loader import q, register, rows
 
-from airflow_runs import airflow_db, dagbag, pipeline
 from cdrflow.orchestration import attention, quiet_logs
 from conftest import REPO, add_carrier
 

@@ -10,8 +10,8 @@ from email.message import EmailMessage
 
 import pytest
 from sqlalchemy import text
+from tests.airflow_runs import airflow_db, dagbag, pipeline
 
-from airflow_runs import airflow_db, dagbag, pipeline
 from cdrflow.dev import generate
 from cdrflow.orchestration.assets import FILES_RECEIVED
 from servers.dovecot import free_port, imap_server

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from tests.airflow_runs import airflow_db, dagbag, pipeline
 
-from airflow_runs import airflow_db, dagbag, pipeline
 from cdrflow.billing import deck_drop
 from cdrflow.billing.deck_drop_names import DropRefused, manual_path, parse, with_sha
 from cdrflow.config.errors import CdrflowError

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 from airflow.sdk.module_loading import import_string
+from tests.airflow_runs import airflow_db, dagbag, pipeline  # fixtures
 
-from airflow_runs import airflow_db, dagbag, pipeline  # fixtures
 from cdrflow.dev import generate
 from cdrflow.orchestration import source_watch
 from cdrflow.orchestration.assets import FILES_RECEIVED

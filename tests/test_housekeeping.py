@@ -8,8 +8,8 @@ import os
 import time
 
 from sqlalchemy import text
+from tests.airflow_runs import airflow_db, dagbag, pipeline  # fixtures
 
-from airflow_runs import airflow_db, dagbag, pipeline  # fixtures
 from cdrflow.dev import generate
 from cdrflow.intake import claims, housekeeping
 from cdrflow.intake.registry import register_file, set_status

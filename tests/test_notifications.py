@@ -12,9 +12,9 @@ from decimal import Decimal
 import pytest
 from airflow.sdk import BaseNotifier
 from sqlalchemy import text
+from tests.airflow_runs import airflow_db, dagbag, pipeline
 from tests.test_loader import q, register
 
-from airflow_runs import airflow_db, dagbag, pipeline
 from cdrflow.billing import decks
 from cdrflow.billing.model import Deck, DeckVersion, Rate, Slot
 from cdrflow.config import account_file, carrier_file

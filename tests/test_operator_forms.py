@@ -9,10 +9,10 @@ import logging
 import pytest
 import yaml
 from sqlalchemy import text
+from tests.airflow_runs import DAGS, airflow_db, dagbag, pipeline
 from tests.test_attention import BAD_DATE, _task_records
 from tests.test_loader import q, register, rows
 
-from airflow_runs import DAGS, airflow_db, dagbag, pipeline
 from cdrflow.config.errors import CdrflowError
 from cdrflow.orchestration.assets import FILES_RECEIVED
 from cdrflow.orchestration.params import day_value, file_id_list, month_value

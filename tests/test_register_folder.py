@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text
+from tests.airflow_runs import airflow_db, dagbag, pipeline
 
-from airflow_runs import airflow_db, dagbag, pipeline
 from cdrflow.dev import generate
 from cdrflow.sources.folder import FolderRefused, register_folder, register_roots
 
