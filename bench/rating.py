@@ -12,7 +12,10 @@ indexes, not partitioned): what PostgreSQL takes to write those rows once.
 Measured: ``run_billrun(engine, "daily", day)`` in a fresh process (with its start-up, without
 Python's), and its peak RSS; then the same billrun again (nothing left to charge).
 
-Usage: python bench/rating.py [--rows 200000] [--prefixes 50000] [--database-url URL]
+The billrun's own log line says where its time went (reading and rating, with the charges
+written meanwhile; invoice lines and counts; billing feed); it is printed with the machine's load.
+
+Usage: python bench/rating.py [--calls 200000] [--prefixes 50000] [--database-url URL]
 """
 
 from __future__ import annotations
@@ -40,10 +43,18 @@ from common import loaded_day, run_child, scratch_database
 from load_asterisk import CARRIER, libpq
 
 BILLRUN = """
-import sys, time
+import logging, os, sys, time
 from sqlalchemy import create_engine
 from cdrflow.billing.billrun import run_billrun
 url, day = sys.argv[1:3]
+steps = []
+class Steps(logging.Handler):
+    def emit(self, record):
+        if " legs read and rated in " in record.getMessage():
+            steps.append(record.getMessage())
+billrun_log = logging.getLogger("cdrflow.billing.billrun")
+billrun_log.setLevel(logging.INFO)
+billrun_log.addHandler(Steps())
 engine = create_engine(url)
 started = time.perf_counter()
 run = run_billrun(engine, "daily", day)
@@ -51,7 +62,8 @@ first = time.perf_counter() - started
 started = time.perf_counter()
 again = run_billrun(engine, "daily", day)
 RESULT = {"seconds": first, "again": time.perf_counter() - started, "calls": run.calls, "rated": run.rated,
-          "unrated": sum(run.unrated.values()), "new_again": again.new}
+          "unrated": sum(run.unrated.values()), "new_again": again.new, "steps": steps,
+          "load": os.getloadavg()}
 """
 
 
@@ -96,7 +108,7 @@ def baseline_copy(url: str, work: Path) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--rows", "--calls", dest="rows", type=int, default=200_000)
     parser.add_argument("--prefixes", type=int, default=50_000)
     parser.add_argument("--database-url")
     args = parser.parse_args()
@@ -121,6 +133,9 @@ def main() -> None:
         print(f"{'COPY of the calls (baseline)':28} {raw:>8.2f} {1:>6.2f}")
         print(f"{'billrun':28} {run['seconds']:>8.2f} {run['seconds'] / raw:>6.2f} {run['peak_rss_mib']:>13.0f}")
         print(f"{'the same billrun again':28} {run['again']:>8.2f} {run['again'] / raw:>6.2f}")
+        for step in run["steps"]:
+            print("where the time went:", step.split(": ", 1)[1])
+        print(f"load average when the billrun ended: {' '.join(f'{x:.2f}' for x in run['load'])}")
         print("Goal (issue 11): the billrun within 1.5x the COPY.")
     finally:
         create_engine(normalise_url(url)).dispose()

@@ -41,6 +41,7 @@ from cdrflow.billing.rating import (
     rate_call,
     starting_rate,
 )
+from cdrflow.config.errors import CdrflowError
 
 NO_DECK = "no deck for the account"
 NOT_IN_FORCE = "deck not in force"
@@ -278,3 +279,80 @@ def move_staged(name: str, on_conflict: str = "") -> str:
     """The INSERT that moves the staging table ``name`` into ``charges``."""
     columns = ", ".join(STAGED[name])
     return "INSERT INTO charges (" + columns + ") SELECT " + columns + " FROM " + name + on_conflict
+
+
+# What a billrun keeps of each charge it wrote, for its invoice lines, counts and billing feed (the
+# temporary table CHARGED, dropped at commit): those read the rows this transaction charged from
+# here, a narrow table of this session, instead of finding them again in ``charges`` (wide rows,
+# the breakdown among them, read back through an index). Only the charges actually inserted are
+# kept: a leg another billrun charged meanwhile (skipped by ON CONFLICT) is not.
+CHARGED = "billrun_charged"
+CHARGED_COLUMNS = (
+    "id",
+    "billrun_id",
+    "account_id",
+    "side",
+    "deck_version_id",
+    "carrier",
+    "record_key",
+    "start_time",
+    "billing_seconds",
+    "billed_seconds",
+    "destination",
+    "call_type",
+    "call_sub_type",
+    "cost",
+    "currency",
+    "unrated_reason",
+)
+
+
+def keep_charged(conn: Connection) -> None:
+    """Create the temporary table :data:`CHARGED` (dropped at commit), typed as ``charges``."""
+    columns = ", ".join(CHARGED_COLUMNS)  # names of this module, never user text
+    conn.execute(
+        text(
+            "CREATE TEMPORARY TABLE " + CHARGED + " ON COMMIT DROP AS SELECT " + columns + " FROM charges WITH NO DATA"
+        )
+    )
+
+
+def move_and_keep(name: str, on_conflict: str = "") -> str:
+    """:func:`move_staged` that also copies what it inserted (RETURNING: never a skipped row) into
+    :data:`CHARGED`, in one statement."""
+    kept = ", ".join(CHARGED_COLUMNS)
+    return (
+        "WITH moved AS (" + move_staged(name, on_conflict) + " RETURNING " + kept + ") "
+        "INSERT INTO " + CHARGED + " (" + kept + ") SELECT " + kept + " FROM moved"
+    )
+
+
+class DanglingReference(CdrflowError):
+    """A charge names a billrun or deck version that no longer exists (deleted meanwhile)."""
+
+
+def hold_references(conn: Connection, billrun_id: int, table: str) -> None:
+    """Lock, FOR KEY SHARE, the billrun ``billrun_id`` and every deck version the charges in
+    ``table`` (this run's, a name of this package) name, and raise :class:`DanglingReference` when
+    one is gone: what the foreign keys that sql/028 dropped did per row, once per run. Until the
+    transaction ends, deleting them waits, then is refused (trigger
+    ``cdrflow_refuse_referenced_delete``)."""
+    held = conn.execute(text("SELECT id FROM billruns WHERE id = :id FOR KEY SHARE"), {"id": billrun_id}).one_or_none()
+    if held is None:
+        raise DanglingReference(f"billrun {billrun_id} was deleted while it ran")
+    named = [
+        r[0]
+        for r in conn.execute(
+            text("SELECT DISTINCT deck_version_id FROM " + table + " WHERE deck_version_id IS NOT NULL")
+        )
+    ]
+    if named:
+        found = {
+            r[0]
+            for r in conn.execute(
+                text("SELECT id FROM rate_deck_versions WHERE id = ANY(:ids) FOR KEY SHARE"), {"ids": named}
+            )
+        }
+        gone = sorted(set(named) - found)
+        if gone:
+            raise DanglingReference(f"deck version(s) {gone} were deleted while charges were rated on them")

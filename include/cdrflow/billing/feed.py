@@ -53,6 +53,8 @@ from sqlalchemy import (
     text,
 )
 
+from cdrflow.billing.charging import CHARGED
+
 LOCK = "cdrflow.billing_feed"
 
 # the feed's CSV header (seed 004 names no columns; these are cdrflow's, see README "Billing feed")
@@ -101,18 +103,18 @@ SELECT nextval('billing_feed_id_seq'), 'charge', x.correction_of, x.charge_id, x
        x.billing_group, x.billing_period, x.start_time, x.local_time, x.seconds, x.billed_seconds, x."from", x."to",
        x.type, x.sub_type, x.description, x.destination, x.cost, x.currency
 FROM (
-    SELECT n.id AS charge_id, rf.id AS correction_of, n.billrun_id, n.account_id, a.billing_group,
+    SELECT n.id AS charge_id, {correction_of} AS correction_of, n.billrun_id, n.account_id, a.billing_group,
            CASE b.kind WHEN 'daily' THEN to_char(b.period_start, 'YYYY-MM-DD')
                 ELSE to_char(b.period_start, 'YYYY-MM') END AS billing_period,
            n.start_time, n.start_time AT TIME ZONE coalesce(a.timezone, 'UTC') AS local_time,
            n.billing_seconds AS seconds, n.billed_seconds,
            coalesce(c.caller_e164, c.caller_number) AS "from", coalesce(c.callee_e164, c.callee_number) AS "to",
            t.type, t.sub_type, ct.description, n.destination, n.cost, n.currency
-    FROM charges n
+    FROM {source} n
     JOIN billruns b ON b.id = n.billrun_id
     LEFT JOIN accounts a ON a.account_id = n.account_id
     LEFT JOIN calls c ON c.carrier = n.carrier AND c.record_key = n.record_key AND c.start_time = n.start_time
-    LEFT JOIN billing_feed rf ON rf.charge_id = n.replaces AND rf.record = 'charge'
+    {corrected}
     CROSS JOIN LATERAL (
         SELECT CASE WHEN n.call_type IN ('MG', 'M3') THEN 'M' ELSE n.call_type END AS type,
                CASE WHEN n.call_type IN ('MG', 'M3') THEN n.call_type
@@ -127,13 +129,30 @@ FROM (
 """
 
 
+# a rerating's charges, read from ``charges`` (they may replace a charge with a record)
+_FROM_CHARGES = _CHARGES.format(
+    source="charges",
+    correction_of="rf.id",
+    corrected="LEFT JOIN billing_feed rf ON rf.charge_id = n.replaces AND rf.record = 'charge'",
+)
+# a billrun's, read from the rows it kept in charging.CHARGED (the same rows; a billrun's charges
+# are first charges: none replaces another, so no reversal and no correction_of)
+_FROM_CHARGED = _CHARGES.format(source=CHARGED, correction_of="CAST(NULL AS bigint)", corrected="")
+
+
 def append(conn: Connection, billrun_id: int) -> int:
     """Append the feed records of billrun ``billrun_id`` (its rated sell charges, and reversals of
-    the records its charges replaced); call it last in the billrun's transaction. Returns how many."""
+    the records its charges replaced); call it last in the billrun's transaction. Returns how many.
+
+    A billrun keeps the charges it wrote in the temporary table ``charging.CHARGED``: when this
+    transaction has it, the records are made from it (a billrun's charges replace none)."""
     conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": LOCK})
+    kept = conn.execute(text("SELECT to_regclass(:t) IS NOT NULL"), {"t": "pg_temp." + CHARGED}).scalar()
     # separate statements after the lock: each takes a snapshot that sees every earlier holder's rows
+    if kept:
+        return conn.execute(text(_FROM_CHARGED), {"id": billrun_id}).rowcount
     n = conn.execute(text(_REVERSALS), {"id": billrun_id}).rowcount
-    n += conn.execute(text(_CHARGES), {"id": billrun_id}).rowcount
+    n += conn.execute(text(_FROM_CHARGES), {"id": billrun_id}).rowcount
     return n
 
 

@@ -45,7 +45,7 @@ from cdrflow.billing.billrun import (
     mark_failed,
     period_of,
 )
-from cdrflow.billing.charging import Decks, Rater, copy_line, move_staged, stage
+from cdrflow.billing.charging import Decks, Rater, copy_line, hold_references, move_staged, stage
 
 _OLD = """
 SELECT ch.id, ch.call_id, ch.carrier, ch.record_key, ch.start_time, ch.account_id, ch.side,
@@ -193,6 +193,7 @@ def _rerate_locked(
                 text("UPDATE charges SET current = false WHERE id IN (SELECT replaces FROM rerate_staging)")
             ).rowcount
             conn.execute(text(_MOVE))
+            hold_references(conn, billrun_id, "rerate_staging")
             old_totals = conn.execute(text(_TOTALS.format(where="id IN (SELECT replaces FROM rerate_staging)"))).all()
             result = _close(conn, billrun_id, [])
             new_totals = conn.execute(text(_TOTALS.format(where="billrun_id = :id")), {"id": billrun_id}).all()
