@@ -252,13 +252,15 @@ def billing(request: Request, conn: Conn, viewer: CurrentViewer, settings: Setti
         ]
         for run_id, found in artifacts.items()
     }
-    reruns = {
-        r.id: ui_triggers.billing_period(
-            r.kind,
-            r.period_start.isoformat() if r.kind == "daily" else f"{r.period_start:%Y-%m}",
-            None if r.scope == "all" else r.scope,
-        )
+
+    def period(r: Any) -> str:
+        return r.period_start.isoformat() if r.kind == "daily" else f"{r.period_start:%Y-%m}"
+
+    reruns = {r.id: ui_triggers.billing_period(r.kind, period(r), None if r.scope == "all" else r.scope) for r in runs}
+    reratings = {
+        r.id: ui_triggers.rerate_period(r.kind, period(r), None if r.scope == "all" else r.scope)
         for r in runs
+        if r.status == "closed"
     }
     return page(
         request,
@@ -268,6 +270,7 @@ def billing(request: Request, conn: Conn, viewer: CurrentViewer, settings: Setti
         runs=runs,
         files=files,
         reruns=reruns,
+        reratings=reratings,
         back=base_path(request) + "/billing",
     )
 

@@ -10,7 +10,7 @@ operator's own Airflow session: Airflow checks the user's right to trigger that 
 the values against the DAG's params, and records who triggered the run.
 
 The param names here are the DAGs' (``dags/cdrflow_process.py``,
-``cdrflow.orchestration.billing_dag``); ``tests/test_ui_pages.py`` checks them against the DAG
+``cdrflow.orchestration.billing_dag``, ``cdrflow.orchestration.rerate_dag``); ``tests/test_ui_pages.py`` checks them against the DAG
 files, so a renamed param cannot leave the page sending what the DAG ignores.
 """
 
@@ -22,6 +22,7 @@ from datetime import date
 from urllib.parse import urlencode
 
 PROCESS = "cdrflow_process"
+RERATE = "cdrflow_rerate"
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,17 @@ FORMS: dict[str, DagForm] = {
         )
         for kind in ("daily", "monthly")
     },
+    RERATE: DagForm(
+        RERATE,
+        "Re-rate a billed period",
+        (
+            Field("kind", "Kind", "daily or monthly"),
+            Field("period", "Period", "a day, 2026-11-01, for daily; a month, 2026-11, for monthly"),
+            Field("account", "Only this account", "an account id; empty: every account (or the carrier below)"),
+            Field("carrier", "Only this carrier", "a carrier code; empty: every carrier"),
+            Field("deck_version", "Deck version", "a deck version id (cdrflow rates list); empty: the one in force"),
+        ),
+    ),
 }
 
 
@@ -132,3 +144,9 @@ def billing_period(kind: str, period: str, account: str | None = None) -> Rerun:
     values = {"period": period} | ({"account": account} if account else {})
     who = f" for {account}" if account else ""
     return Rerun(f"cdrflow_billing_{kind}", values, f"Bill the {kind} period {period}{who} again")
+
+
+def rerate_period(kind: str, period: str, account: str | None = None) -> Rerun:
+    values = {"kind": kind, "period": period} | ({"account": account} if account else {})
+    who = f" for {account}" if account else ""
+    return Rerun(RERATE, values, f"Re-rate the {kind} period {period}{who} (a new version; the old one kept)")

@@ -170,6 +170,17 @@ def account_param(cycle: str) -> Param:
     )
 
 
+def account_param_all() -> Param:
+    """An account of either cycle from the account file; empty: every account."""
+    return choice_param(
+        account_choices(),
+        title="Only this account",
+        description="Only this account's charges; empty: every account",
+        empty="(every account)",
+        what="an account id",
+    )
+
+
 def month_param(title: str, description: str, recent: list[str]) -> Param:
     """An optional month, typed ``2026-11`` (or any day of it), ``recent`` months suggested."""
     return Param(
