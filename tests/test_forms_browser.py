@@ -2,7 +2,7 @@
 
 Playwright drives Debian's Chromium against one ``airflow api-server`` + ``dag-processor`` +
 ``scheduler`` started for the module (:mod:`tests.browser_support`). For each DAG with params
-(processing, daily and monthly billing, deck import, report building, folder registration) the
+(processing, daily and monthly billing, rerating, deck import, report building, folder registration) the
 operator opens **Trigger** on the DAG's page and
 
 (a) sees fields that fit people: no red star on an optional field, carriers and accounts as
@@ -16,8 +16,8 @@ operator opens **Trigger** on the DAG's page and
     outside the roots) and the run fails with a line that says so in the task's log (read
     through Airflow's REST API, as the UI shows it).
 
-The collectors have no params: their form has nothing to fill in. (There is no rerating DAG:
-re-rating is ``cdrflow billing rerate`` on the command line.)
+The collectors have no params: their form has nothing to fill in. Rerating
+(``cdrflow_rerate``) is checked like billing: a closed day re-rated with another deck version.
 
 Screenshots of each step are saved under ``$CDRFLOW_TEST_ARTIFACTS/forms_browser`` (default
 ``tests/artifacts/forms_browser``, ignored by git), with the Airflow processes' and tasks' logs.
@@ -338,6 +338,46 @@ def test_the_monthly_billing_form(airflow, page):
     shot(page, "cdrflow_billing_monthly-bad-month-refused")
     assert "/runs/" not in page.url
     assert airflow.api("/dags/cdrflow_billing_monthly/dagRuns")["total_entries"] == 0
+
+
+def test_the_rerating_form(airflow, page, billing, day):
+    from cdrflow.billing.billrun import run_billrun
+
+    assert run_billrun(billing, "daily", "2026-11-01").status == "closed"
+    v2 = q(billing, "SELECT id FROM rate_deck_versions WHERE deck = 'retail' AND effective_from = '2026-11-02'")[0][0]
+    form = Form(page, airflow, "cdrflow_rerate")
+    assert form.choices("kind") == ["daily", "monthly"]
+    assert form.required("period") and form.is_text_field("period")  # a rerating names its period
+    assert form.choices("account") == ["(every account)", "A1: Alpha", "GHOST: Nobody", "M1: Monthly"]
+    assert form.choices("carrier") == ["(every carrier)", "acme: ACME Telecom", "kazoo", "ghost"]
+    assert form.is_text_field("deck_version")
+    for name in ("account", "carrier", "deck_version"):
+        assert not form.required(name), name
+    shot(page, "cdrflow_rerate-form")
+
+    def ghost(f: Form) -> None:
+        f.type("period", "2026-11-01")
+        f.choose("account", "GHOST: Nobody")
+
+    run_id, _ = submitted(page, airflow, "cdrflow_rerate", "unknown-account", ghost, "failed")
+    refused_with(
+        airflow, "cdrflow_rerate", run_id, "rerate", "nothing done: Only this account: unknown account 'GHOST'"
+    )
+
+    def other_day(f: Form) -> None:
+        f.type("period", "2026-10-20")
+
+    run_id, _ = submitted(page, airflow, "cdrflow_rerate", "unbilled-day", other_day, "failed")
+    refused_with(airflow, "cdrflow_rerate", run_id, "rerate", "nothing to rerate: the daily period 2026-10-20")
+    assert q(billing, "SELECT count(*) FROM billruns WHERE version > 1") == [(0,)]
+
+    def with_v2(f: Form) -> None:
+        f.type("period", "2026-11-01")
+        f.type("deck_version", str(v2))
+
+    submitted(page, airflow, "cdrflow_rerate", "deck-version", with_v2, "success")
+    runs = q(billing, "SELECT version, status, totals FROM billruns WHERE period_start = '2026-11-01' ORDER BY version")
+    assert runs == [(1, "closed", {"EUR": "0.5400"}), (2, "closed", {"EUR": "1.0400"})]  # UK 0.10 -> 0.20 a minute
 
 
 # --- rate decks ----------------------------------------------------------------------------------
