@@ -3,8 +3,8 @@
 SimpleAuthManager user with a known password, the test's warehouse, and the Airflow REST API
 calls the tests make to read runs and task logs.
 
-(``tests/test_ui_browser.py`` has its own copy of the start-up; this one takes the carrier
-file, the extra environment and the artefact folder as arguments.)
+Used by ``tests/test_ui_browser.py`` and ``tests/test_forms_browser.py``: the carrier file, the
+extra environment and the log folder are arguments.
 """
 
 from __future__ import annotations

@@ -15,22 +15,14 @@ Chromium the test skips on a developer's machine and fails in CI (``CI`` set).
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import secrets
-import shutil
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-import yaml
-from tests.servers.dovecot import free_port
+from tests.browser_support import ARTIFACTS as SUPPORT_ARTIFACTS
+from tests.browser_support import USER, Airflow, chromium_path, started_airflow, wait
 from tests.test_loader import register, rows
 from tests.test_reprocessing import BROKEN
 
@@ -39,58 +31,12 @@ from conftest import add_carrier
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(os.environ.get("CDRFLOW_TEST_ARTIFACTS") or REPO / "tests" / "artifacts") / "ui_browser"
-USER = "operator"
-PASSWORD = "ui-test-" + secrets.token_hex(6)
-COMPONENTS = ("api-server", "dag-processor", "scheduler")
-
-
-@dataclass
-class Airflow:
-    base: str  # http://127.0.0.1:PORT
-    logs: Path
-    processes: dict[str, subprocess.Popen]
-
-    def tails(self, lines: int = 25) -> str:
-        out = []
-        for name in self.processes:
-            text = (self.logs / f"{name}.log").read_text(errors="replace").splitlines()[-lines:]
-            out.append(f"--- {name}\n" + "\n".join(t[:300] for t in text))
-        return "\n".join(out)
-
-    def alive(self) -> None:
-        for name, process in self.processes.items():
-            assert process.poll() is None, f"airflow {name} exited ({process.returncode}):\n{self.tails()}"
-
-    def token(self) -> str:
-        r = httpx.post(f"{self.base}/auth/token", json={"username": USER, "password": PASSWORD}, timeout=30)
-        r.raise_for_status()
-        return r.json()["access_token"]
-
-
-def _wait(what: str, check, timeout: float, airflow: Airflow | None = None, every: float = 1.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        if airflow:
-            airflow.alive()
-        try:
-            if found := check():
-                return found
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:.0f}s\n{airflow.tails() if airflow else ''}")
-        time.sleep(every)
+ARTIFACTS = SUPPORT_ARTIFACTS / "ui_browser"
 
 
 @pytest.fixture(scope="module")
 def chromium() -> Path:
-    if not CHROMIUM.exists():
-        # a failure, never a skip, as for the other real servers (make test installs it)
-        pytest.fail(f"{CHROMIUM} is missing: run scripts/install-test-services.sh as root (apt-get install chromium)")
-    return CHROMIUM
+    return chromium_path()
 
 
 @pytest.fixture(scope="module")
@@ -101,77 +47,13 @@ def raw_store(tmp_path_factory) -> str:
 @pytest.fixture(scope="module")
 def airflow(chromium, warehouse_url: str, raw_store: str, tmp_path_factory) -> Iterator[Airflow]:
     """Airflow's API server (with the plugin), DAG processor and scheduler on a metadata database
-    of their own; the operator's password is known to the test."""
+    of their own (tests/browser_support.py); the operator's password is known to the test."""
+    carriers = [{"code": "acme", "name": "ACME", "file_type": "asterisk_csv", "reject_threshold": 0}]
     home = tmp_path_factory.mktemp("airflow-ui")
-    logs = ARTIFACTS / "airflow-logs"
-    shutil.rmtree(logs, ignore_errors=True)
-    logs.mkdir(parents=True)
-    (home / "passwords.json").write_text(json.dumps({USER: PASSWORD}))
-    (home / "carriers.yaml").write_text(
-        yaml.safe_dump(
-            {"carriers": [{"code": "acme", "name": "ACME", "file_type": "asterisk_csv", "reject_threshold": 0}]}
-        )
-    )
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_CURRENT_TEST", "CDRFLOW_DATABASE_URL")}
-    env |= {
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-        "AIRFLOW__CORE__PARALLELISM": "4",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:admin",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
-        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
-        "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
-        "AIRFLOW__API__WORKERS": "1",
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
-        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(logs / "tasks"),
-        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
-        "AIRFLOW_CONN_CDRFLOW_WAREHOUSE": warehouse_url,
-        "CDRFLOW_STATE_DIR": str(home / "state"),
-        "CDRFLOW_RAW_STORE": raw_store,
-        "CDRFLOW_CARRIERS_FILE": str(home / "carriers.yaml"),
-        "CDRFLOW_LINK_SECRET": secrets.token_urlsafe(32),
-    }
-    migrate = subprocess.run(
-        [sys.executable, "-m", "airflow", "db", "migrate"], env=env, capture_output=True, text=True, timeout=300
-    )
-    assert migrate.returncode == 0, migrate.stderr[-4000:]
-    commands = {
-        "api-server": ["api-server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        "dag-processor": ["dag-processor"],
-        "scheduler": ["scheduler"],
-    }
-    processes: dict[str, subprocess.Popen] = {}
-    for name in COMPONENTS:
-        with (logs / f"{name}.log").open("wb") as out:
-            processes[name] = subprocess.Popen(
-                [sys.executable, "-m", "airflow", *commands[name]], stdout=out, stderr=subprocess.STDOUT, env=env
-            )
-    started = Airflow(f"http://127.0.0.1:{port}", logs, processes)
-    try:
-        _wait(
-            "the API server", lambda: httpx.get(started.base + "/cdr/openapi.json", timeout=2).is_success, 120, started
-        )
-        headers = {"Authorization": f"Bearer {started.token()}"}
-        _wait(
-            "cdrflow_process parsed by the DAG processor",
-            lambda: httpx.get(f"{started.base}/api/v2/dags/cdrflow_process", headers=headers, timeout=5).is_success,
-            120,
-            started,
-        )
-        yield started
-    finally:
-        for process in processes.values():
-            process.terminate()
-        for process in processes.values():
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+    with started_airflow(
+        home, ARTIFACTS / "airflow-logs", warehouse_url, carriers, {"CDRFLOW_RAW_STORE": raw_store}
+    ) as up:
+        yield up
 
 
 @pytest.fixture
@@ -208,7 +90,7 @@ def test_an_operator_loads_a_failed_file_from_the_cdrflow_page(airflow, failed_f
             page.goto(airflow.base + "/")
             page.wait_for_url(re.compile(r"/auth/login"))
             page.get_by_label(re.compile("username", re.I)).fill(USER)
-            page.get_by_label(re.compile("password", re.I)).fill(PASSWORD)
+            page.get_by_label(re.compile("password", re.I)).fill(airflow.password)
             shot(page, "login")
             page.get_by_role("button", name=re.compile("sign in|log in|login", re.I)).click()
             page.wait_for_url(lambda url: "/auth/login" not in url)
@@ -251,7 +133,7 @@ def test_an_operator_loads_a_failed_file_from_the_cdrflow_page(airflow, failed_f
                 page.goto(deep_link)
                 return frame.locator("h1 .status").inner_text() == "loaded"
 
-            _wait(f"file {failed_file} loaded by run {run_id}", loaded, 150, airflow, every=3)
+            wait(f"file {failed_file} loaded by run {run_id}", loaded, 150, airflow, every=3)
             expect(frame.locator("#quarantine")).to_contain_text("1 rejected row")  # kept
             expect(page.get_by_role("link", name="cdrflow").first).to_be_visible()  # inside Airflow's UI
             shot(page, "file-loaded")
