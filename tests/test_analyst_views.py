@@ -27,7 +27,7 @@ from conftest import add_carrier
 UK, DE = "00442071234567", "0301234567"  # by acme's German dial plan: +44 2071234567 (e164), +49 301234567 (national)
 FMT = "%Y-%m-%d %H:%M:%S"
 EMPTY = (
-    "TRUNCATE calls, rejected_rows, cdr_files, carriers, call_days, invoice_lines, charges, billruns, "
+    "TRUNCATE calls, rejected_rows, cdr_files, carriers, call_days, billing_feed, invoice_lines, charges, billruns, "
     "accounts, rate_decks, rate_deck_versions, rates RESTART IDENTITY CASCADE"
 )
 

@@ -49,6 +49,32 @@ def test_a_billrun_or_deck_version_that_charges_name_cannot_be_deleted(billing, 
     assert q(billing, "SELECT count(*) FROM billing_feed WHERE billrun_id = :i", i=run.id)[0][0] == run.rated
 
 
+def test_a_charge_that_the_feed_names_or_a_billrun_that_invoice_lines_name_cannot_be_deleted(billing, day):
+    """billing_feed.charge_id and invoice_lines.billrun_id lost their per-row foreign keys too
+    (sql/029): every record still finds its charge, and the deletes those keys refused are
+    refused."""
+    run = run_billrun(billing, "daily", "2026-11-01")
+    ((charge,),) = q(billing, "SELECT min(charge_id) FROM billing_feed WHERE billrun_id = :i", i=run.id)
+    with pytest.raises(IntegrityError, match=r"billing_feed\.charge_id refers to it"), billing.begin() as conn:
+        conn.execute(text("DELETE FROM charges WHERE id = :c"), {"c": charge})
+    with pytest.raises(IntegrityError, match=r"billing_feed\.charge_id refers to it"), billing.begin() as conn:
+        conn.execute(text("UPDATE charges SET id = DEFAULT WHERE id = :c"), {"c": charge})
+    # with its feed records and charges gone (in a transaction rolled back), the invoice lines
+    # still hold the billrun
+    with pytest.raises(IntegrityError, match=r"invoice_lines\.billrun_id refers to it"), billing.begin() as conn:
+        conn.execute(text("DELETE FROM billing_feed WHERE billrun_id = :i"), {"i": run.id})
+        assert conn.execute(text("DELETE FROM charges WHERE billrun_id = :i"), {"i": run.id}).rowcount > 0
+        conn.execute(text("DELETE FROM billruns WHERE id = :i"), {"i": run.id})
+    orphans = q(
+        billing,
+        "SELECT (SELECT count(*) FROM billing_feed f LEFT JOIN charges c ON c.id = f.charge_id WHERE c.id IS NULL), "
+        "(SELECT count(*) FROM invoice_lines l LEFT JOIN billruns b ON b.id = l.billrun_id WHERE b.id IS NULL)",
+    )[0]
+    assert tuple(orphans) == (0, 0)
+    assert q(billing, "SELECT count(*) FROM billing_feed WHERE billrun_id = :i", i=run.id)[0][0] == run.rated
+    assert q(billing, "SELECT count(*) FROM invoice_lines WHERE billrun_id = :i", i=run.id)[0][0] > 0
+
+
 def test_a_delete_racing_a_running_billrun_waits_then_is_refused(billing, day, monkeypatch):
     """The run locks its billrun and deck versions (FOR KEY SHARE) before its feed: a delete of
     its deck version issued while it has not committed waits for it, then sees its charges."""

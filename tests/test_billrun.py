@@ -33,7 +33,9 @@ def billing(engine):
     yield engine
     with engine.begin() as conn:
         conn.execute(
-            text("TRUNCATE invoice_lines, charges, billruns, accounts, rate_decks, rate_deck_versions, rates CASCADE")
+            text(
+                "TRUNCATE billing_feed, invoice_lines, charges, billruns, accounts, rate_decks, rate_deck_versions, rates CASCADE"
+            )
         )
 
 

@@ -65,7 +65,7 @@ def legs(api_engine):
     """Removes what tests add beside calls (charges, billruns) afterwards."""
     yield api_engine
     with api_engine.begin() as conn:
-        conn.execute(text("TRUNCATE charges, billruns RESTART IDENTITY CASCADE"))
+        conn.execute(text("TRUNCATE billing_feed, invoice_lines, charges, billruns RESTART IDENTITY CASCADE"))
 
 
 def range_params(start: int = G - DAY, end: int = G + DAY) -> dict[str, int]:
