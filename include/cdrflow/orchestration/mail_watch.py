@@ -37,13 +37,13 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 from airflow.sdk import Asset, AssetWatcher
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
 from cdrflow.config.errors import one_line
+from cdrflow.orchestration.watched_sources import SourcesOfKind
 
 # a logger of the standard library (the triggerer writes it to its log like its own): one line
 # per source when it starts being watched, when it cannot be, and when it recovers
@@ -82,7 +82,7 @@ class NewMailTrigger(BaseEventTrigger):
         self.reissue_seconds = float(reissue_seconds)
         self.recheck_seconds = float(recheck_seconds)
         self.config_seconds = float(config_seconds)
-        self._configs: tuple[Any, list] | None = None  # (file stamp, sources)
+        self._carrier_sources = SourcesOfKind(KIND, carriers_file)
         self._problems: dict[str, str] = {}
         self._watched: set[str] = set()
 
@@ -111,18 +111,7 @@ class NewMailTrigger(BaseEventTrigger):
 
     def _sources(self) -> list:
         """(carrier, MailboxSource) of the carrier file, read again only when the file changed."""
-        from cdrflow.config import carrier_file
-
-        path = Path(self.carriers_file) if self.carriers_file else carrier_file.config_path()
-        try:
-            st = path.stat()
-            stamp = (str(path), st.st_mtime_ns, st.st_size)
-            if self._configs is None or self._configs[0] != stamp:
-                self._configs = (stamp, carrier_file.sources_of_kind(carrier_file.load(path), KIND))
-            self._report("carrier file", None)
-        except Exception as exc:  # keep watching what the last good file named
-            self._report("carrier file", one_line(exc))
-        return self._configs[1] if self._configs else []
+        return self._carrier_sources.current(self._report)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         events: asyncio.Queue[dict] = asyncio.Queue()

@@ -45,6 +45,7 @@ from airflow.sdk import Asset, AssetWatcher
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
 from cdrflow.config.errors import one_line
+from cdrflow.orchestration.watched_sources import SourcesOfKind
 
 KIND = "bucket"
 IN_PROGRESS_SUFFIXES = (".part", ".tmp", ".crdownload")  # as cdrflow.sources.bucket skips them
@@ -144,7 +145,7 @@ class NewFilesTrigger(BaseEventTrigger):
         self.poll_seconds = float(poll_seconds)
         self.settle_seconds = float(settle_seconds)
         self.carriers_file = carriers_file
-        self._configs: tuple[Any, list] | None = None  # (file stamp, sources)
+        self._carrier_sources = SourcesOfKind(KIND, carriers_file)
         self._clients: dict[str | None, Any] = {}
         self._problems: dict[str, str] = {}
 
@@ -170,18 +171,7 @@ class NewFilesTrigger(BaseEventTrigger):
 
     def _sources(self) -> list:
         """(carrier, BucketSource) of the carrier file, read again only when the file changed."""
-        from cdrflow.config import carrier_file
-
-        path = Path(self.carriers_file) if self.carriers_file else carrier_file.config_path()
-        try:
-            st = path.stat()
-            stamp = (str(path), st.st_mtime_ns, st.st_size)
-            if self._configs is None or self._configs[0] != stamp:
-                self._configs = (stamp, carrier_file.sources_of_kind(carrier_file.load(path), KIND))
-            self._report("carrier file", None)
-        except Exception as exc:  # keep watching what the last good file named
-            self._report("carrier file", one_line(exc))
-        return self._configs[1] if self._configs else []
+        return self._carrier_sources.current(self._report)
 
     def _client(self, conn_id: str | None) -> Any:
         if conn_id not in self._clients:
