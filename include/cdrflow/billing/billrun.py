@@ -42,11 +42,9 @@ from __future__ import annotations
 
 import calendar
 import io
-import json
 import logging
 import queue
 import threading
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -56,7 +54,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Engine, text
 
-from cdrflow.billing import feed
+from cdrflow.billing import closing, feed
 from cdrflow.billing.billable_legs import LEGS
 from cdrflow.billing.charging import (
     CHARGED,
@@ -142,15 +140,6 @@ def _midnight(day: date, zone: str) -> datetime:
 STAGING = "billrun_staging"
 # a leg another billrun charged meanwhile is skipped (never charged twice), and not kept in CHARGED
 _MOVE = move_and_keep(STAGING, " ON CONFLICT (carrier, record_key, start_time, side) WHERE current DO NOTHING")
-
-_INVOICE = """
-INSERT INTO invoice_lines (billrun_id, account_id, currency, destination, call_type, calls, billed_seconds, amount)
-SELECT billrun_id, coalesce(account_id, ''), currency, coalesce(destination, ''), coalesce(call_type, ''),
-       count(*), coalesce(sum(billed_seconds), 0), sum(cost)
-FROM {source}
-WHERE billrun_id = :id AND side = 'sell' AND unrated_reason IS NULL
-GROUP BY 1, 2, 3, 4, 5
-"""
 
 
 def _lock_key(kind: str, start: date, scope: str) -> str:
@@ -396,75 +385,9 @@ def _open(control: Connection, kind: str, start: date, end: date, scope: str) ->
 
 
 def _close(conn: Connection, billrun_id: int, files: list[int], source: str = "charges") -> Billrun:
-    """Invoice lines, counts and totals of the billrun's charges, read from ``source``: ``charges``
-    (a rerating) or the billrun's own :data:`charging.CHARGED`, the same rows (a table name of
-    this package, never user text)."""
-    conn.execute(text(_INVOICE.format(source=source)), {"id": billrun_id})
-    counts = conn.execute(
-        text(
-            f"SELECT side, unrated_reason, count(*) AS n FROM {source} WHERE billrun_id = :id "
-            "GROUP BY side, unrated_reason"
-        ),
-        {"id": billrun_id},
-    ).all()
-    calls = conn.execute(
-        text(
-            f"SELECT count(*) FROM (SELECT DISTINCT carrier, record_key, start_time FROM {source} "
-            "WHERE billrun_id = :id) d"
-        ),
-        {"id": billrun_id},
-    ).scalar_one()
-    totals = {
-        r.currency: r.amount
-        for r in conn.execute(
-            text("SELECT currency, sum(amount) AS amount FROM invoice_lines WHERE billrun_id = :id GROUP BY currency"),
-            {"id": billrun_id},
-        )
-    }
-    buy_totals = {
-        r.currency: r.amount
-        for r in conn.execute(
-            text(
-                f"SELECT currency, sum(cost) AS amount FROM {source} WHERE billrun_id = :id AND side = 'buy' "
-                "AND unrated_reason IS NULL GROUP BY currency"
-            ),
-            {"id": billrun_id},
-        )
-    }
-    rated = dict.fromkeys(("sell", "buy"), 0)
-    unrated: dict[str, Counter] = {"sell": Counter(), "buy": Counter()}
-    for r in counts:
-        if r.unrated_reason is None:
-            rated[r.side] += r.n
-        else:
-            unrated[r.side][r.unrated_reason] += r.n
-    covered = 0
-    if files:
-        covered = conn.execute(
-            text(
-                "UPDATE cdr_files SET billrun = CAST(:id AS text) "
-                "WHERE id = ANY(:files) AND billrun IS DISTINCT FROM CAST(:id AS text)"
-            ),
-            {"id": billrun_id, "files": files},
-        ).rowcount
-    conn.execute(
-        text(
-            "UPDATE billruns SET status = 'closed', finished_at = now(), calls = :calls, rated = :rated, "
-            "unrated = CAST(:unrated AS jsonb), totals = CAST(:totals AS jsonb), buy_rated = :buy_rated, "
-            "buy_unrated = CAST(:buy_unrated AS jsonb), buy_totals = CAST(:buy_totals AS jsonb) WHERE id = :id"
-        ),
-        {
-            "id": billrun_id,
-            "calls": calls,
-            "rated": rated["sell"],
-            "unrated": json.dumps(dict(unrated["sell"])),
-            "totals": json.dumps({c: format(a, "f") for c, a in totals.items()}),
-            "buy_rated": rated["buy"],
-            "buy_unrated": json.dumps(dict(unrated["buy"])),
-            "buy_totals": json.dumps({c: format(a, "f") for c, a in buy_totals.items()}),
-        },
-    )
-    log.info("billrun %s: billrun set on %d of the %d file(s) it covered", billrun_id, covered, len(files))
+    """Close the billrun (:func:`closing.close`: invoice lines, counts, totals, from ``source``)
+    and return it."""
+    closing.close(conn, billrun_id, files, source)
     result = get(conn, billrun_id)
     result.files = len(files)
     return result
