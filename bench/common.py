@@ -59,14 +59,14 @@ def peak_rss_mib():
 """
 
 
-def run_child(code: str, *args: str) -> dict:
+def run_child(code: str, *args: str, env: dict[str, str] | None = None) -> dict:
     """Run ``code`` in a fresh Python process; it prints one JSON line last. Adds the child's
     peak RSS in MiB as ``peak_rss_mib``. The child finds the wall-clock time (``time.time()``)
     at which it was started in the environment variable ``CDRFLOW_BENCH_SPAWNED``, to measure
-    its start-up."""
+    its start-up. ``env``: variables set for the child on top of this process's."""
     wrapper = code + PEAK_RSS + "\nimport json as _j\nprint(_j.dumps({**RESULT, 'peak_rss_mib': peak_rss_mib()}))\n"
-    env = {**os.environ, "CDRFLOW_BENCH_SPAWNED": repr(time.time())}
-    out = subprocess.run([sys.executable, "-c", wrapper, *args], capture_output=True, text=True, env=env)
+    child_env = {**os.environ, **(env or {}), "CDRFLOW_BENCH_SPAWNED": repr(time.time())}
+    out = subprocess.run([sys.executable, "-c", wrapper, *args], capture_output=True, text=True, env=child_env)
     if out.returncode:
         raise SystemExit(out.stderr)
     return json.loads(out.stdout.strip().splitlines()[-1])

@@ -25,6 +25,7 @@ import threading
 from datetime import UTC, datetime
 from html import escape
 
+from cdrflow.validation.gx_import import import_great_expectations
 from cdrflow.validation.suites import TIME_COLUMNS, ValidationSummary
 
 
@@ -136,6 +137,7 @@ def render(document: dict, *, home: str) -> str:
     to ``home`` (the file's page)."""
     # imported here, not with the module: GX takes seconds to import, the API server pays it on
     # the first page asked for, not when it starts
+    import_great_expectations()
     from great_expectations.core.expectation_validation_result import (
         ExpectationSuiteValidationResult,
         ExpectationValidationResult,

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from cdrflow.config.severities import SUITES, expectation_name, suite_config
+from cdrflow.validation.gx_import import import_great_expectations
 
 # the suites' catalogue lives in config: carrier and mapping files are checked against it when read
 __all__ = ["SUITES", "expectation_name", "suite_config"]
@@ -136,6 +137,7 @@ def _validation_definition(file_type: str, today: date):
     ``run()`` also serialises every result into the context's validation results store (deep
     copies of every unexpected row's index and value, kept in memory by the ephemeral context),
     which was half the time of a chunk with many flagged rows and grew with every chunk."""
+    import_great_expectations()  # first: without scipy.stats and altair, which no suite uses
     import great_expectations as gx
     import great_expectations.expectations as gxe
     from great_expectations.execution_engine import pandas_execution_engine
@@ -171,15 +173,23 @@ def _forget_batches(datasource) -> None:
     manager.reset_batch_cache()
 
 
+def prepare(file_type: str, today: date | None = None) -> None:
+    """Import GX and build the suite of ``file_type`` for ``today`` (default: today in UTC) now,
+    unless built already: what the first chunk of a day would otherwise wait for."""
+    with _LOCK:
+        _validation_definition(file_type, today or datetime.now(UTC).date())
+
+
+def file_types() -> list[str]:
+    """The file types with a suite file of their own (every built-in format and ``mapped``)."""
+    return sorted(p.stem for p in SUITES.glob("*.json") if p.stem != "canonical_call")
+
+
 def warm_up(file_type: str) -> threading.Thread:
     """Import GX and build the suite of ``file_type`` in a background thread (GX takes seconds
     to import): the loader starts it before it reads the file, so the first chunk need not wait."""
 
-    def build() -> None:
-        with _LOCK:
-            _validation_definition(file_type, datetime.now(UTC).date())
-
-    thread = threading.Thread(target=build, daemon=True, name="gx-warm-up")
+    thread = threading.Thread(target=prepare, args=(file_type,), daemon=True, name="gx-warm-up")
     thread.start()
     return thread
 
