@@ -96,8 +96,16 @@ def test_the_cli_keeps_airflow_home_under_the_state_directory(tmp_path, warehous
     sample = tmp_path / "Master.csv"
     sample.write_bytes(b"not parsed here\n")
     env = {"HOME": str(home), "CDRFLOW_STATE_DIR": str(state), "CDRFLOW_DATABASE_URL": warehouse_url}
+    # the default raw store is a local folder (file://...): storing the bytes needs no Airflow
     out = run_cli("upload", str(sample), "--carrier", carrier, env=env, unset=("AIRFLOW_HOME",))
-    assert out.returncode == 0, out.stderr  # storing the bytes imports Airflow (ObjectStoragePath)
+    assert out.returncode == 0, out.stderr
+    assert not (home / "airflow").exists() and not (state / "airflow").exists()
+    # a store given as a bare path goes through Airflow's ObjectStoragePath, which imports Airflow
+    sample.write_bytes(b"not parsed here either\n")
+    env["CDRFLOW_RAW_STORE"] = str(tmp_path / "raw")
+    out = run_cli("upload", str(sample), "--carrier", carrier, env=env, unset=("AIRFLOW_HOME",))
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "raw" / "sha1").is_dir()
     assert not (home / "airflow").exists()
     assert (state / "airflow").is_dir()
 

@@ -35,6 +35,7 @@ command reads or creates ``~/airflow``.
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
 import os
 import sys
@@ -87,5 +88,30 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def run() -> None:
+    """The ``cdrflow`` command: :func:`main`, then the process ends as soon as its exit
+    functions have run (the embedded server's stop among them), without tearing down every
+    module: after a load that is Great Expectations, pandas and SQLAlchemy, about 0.6 s of a
+    command's wall clock spent on objects the operating system frees at once anyway."""
+    code = 1  # an exception out of main(): Python prints it, then the exit functions run
+
+    def leave() -> None:  # registered first, so it runs after every other exit function
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+    atexit.register(leave)
+    try:
+        code = main()
+    except SystemExit as exc:  # argparse's --help (0) and usage errors (2), as Python would exit
+        code = 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 1
+        raise
+    except KeyboardInterrupt:
+        code = 130  # what a shell reports for a command stopped by Ctrl-C
+        raise
+    raise SystemExit(code)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run()

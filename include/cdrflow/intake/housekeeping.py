@@ -100,7 +100,9 @@ def _remove_parts(store: RawStore, part_age: timedelta, repairs: Repairs) -> Non
 
 def _modified(info) -> datetime:
     """When an object was last written, from fsspec's info: ``mtime`` (local files, seconds) or
-    ``LastModified`` (S3)."""
+    ``LastModified`` (S3). A local store's path (``upath``) gives a stat result around that info."""
+    if hasattr(info, "as_info"):
+        info = info.as_info()
     mtime = info.get("mtime")
     if isinstance(mtime, (int, float)):
         return datetime.fromtimestamp(mtime, UTC)

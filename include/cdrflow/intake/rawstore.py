@@ -33,6 +33,21 @@ log = logging.getLogger(__name__)
 CHUNK_SIZE = 1 << 20  # 1 MiB
 
 
+def storage_path(url: str):
+    """The path object of a store's URL: Airflow's ``ObjectStoragePath`` for remote stores (it
+    resolves ``s3://conn_id@bucket`` through Airflow's connections), and for a local folder
+    ``upath.UPath``, the universal_pathlib path that ``ObjectStoragePath`` itself is built on,
+    with the same fsspec file system: importing Airflow's SDK for it took 0.7 s of every
+    ``cdrflow load`` and ``cdrflow upload``."""
+    if url.startswith("file:"):
+        from upath import UPath
+
+        return UPath(url)
+    from airflow.sdk import ObjectStoragePath  # heavy import: only where bytes are stored remotely
+
+    return ObjectStoragePath(url)
+
+
 @dataclass(frozen=True)
 class StoredBlob:
     sha1: str
@@ -43,9 +58,7 @@ class StoredBlob:
 
 class RawStore:
     def __init__(self, base_url: str):
-        from airflow.sdk import ObjectStoragePath  # heavy import: only where bytes are stored
-
-        self.base = ObjectStoragePath(base_url)
+        self.base = storage_path(base_url)
         self.base_url = base_url.rstrip("/")
         if self.base.protocol in ("file", "local"):  # one machine's disk: not under Celery unless shared
             refuse_local("the raw store", self.describe())

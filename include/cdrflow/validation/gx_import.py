@@ -60,8 +60,9 @@ def deferring(names: tuple[str, ...] = DEFERRED) -> Iterator[list[str]]:
 
 def import_great_expectations() -> types.ModuleType:
     """``import great_expectations`` (and its expectations), with :data:`DEFERRED` deferred."""
-    if "great_expectations.expectations" in sys.modules:
-        return sys.modules["great_expectations"]
+    imported = sys.modules.get("great_expectations")
+    if imported is not None and "great_expectations.expectations" in sys.modules:
+        return imported
     with deferring():
         import great_expectations
         import great_expectations.expectations  # where the two imports are
