@@ -18,8 +18,11 @@ file's latency, p50 / p95 / max against the goal, and how the collector runs wer
 an attachment of a mail APPENDed to the INBOX, timed from the APPEND; only
 ``cdrflow_collect_mailbox`` and ``cdrflow_process`` are unpaused.
 
+``--no-preload``: the scheduler does not import Great Expectations before it forks its task
+processes (``CDRFLOW_NO_PRELOAD=1``), so each processing task imports it, as before.
+
 Usage: python bench/freshness.py [--source bucket|mailbox] [--files 20] [--over 240] [--rows 200]
-                                 [--seed 14] [--database-url URL] [--keep]
+                                 [--seed 14] [--database-url URL] [--keep] [--no-preload]
 """
 
 from __future__ import annotations
@@ -70,6 +73,11 @@ LOADED = text(
 DAGS_KNOWN = text("SELECT count(*) FROM dag WHERE dag_id = ANY(:ids)")
 WATCHING = text("SELECT count(*) FROM trigger WHERE classpath LIKE :trigger AND triggerer_id IS NOT NULL")
 TRIGGERS = {"bucket": "%source_watch.NewFilesTrigger", "mailbox": "%mail_watch.NewMailTrigger"}
+# how long the processing DAG's loading task ran (each mapped task instance that succeeded)
+PROCESS_TASKS = text(
+    "SELECT EXTRACT(EPOCH FROM end_date - start_date) FROM task_instance "
+    "WHERE dag_id = 'cdrflow_process' AND task_id = 'process' AND state = 'success'"
+)
 RUN_TYPES = text("SELECT run_type, count(*) FROM dag_run WHERE dag_id = :dag GROUP BY run_type ORDER BY run_type")
 
 
@@ -235,6 +243,11 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=300.0, help="give up on a file after this many seconds")
     parser.add_argument("--database-url", help="a PostgreSQL server where the bench may create databases")
     parser.add_argument("--keep", action="store_true", help="keep the databases and the folder (logs)")
+    parser.add_argument(
+        "--no-preload",
+        action="store_true",
+        help="the scheduler does not import Great Expectations before it forks task processes (CDRFLOW_NO_PRELOAD=1)",
+    )
     args = parser.parse_args()
     with contextlib.ExitStack() as servers:
         imap = None
@@ -261,6 +274,8 @@ def run(args: argparse.Namespace, imap) -> None:
     migrations.upgrade(warehouse, settings.SQL_DIR)
     port = free_port()
     env = airflow_env(home, port, metadata_url, warehouse_url, drop, imap.airflow_conn_json() if imap else None)
+    if args.no_preload:
+        env["CDRFLOW_NO_PRELOAD"] = "1"
     processes: dict[str, subprocess.Popen] = {}
     try:
         print(f"starting Airflow (logs in {home / 'logs'})", flush=True)
@@ -304,6 +319,7 @@ def run(args: argparse.Namespace, imap) -> None:
         latency = measure(warehouse, drop, names, at, args.rows, args.seed * 1000 + 1, args.timeout, deliver)
         with metadata.connect() as conn:
             runs = dict(conn.execute(RUN_TYPES, {"dag": dags[0]}).all())
+            process_seconds = sorted(float(s) for s in conn.execute(PROCESS_TASKS).scalars())
         values = list(latency.values())
         result = {
             "source": args.source,
@@ -315,6 +331,9 @@ def run(args: argparse.Namespace, imap) -> None:
             "min_s": round(min(values), 1),
             "goal_p95_s": GOAL_P95,
             "collector_runs": runs,
+            "process_task_p50_s": round(percentile(process_seconds, 50), 2) if process_seconds else None,
+            "process_tasks": len(process_seconds),
+            "preload": not args.no_preload,
             "load_average_1m": round(os.getloadavg()[0], 2),
             "cpus": os.cpu_count(),
             "wall_s": round(time.time() - started, 1),
@@ -325,6 +344,11 @@ def run(args: argparse.Namespace, imap) -> None:
             f"(min {result['min_s']} s) over {len(values)} files; goal p95 <= {GOAL_P95:.0f} s: {verdict}"
         )
         print(f"collector runs by trigger: {runs} (asset_triggered: the watcher; scheduled: the one-minute poll)")
+        if process_seconds:
+            print(
+                f"process tasks (the task that loads the files): {len(process_seconds)}, median "
+                f"{result['process_task_p50_s']} s (Great Expectations {'preloaded' if result['preload'] else 'imported by each task'})"
+            )
         print(json.dumps(result))
     finally:
         stop(processes)
