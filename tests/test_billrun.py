@@ -183,6 +183,54 @@ def test_a_day_billed_twice_charges_once(billing, day):
         )
 
 
+def test_legs_charged_by_another_billrun_after_they_were_read_are_skipped(billing, day, monkeypatch, caplog):
+    """Another billrun charges a leg after this run read its legs: the first try's COPY meets that
+    charge (the unique index of current charges), everything of it rolls back and the run rates
+    again the safe way (staged, ON CONFLICT DO NOTHING), which skips a second leg charged the same
+    way meanwhile; neither leg is charged twice, invoiced or fed by this run."""
+    from cdrflow.billing import billrun
+
+    with billing.begin() as conn:
+        other = conn.execute(
+            text(
+                "INSERT INTO billruns (kind, period_start, period_end, scope, version, status) "
+                "VALUES ('daily', '2026-11-01', '2026-11-02', 'A1', 1, 'closed') RETURNING id"
+            )
+        ).scalar_one()
+    meanwhile = iter(["1.1", "1.2"])  # one leg charged by the other run before each try writes
+    keep_charged = billrun.keep_charged
+
+    def charged_meanwhile(conn):
+        with billing.begin() as elsewhere:
+            elsewhere.execute(
+                text(
+                    "INSERT INTO charges (billrun_id, call_id, carrier, record_key, start_time, account_id, side, cost, "
+                    "currency) SELECT :b, id, carrier, record_key, start_time, account_id, 'sell', 1, 'EUR' FROM calls "
+                    "WHERE record_key LIKE :k"
+                ),
+                {"b": other, "k": next(meanwhile) + "#%"},
+            )
+        keep_charged(conn)
+
+    monkeypatch.setattr(billrun, "keep_charged", charged_meanwhile)
+    with caplog.at_level("INFO", logger="cdrflow.billing.billrun"):
+        run = run_billrun(billing, "daily", "2026-11-01")
+    assert "legs charged by another billrun meanwhile; rating again" in caplog.text
+    assert next(meanwhile, None) is None  # both tries ran
+    assert (run.status, run.version, run.calls) == ("closed", 1, 9)
+    by_call = sell_charges(billing)
+    assert by_call["1.1"].billrun_id == other and by_call["1.2"].billrun_id == other
+    assert {k for k, r in by_call.items() if r.billrun_id == run.id} == {f"1.{i}" for i in range(3, 11)} | {"2.2"}
+    assert q(billing, "SELECT count(*) FROM charges WHERE billrun_id = :b", b=run.id) == [(9,)]
+    assert run.totals == {"EUR": Decimal("0.2000") + Decimal("0.1000")}  # 1.10 and 2.2; not 1.1, 1.2
+    # fed, in start order: its rated sell charges (1.4-1.9 are unrated), with the numbers of their calls
+    fed = q(
+        billing, 'SELECT c.record_key, f."to" FROM billing_feed f JOIN charges c ON c.id = f.charge_id ORDER BY f.id'
+    )
+    assert [(k.split("#")[0], to) for k, to in fed] == [("2.2", UK), ("1.3", UK), ("1.10", UK)]
+    assert q(billing, "SELECT sum(calls) FROM invoice_lines WHERE billrun_id = :b", b=run.id) == [(3,)]
+
+
 def test_a_billrun_left_running_by_a_dead_process_is_marked_failed_by_the_next(billing, day):
     """A process killed mid-run leaves its billrun `running` (its charges rolled back with it);
     the next run of the same kind, period and scope holds the lock, so that row cannot be live:

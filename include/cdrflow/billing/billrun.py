@@ -16,12 +16,15 @@ month) and a scope (one account, or every account of that cycle):
    callee's digits), and when the carrier has a ``buy_deck`` on that deck too (side ``buy``).
    Unanswered legs (0 billing seconds) cost 0; a leg that cannot be rated gets a charge row with
    its ``unrated_reason`` and no cost, never nothing;
-4. appends the charges while it rates: a thread (:class:`_Writer`) COPYs each batch into a
-   temporary table on the run's connection and moves it into ``charges`` with ``INSERT ... ON
-   CONFLICT DO NOTHING`` on the partial unique index of current charges (a leg another billrun
-   charged meanwhile is skipped, never charged twice), keeping the inserted rows' narrow columns
-   in the temporary table ``charging.CHARGED``, while the next batch is read on a second
-   connection and rated. Then it locks its billrun and the deck versions its charges name
+4. appends the charges while it rates: each batch's charges get their ids from ``charges``' own
+   sequence (:class:`charge_writer.IdDrawer`), and a thread (:class:`charge_writer.ChargeWriter`)
+   COPYs them straight into ``charges`` on the run's connection, with what the run keeps of them
+   (every column but the breakdown, and the call's numbers) into the temporary table
+   ``charging.CHARGED``, while the next batch is read on a second connection and rated. A leg
+   that another billrun charged after this one read it makes that COPY fail on the partial
+   unique index of current charges: the run then rolls back what it wrote and starts again the
+   safe way (staged, ``INSERT ... ON CONFLICT DO NOTHING``: a leg charged meanwhile is skipped,
+   never charged twice). Then it locks its billrun and the deck versions its charges name
    (:func:`charging.hold_references`: the foreign keys sql/028 replaced, checked once per run),
    writes from ``CHARGED`` the invoice lines (sums of the rounded call costs per account,
    currency, destination and call type), the billrun's counts and totals, ``cdr_files.billrun``
@@ -41,31 +44,19 @@ rate is computed once per billrun, in integer arithmetic for the common shapes o
 from __future__ import annotations
 
 import calendar
-import io
 import logging
-import queue
-import threading
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from time import perf_counter, thread_time
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Engine, text
 
 from cdrflow.billing import closing, feed
 from cdrflow.billing.billable_legs import LEGS
-from cdrflow.billing.charging import (
-    CHARGED,
-    Decks,
-    Rater,
-    copy_text,
-    hold_references,
-    keep_charged,
-    move_and_keep,
-    stage,
-)
+from cdrflow.billing.charge_writer import ChargeWriter, IdDrawer, is_conflict
+from cdrflow.billing.charging import CHARGED, Decks, Rater, copy_text, hold_references, keep_charged
 from cdrflow.config.errors import CdrflowError
 from cdrflow.warehouse import accounts as account_rows
 
@@ -137,10 +128,6 @@ def _midnight(day: date, zone: str) -> datetime:
 
 # -- the run ----------------------------------------------------------------------------------------
 
-STAGING = "billrun_staging"
-# a leg another billrun charged meanwhile is skipped (never charged twice), and not kept in CHARGED
-_MOVE = move_and_keep(STAGING, " ON CONFLICT (carrier, record_key, start_time, side) WHERE current DO NOTHING")
-
 
 def _lock_key(kind: str, start: date, scope: str) -> str:
     return f"cdrflow.billrun:{kind}:{start.isoformat()}:{scope}"
@@ -186,168 +173,176 @@ def run_billrun(engine: Engine, kind: str, period: str | date, account: str | No
             )
 
 
-class _Writer:
-    """Writes each batch of charge rows on the run's own connection, in a thread, while the caller
-    reads and rates the next batch on another: PostgreSQL (the COPY, the move into ``charges``,
-    its indexes and foreign-key checks) works on one core while Python rates on the other.
-    psycopg2 releases the GIL while it waits on the server. At most two batches wait, so memory
-    stays flat; the first error stops the writes and is raised to the caller."""
+@dataclass
+class _Opened:
+    """The billrun row of a run, once :func:`_open` wrote it (kept across a second try)."""
 
-    def __init__(self, raw: Any, copy_sql: str, move_sql: str, staging: str) -> None:
-        self._queue: queue.Queue[str | None] = queue.Queue(maxsize=2)
-        self.error: BaseException | None = None
-        self.busy = 0.0
-        self._thread = threading.Thread(
-            target=self._run, args=(raw, copy_sql, move_sql, staging), name="billrun-writer", daemon=True
-        )
-        self._thread.start()
-
-    def _run(self, raw: Any, copy_sql: str, move_sql: str, staging: str) -> None:
-        try:
-            while (rows := self._queue.get()) is not None:
-                began = perf_counter()
-                with raw.cursor() as cur:
-                    cur.copy_expert(copy_sql, io.StringIO(rows), size=1 << 20)
-                    cur.execute(move_sql)
-                    cur.execute("TRUNCATE " + staging)  # a name of charging.STAGED
-                self.busy += perf_counter() - began
-        except BaseException as exc:  # handed to the caller, which raises it
-            self.error = exc
-            while self._queue.get() is not None:  # drain: the caller never blocks on a full queue
-                pass
-
-    def put(self, rows: str) -> None:
-        if self.error is not None:
-            raise self.error
-        self._queue.put(rows)
-
-    def stop(self) -> None:
-        """Wait for the batches queued so far (or for the drain after an error)."""
-        self._queue.put(None)
-        self._thread.join()
+    id: int | None = None
+    version: int = 0
 
 
 def _run_locked(
     engine: Engine, control: Connection, kind: str, start: date, end: date, scope: str, account: str | None
 ) -> Billrun:
-    billrun_id: int | None = None
+    opened = _Opened()
     try:
-        # two connections: the legs are read (and the decks loaded) on ``reader`` while the
-        # charges are written on ``conn``, the run's transaction, by _Writer's thread
-        with engine.begin() as conn, engine.connect() as reader:
-            # the run's sorts and hashes (legs, invoice lines, feed) over a day of calls stay in
-            # memory rather than spilling to disk at PostgreSQL's default 4 MB; no JIT: compiling the
-            # feed's and invoice's plans took longer (2 s) than running them
-            for c in (conn, reader):
-                c.execute(text("SET LOCAL work_mem = '64MB'"))
-                c.execute(text("SET LOCAL jit = off"))
-            clock = {"began": perf_counter(), "cpu": thread_time()}
-            book = Decks(reader)
-            chosen = _scope_accounts(reader, kind, account, book)
-            since = [_midnight(start, a.timezone) for a in chosen]
-            until = [_midnight(end, a.timezone) for a in chosen]
-            utc_since, utc_until = _midnight(start, "UTC"), _midnight(end, "UTC")
-            everyone = account is None
-            if everyone:
-                since.append(utc_since)
-                until.append(utc_until)
-            if not since:  # no account of this cycle: nothing can be in the period
-                since, until = [utc_since], [utc_until]
-            params = {
-                "ps": start,
-                "pe": end,
-                "kind": kind,
-                "account": account,
-                "everyone": everyone,
-                "since": min(since) - MARGIN,
-                "until": max(until) + MARGIN,
-                "utc_since": utc_since,
-                "utc_until": utc_until,
-            }
-            stream = reader.execute(
-                text(LEGS), params, execution_options={"stream_results": True, "max_row_buffer": BATCH}
-            )
-            batches = stream.partitions(BATCH)
-            first = next(batches, [])
-            if not first:
-                prior = _last_closed(conn, kind, start, scope)
-                if prior is not None:
-                    prior.new = False
-                    return prior
-            billrun_id, version = _open(control, kind, start, end, scope)
-            raw = conn.connection.driver_connection
-            assert raw is not None
-            copy_staging = stage(conn, STAGING)
-            keep_charged(conn)
-            rater = Rater(book)
-            files: set[int] = set()
-            seen = 0
-            batch = first
-            rate = rater.rate
-            writer = _Writer(raw, copy_staging, _MOVE, STAGING)
-            try:
-                while batch:
-                    lines: list[str] = []
-                    add = lines.append
-                    # the columns of billable_legs.LEGS, in its order
-                    for (
-                        leg_id,
-                        carrier,
-                        record_key,
-                        at,
-                        seconds,
-                        file_id,
-                        account_id,
-                        number,
-                        sell,
-                        buy,
-                        to_sell,
-                        to_buy,
-                    ) in batch:
-                        files.add(file_id)
-                        head = f"{billrun_id}\t{leg_id}\t{copy_text(carrier)}\t{copy_text(record_key)}\t{at}\t"
-                        head += "\\N" if account_id is None else copy_text(account_id)
-                        if to_sell:
-                            add(f"{head}\tsell\t{rate(sell, at, number, seconds)}\n")
-                        if to_buy:
-                            add(f"{head}\tbuy\t{rate(buy, at, number, seconds)}\n")
-                    writer.put("".join(lines))
-                    seen += len(batch)
-                    batch = next(batches, [])
-            finally:
-                writer.stop()
-            if writer.error is not None:
-                raise writer.error
-            clock["charged"] = perf_counter()
-            clock["cpu"] = thread_time() - clock["cpu"]
-            # statistics of the kept rows: without them the planner guesses a few rows and joins
-            # the feed's calls, accounts and call types by nested loops over every charge
-            conn.execute(text("ANALYZE " + CHARGED))
-            hold_references(conn, billrun_id, CHARGED)
-            result = _close(conn, billrun_id, sorted(files), source=CHARGED)
-            clock["closed"] = perf_counter()
-            # last, right before COMMIT: feed ids in commit order (see billing/feed.py)
-            feed.append(conn, billrun_id)
-            clock["fed"] = perf_counter()
-        log.info(
-            "billrun %s: %d legs read and rated in %.1f s (%.1f s of Python, %d ratings from the cache; the "
-            "charges written meanwhile, %.1f s of writes), counts and invoice lines %.1f s, billing feed %.1f s, "
-            "commit %.1f s",
-            billrun_id,
-            seen,
-            clock["charged"] - clock["began"],
-            clock["cpu"],
-            rater.hits,
-            writer.busy,
-            clock["closed"] - clock["charged"],
-            clock["fed"] - clock["closed"],
-            perf_counter() - clock["fed"],
-        )
-        return result
+        try:
+            return _charge(engine, control, kind, start, end, scope, account, opened, direct=True)
+        except Exception as exc:
+            if opened.id is None or not is_conflict(exc):
+                raise
+            # another billrun charged some of these legs after this one read them (its COPY met
+            # their current charges): everything of this try rolled back; the legs are read again
+            # (those are no longer billable) and written the safe way, which skips any further one
+            log.info("billrun %s: legs charged by another billrun meanwhile; rating again", opened.id)
+            return _charge(engine, control, kind, start, end, scope, account, opened, direct=False)
     except Exception as exc:
-        if billrun_id is not None:
-            mark_failed(control, billrun_id, exc)
+        if opened.id is not None:
+            mark_failed(control, opened.id, exc)
         raise
+
+
+def _without_breakdown(rating: str) -> str:
+    """The rating columns of a charge (COPY text, Rater.rate) without its breakdown, the last but
+    one of them (escaped: it holds no tab), as charging.CHARGED keeps them."""
+    last = rating.rfind("\t")
+    return rating[: rating.rfind("\t", 0, last)] + rating[last:]
+
+
+def _charge(
+    engine: Engine,
+    control: Connection,
+    kind: str,
+    start: date,
+    end: date,
+    scope: str,
+    account: str | None,
+    opened: _Opened,
+    direct: bool,
+) -> Billrun:
+    # two connections: the legs are read (and the decks loaded, the charge ids drawn) on
+    # ``reader`` while the charges are written on ``conn``, the run's transaction, by the writer
+    with engine.begin() as conn, engine.connect() as reader:
+        # the run's sorts and hashes (legs, invoice lines, feed) over a day of calls stay in
+        # memory rather than spilling to disk at PostgreSQL's default 4 MB; no JIT: compiling the
+        # feed's and invoice's plans took longer (2 s) than running them
+        for c in (conn, reader):
+            c.execute(text("SET LOCAL work_mem = '64MB'"))
+            c.execute(text("SET LOCAL jit = off"))
+        clock = {"began": perf_counter(), "cpu": thread_time()}
+        book = Decks(reader)
+        chosen = _scope_accounts(reader, kind, account, book)
+        since = [_midnight(start, a.timezone) for a in chosen]
+        until = [_midnight(end, a.timezone) for a in chosen]
+        utc_since, utc_until = _midnight(start, "UTC"), _midnight(end, "UTC")
+        everyone = account is None
+        if everyone:
+            since.append(utc_since)
+            until.append(utc_until)
+        if not since:  # no account of this cycle: nothing can be in the period
+            since, until = [utc_since], [utc_until]
+        params = {
+            "ps": start,
+            "pe": end,
+            "kind": kind,
+            "account": account,
+            "everyone": everyone,
+            "since": min(since) - MARGIN,
+            "until": max(until) + MARGIN,
+            "utc_since": utc_since,
+            "utc_until": utc_until,
+        }
+        stream = reader.execute(text(LEGS), params, execution_options={"stream_results": True, "max_row_buffer": BATCH})
+        batches = stream.partitions(BATCH)
+        first = next(batches, [])
+        if not first and opened.id is None:
+            prior = _last_closed(conn, kind, start, scope)
+            if prior is not None:
+                prior.new = False
+                return prior
+        if opened.id is None:
+            opened.id, opened.version = _open(control, kind, start, end, scope)
+        billrun_id = opened.id
+        keep_charged(conn)
+        rater = Rater(book)
+        ids = IdDrawer(reader)
+        files: set[int] = set()
+        seen = 0
+        batch = first
+        rate = rater.rate
+        writer = ChargeWriter(conn, direct)
+        try:
+            while batch:
+                # a charge per side to charge (the last two columns of the legs); their ids first
+                charge_id = iter(ids.draw(sum(r[-2] for r in batch) + sum(r[-1] for r in batch))).__next__
+                charges: list[str] = []
+                kept: list[str] = []
+                # the columns of billable_legs.LEGS, in its order
+                for (
+                    leg_id,
+                    carrier,
+                    record_key,
+                    at,
+                    seconds,
+                    file_id,
+                    account_id,
+                    number,
+                    caller,
+                    sell,
+                    buy,
+                    to_sell,
+                    to_buy,
+                ) in batch:
+                    files.add(file_id)
+                    # the columns of charging.CHARGE_COLUMNS up to the side, and those CHARGED adds
+                    head = (
+                        f"{billrun_id}\t{leg_id}\t{copy_text(carrier)}\t{copy_text(record_key)}\t{at}\t"
+                        f"{copy_text(account_id)}"
+                    )
+                    numbers = f"{copy_text(caller)}\t{copy_text(number)}\n"
+                    if to_sell:
+                        rating = rate(sell, at, number, seconds)
+                        n = charge_id()
+                        charges.append(f"{n}\t{head}\tsell\t{rating}\n")
+                        kept.append(f"{n}\t{head}\tsell\t{_without_breakdown(rating)}\t{numbers}")
+                    if to_buy:
+                        rating = rate(buy, at, number, seconds)
+                        n = charge_id()
+                        charges.append(f"{n}\t{head}\tbuy\t{rating}\n")
+                        kept.append(f"{n}\t{head}\tbuy\t{_without_breakdown(rating)}\t{numbers}")
+                writer.put("".join(charges), "".join(kept))
+                seen += len(batch)
+                batch = next(batches, [])
+        finally:
+            writer.stop()
+        if writer.error is not None:
+            raise writer.error
+        clock["charged"] = perf_counter()
+        clock["cpu"] = thread_time() - clock["cpu"]
+        # statistics of the kept rows: without them the planner guesses a few rows and joins
+        # the feed's accounts and call types by nested loops over every charge
+        conn.execute(text("ANALYZE " + CHARGED))
+        hold_references(conn, billrun_id, CHARGED)
+        result = _close(conn, billrun_id, sorted(files), source=CHARGED)
+        clock["closed"] = perf_counter()
+        # last, right before COMMIT: feed ids in commit order (see billing/feed.py)
+        feed.append(conn, billrun_id)
+        clock["fed"] = perf_counter()
+    log.info(
+        "billrun %s: %d legs read and rated in %.1f s (%.1f s of Python, %d ratings from the cache; the "
+        "charges written meanwhile, %.1f s of writes), counts and invoice lines %.1f s, billing feed %.1f s, "
+        "commit %.1f s",
+        billrun_id,
+        seen,
+        clock["charged"] - clock["began"],
+        clock["cpu"],
+        rater.hits,
+        writer.busy,
+        clock["closed"] - clock["charged"],
+        clock["fed"] - clock["closed"],
+        perf_counter() - clock["fed"],
+    )
+    return result
 
 
 def mark_failed(control: Connection, billrun_id: int, exc: BaseException) -> None:

@@ -64,13 +64,16 @@ def _round_int(num: int, den: int, mode: str) -> int:
     return q
 
 
-class CompiledRate:
-    """One rate of one deck version, ready to rate many calls (see the module's doc)."""
+class _Pricing:
+    """What a rate's calls cost, apart from which prefix it is: its slots, fees, minimums and
+    rounding (and the deck's alignment and minimum policy). Many rates of a deck share one (a deck
+    of 50,000 prefixes has a few thousand prices): it is computed once for them all (``Fraction``
+    arithmetic and JSON, 50-90 us a rate, was most of compiling a rate), and so is the text of a
+    call of each length, :meth:`tail`. Keyed by :func:`_pricing_key`, the amounts as their text:
+    ``0.10`` and ``0.1`` are equal Decimals but not the same breakdown."""
 
-    def __init__(self, version: DeckVersion, version_id: int, rate: Rate) -> None:
+    def __init__(self, version: DeckVersion, rate: Rate, method: str, decimals: int) -> None:
         deck = version.deck
-        method, decimals = rounding_of(version, rate)
-        self.rate = rate
         self.slots = rate.slots
         self.alignment = deck.alignment
         self.policy = deck.minimum_policy
@@ -84,31 +87,19 @@ class CompiledRate:
         self.den = den
         self.fee = int(fee * den)
         self.floor = int(floor * den)
-        # slot (by identity: pieces() returns the rate's own slots) -> (coef, the slot's fixed JSON)
-        self.coef = {
-            id(s): (
+        # per slot, in the rate's order: (coef, the slot's fixed JSON)
+        self.coefs = [
+            (
                 int(p * den),
                 _escape(f'"price":{_dumps(format(s.price, "f"))},"unit":{s.unit},"increment":{s.increment},"amount":'),
             )
             for s, p in zip(rate.slots, per_second, strict=True)
-        }
+        ]
         first = rate.slots[0]
         first_block = max(rate.minimum_seconds, first.increment)
         base = round_money(fee + Fraction(first_block) * Fraction(first.price) / first.unit, decimals, method)
         self.fee_text = format(rate.connect_fee, "f")
-        self.head = "\t".join(
-            map(_field, (deck.name, version_id, rate.prefix, rate.destination, rate.call_type, rate.call_sub_type))
-        )
         self.currency = _field(deck.currency)
-        before = {
-            "deck": deck.name,
-            "currency": deck.currency,
-            "effective_from": version.effective_from.isoformat(),
-            "prefix": rate.prefix,
-            "destination": rate.destination,
-            "call_type": rate.call_type,
-            "call_sub_type": rate.call_sub_type,
-        }
         after = {
             "rate": format(first.price, "f"),
             "rate_unit": first.unit,
@@ -116,12 +107,14 @@ class CompiledRate:
             "rate_minimum": rate.minimum_seconds,
             "base_cost": format(base, "f"),
         }
-        self.json_head = _escape(_dumps(before)[:-1])
         self.json_mid = _escape("," + _dumps(after)[1:-1])
+        # pieces() returns the slots it is given, in order: their coefs by identity
+        self.coef_of = {id(s): c for s, c in zip(self.slots, self.coefs, strict=True)}
 
-    def row(self, seconds: int) -> str:
-        """The rating columns of a call of ``seconds`` (>= 0) billing seconds, as COPY text: the
-        same text as ``charging.Rater`` writes for ``rate_call``'s charge."""
+    def tail(self, seconds: int) -> tuple[str, str]:
+        """The text of a call of ``seconds`` (>= 0) around the rate's own JSON head: the columns
+        after the rate's (billing and billed seconds, cost, currency, up to the breakdown), and the
+        breakdown after its head (then the unrated reason, none)."""
         free = self.policy == "free" and 0 < seconds < self.minimum_seconds
         billed_for = seconds
         minimum_applied = False
@@ -134,8 +127,9 @@ class CompiledRate:
         if parts:
             total = self.fee
             den = self.den
+            coef_of = self.coef_of
             for slot, start, billed in parts:
-                coef, fixed = self.coef[id(slot)]
+                coef, fixed = coef_of[id(slot)]
                 amount = billed * coef
                 total += amount
                 billed_sum += billed
@@ -147,12 +141,75 @@ class CompiledRate:
         cost = format(Decimal(_round_int(total * self.scale, self.den, self.mode)).scaleb(-self.decimals), "f")
         fee = self.fee_text if parts else "0"
         applied = "true" if minimum_applied and parts else "false"
+        columns = f"\t{seconds}\t{billed_sum}\t{cost}\t{self.currency}\t"
         breakdown = (
-            f'{self.json_head},"billing_seconds":{seconds},"billed_seconds":{billed_sum},"connect_fee":"{fee}"'
+            f',"billing_seconds":{seconds},"billed_seconds":{billed_sum},"connect_fee":"{fee}"'
             f'{self.json_mid},"slots":[{",".join(shown)}],"minimum_applied":{applied},'
-            f'"free_under_minimum":{"true" if free else "false"},"max_cost_applied":false,"cost":"{cost}"}}'
+            f'"free_under_minimum":{"true" if free else "false"},"max_cost_applied":false,"cost":"{cost}"}}\t\\N'
         )
-        return f"{self.head}\t{seconds}\t{billed_sum}\t{cost}\t{self.currency}\t{breakdown}\t\\N"
+        return columns, breakdown
+
+
+# pricings kept (shared by the rates of every deck version this process compiles; 1-2 KB each):
+# past it they are computed again, so memory stays bounded
+_PRICINGS_LIMIT = 10_000
+_PRICINGS: dict[tuple, _Pricing] = {}
+
+
+def _pricing_key(version: DeckVersion, rate: Rate, method: str, decimals: int) -> tuple:
+    deck = version.deck
+    return (
+        tuple((s.start, format(s.price, "f"), s.unit, s.increment) for s in rate.slots),
+        format(rate.connect_fee, "f"),
+        format(rate.minimum_charge, "f"),
+        rate.minimum_seconds,
+        method,
+        decimals,
+        deck.alignment,
+        deck.minimum_policy,
+        deck.currency,
+    )
+
+
+def _pricing(version: DeckVersion, rate: Rate, method: str, decimals: int) -> _Pricing:
+    key = _pricing_key(version, rate, method, decimals)
+    found = _PRICINGS.get(key)
+    if found is None:
+        if len(_PRICINGS) >= _PRICINGS_LIMIT:
+            _PRICINGS.clear()
+        found = _PRICINGS[key] = _Pricing(version, rate, method, decimals)
+    return found
+
+
+class CompiledRate:
+    """One rate of one deck version, ready to rate many calls (see the module's doc): its own
+    text (deck, version, prefix, destination, call type; the breakdown's head) around its
+    :class:`_Pricing`'s."""
+
+    def __init__(self, version: DeckVersion, version_id: int, rate: Rate) -> None:
+        deck = version.deck
+        method, decimals = rounding_of(version, rate)
+        self.rate = rate
+        self.pricing = _pricing(version, rate, method, decimals)
+        self.head = "\t".join(
+            map(_field, (deck.name, version_id, rate.prefix, rate.destination, rate.call_type, rate.call_sub_type))
+        )
+        before = {
+            "deck": deck.name,
+            "currency": deck.currency,
+            "effective_from": version.effective_from.isoformat(),
+            "prefix": rate.prefix,
+            "destination": rate.destination,
+            "call_type": rate.call_type,
+            "call_sub_type": rate.call_sub_type,
+        }
+        self.json_head = _escape(_dumps(before)[:-1])
+
+    def row(self, seconds: int) -> str:
+        """The rating columns of a call of ``seconds`` (>= 0) billing seconds, as COPY text: the
+        same text as ``charging.Rater`` writes for ``rate_call``'s charge."""
+        columns, breakdown = self.pricing.tail(seconds)
+        return self.head + columns + self.json_head + breakdown
 
 
 def compile_rate(version: DeckVersion, version_id: int, rate: Rate) -> CompiledRate | None:

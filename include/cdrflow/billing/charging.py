@@ -251,6 +251,9 @@ class Rater:
 
 
 def copy_text(value: Any) -> str:
+    # most values are plain text with nothing to escape: two scans in C, no replace
+    if value.__class__ is str and value.isprintable() and "\\" not in value:
+        return value
     if value is None:
         return "\\N"
     if isinstance(value, Decimal):
@@ -260,9 +263,10 @@ def copy_text(value: Any) -> str:
 
 
 # The temporary tables charges are COPYed into before they are moved into ``charges`` in one
-# statement: a billrun's (its rows go in with ON CONFLICT, skipping calls charged meanwhile) and a
-# rerating's (which also names the charge each row replaces).
-STAGED = {"billrun_staging": CHARGE_COLUMNS, "rerate_staging": (*CHARGE_COLUMNS, "replaces")}
+# statement: a billrun's when it writes the safe way (charge_writer.py: its rows go in with ON
+# CONFLICT, skipping calls charged meanwhile; their ids drawn beforehand) and a rerating's (which
+# also names the charge each row replaces).
+STAGED = {"billrun_staging": ("id", *CHARGE_COLUMNS), "rerate_staging": (*CHARGE_COLUMNS, "replaces")}
 
 
 def stage(conn: Connection, name: str) -> str:
@@ -284,46 +288,30 @@ def move_staged(name: str, on_conflict: str = "") -> str:
 # What a billrun keeps of each charge it wrote, for its invoice lines, counts and billing feed (the
 # temporary table CHARGED, dropped at commit): those read the rows this transaction charged from
 # here, a narrow table of this session, instead of finding them again in ``charges`` (wide rows,
-# the breakdown among them, read back through an index). Only the charges actually inserted are
-# kept: a leg another billrun charged meanwhile (skipped by ON CONFLICT) is not.
+# the breakdown among them, read back through an index). Every column of the charge but its
+# breakdown, in the same order (the billrun writes both rows from the same text), and the call's
+# numbers as the billing feed shows them (``caller``, ``callee``: coalesce of the E.164 form and
+# the number as written, from billable_legs.LEGS), so that the feed need not join ``calls``. Only
+# the charges actually inserted are kept: a leg another billrun charged meanwhile is not.
 CHARGED = "billrun_charged"
-CHARGED_COLUMNS = (
-    "id",
-    "billrun_id",
-    "account_id",
-    "side",
-    "deck_version_id",
-    "carrier",
-    "record_key",
-    "start_time",
-    "billing_seconds",
-    "billed_seconds",
-    "destination",
-    "call_type",
-    "call_sub_type",
-    "cost",
-    "currency",
-    "unrated_reason",
-)
+NUMBERS = ("caller", "callee")
+CHARGED_COLUMNS = ("id", *(c for c in CHARGE_COLUMNS if c != "breakdown"), *NUMBERS)
 
 
 def keep_charged(conn: Connection) -> None:
     """Create the temporary table :data:`CHARGED` (dropped at commit), typed as ``charges``."""
-    columns = ", ".join(CHARGED_COLUMNS)  # names of this module, never user text
+    columns = ", ".join(CHARGED_COLUMNS[: -len(NUMBERS)])  # names of this module, never user text
+    numbers = ", ".join("CAST(NULL AS text) AS " + n for n in NUMBERS)
     conn.execute(
         text(
-            "CREATE TEMPORARY TABLE " + CHARGED + " ON COMMIT DROP AS SELECT " + columns + " FROM charges WITH NO DATA"
+            "CREATE TEMPORARY TABLE "
+            + CHARGED
+            + " ON COMMIT DROP AS SELECT "
+            + columns
+            + ", "
+            + numbers
+            + " FROM charges WITH NO DATA"
         )
-    )
-
-
-def move_and_keep(name: str, on_conflict: str = "") -> str:
-    """:func:`move_staged` that also copies what it inserted (RETURNING: never a skipped row) into
-    :data:`CHARGED`, in one statement."""
-    kept = ", ".join(CHARGED_COLUMNS)
-    return (
-        "WITH moved AS (" + move_staged(name, on_conflict) + " RETURNING " + kept + ") "
-        "INSERT INTO " + CHARGED + " (" + kept + ") SELECT " + kept + " FROM moved"
     )
 
 

@@ -108,12 +108,12 @@ FROM (
                 ELSE to_char(b.period_start, 'YYYY-MM') END AS billing_period,
            n.start_time, n.start_time AT TIME ZONE coalesce(a.timezone, 'UTC') AS local_time,
            n.billing_seconds AS seconds, n.billed_seconds,
-           coalesce(c.caller_e164, c.caller_number) AS "from", coalesce(c.callee_e164, c.callee_number) AS "to",
+           {numbers},
            t.type, t.sub_type, ct.description, n.destination, n.cost, n.currency
     FROM {source} n
     JOIN billruns b ON b.id = n.billrun_id
     LEFT JOIN accounts a ON a.account_id = n.account_id
-    LEFT JOIN calls c ON c.carrier = n.carrier AND c.record_key = n.record_key AND c.start_time = n.start_time
+    {calls}
     {corrected}
     CROSS JOIN LATERAL (
         SELECT CASE WHEN n.call_type IN ('MG', 'M3') THEN 'M' ELSE n.call_type END AS type,
@@ -129,15 +129,26 @@ FROM (
 """
 
 
-# a rerating's charges, read from ``charges`` (they may replace a charge with a record)
+# a rerating's charges, read from ``charges`` (they may replace a charge with a record), the
+# numbers from their calls
 _FROM_CHARGES = _CHARGES.format(
     source="charges",
     correction_of="rf.id",
+    numbers='coalesce(c.caller_e164, c.caller_number) AS "from", coalesce(c.callee_e164, c.callee_number) AS "to"',
+    calls="LEFT JOIN calls c ON c.carrier = n.carrier AND c.record_key = n.record_key AND c.start_time = n.start_time",
     corrected="LEFT JOIN billing_feed rf ON rf.charge_id = n.replaces AND rf.record = 'charge'",
 )
 # a billrun's, read from the rows it kept in charging.CHARGED (the same rows; a billrun's charges
-# are first charges: none replaces another, so no reversal and no correction_of)
-_FROM_CHARGED = _CHARGES.format(source=CHARGED, correction_of="CAST(NULL AS bigint)", corrected="")
+# are first charges: none replaces another, so no reversal and no correction_of), with the
+# numbers its legs query read (the same expressions), so without joining calls again (the join
+# was 0.2 s of the statement's 1.2 s at 200,000 records)
+_FROM_CHARGED = _CHARGES.format(
+    source=CHARGED,
+    correction_of="CAST(NULL AS bigint)",
+    numbers='n.caller AS "from", n.callee AS "to"',
+    calls="",
+    corrected="",
+)
 
 
 def append(conn: Connection, billrun_id: int) -> int:
