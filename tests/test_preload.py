@@ -127,3 +127,27 @@ def test_great_expectations_imports_without_scipy_stats_and_altair_until_used():
     assert found["deferred_at_import"] == [] and found["placeholder"] is True
     assert abs(found["entropy"] - 0.6931471805599453) < 1e-12
     assert found["real"] == ["module", "module"] and found["same"] is True
+
+
+def test_airflow_starts_without_the_preload_where_cdrflow_cannot_be_imported(tmp_path):
+    # Airflow refuses to start when its local settings fail to import: the hook must not fail
+    hidden = tmp_path / "hide"
+    (hidden / "cdrflow").mkdir(parents=True)
+    (hidden / "cdrflow" / "__init__.py").write_text("raise ImportError('cdrflow is not installed here')\n")
+    code = (
+        "import json, sys\n"
+        f"sys.path[:0] = [{str(hidden)!r}, {str(REPO / 'plugins')!r}]\n"
+        "sys.argv = ['airflow', 'scheduler']\n"
+        "import airflow.settings\n"  # Airflow's start: settings, then airflow_local_settings
+        "import airflow_local_settings\n"
+        "print(json.dumps({'gx': 'great_expectations' in sys.modules}))\n"
+    )
+    environ = {
+        **{k: v for k, v in os.environ.items() if k != "CDRFLOW_NO_PRELOAD"},
+        "AIRFLOW_HOME": str(tmp_path / "airflow"),
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+    }
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environ, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {"gx": False}
+    assert "no preload of Great Expectations (cdrflow is not installed here)" in out.stdout + out.stderr
