@@ -41,6 +41,7 @@ from sqlalchemy import Connection, Engine, text
 
 from cdrflow.config import settings
 from cdrflow.config.errors import CdrflowError, one_line, shown_url
+from cdrflow.intake.rawstore import storage_path
 
 log = logging.getLogger(__name__)
 
@@ -90,10 +91,8 @@ class ArtifactStore:
     """A folder or bucket prefix that takes whole files, addressed by key."""
 
     def __init__(self, base_url: str | None = None):
-        from airflow.sdk import ObjectStoragePath  # heavy import: only where files are written
-
         self.base_url = (base_url or settings.artifact_store_url()).rstrip("/")
-        self.base = ObjectStoragePath(self.base_url)
+        self.base = storage_path(self.base_url)  # a local folder without importing Airflow
         self.local = urlsplit(self.base_url).scheme in ("", "file", "local")
 
     def url_for(self, key: str) -> str:
