@@ -41,6 +41,13 @@ print(json.dumps(found))
 """
 
 
+def airflow_environ(tmp_path: Path, **env: str) -> dict[str, str]:
+    """This process's environment for an Airflow of its own in ``tmp_path``, the preload not
+    switched off, with ``env`` on top."""
+    base = {k: v for k, v in os.environ.items() if k != "CDRFLOW_NO_PRELOAD"}
+    return {**base, "AIRFLOW_HOME": str(tmp_path / "airflow"), **env}
+
+
 def start_airflow(tmp_path: Path, *argv: str, executor: str = "LocalExecutor", **env: str) -> dict:
     sample = tmp_path / "Master.csv"
     sample.write_text(
@@ -52,15 +59,14 @@ def start_airflow(tmp_path: Path, *argv: str, executor: str = "LocalExecutor", *
         '"2026-01-01 10:05:00","","2026-01-01 10:05:09",9,0,"NO ANSWER","DOCUMENTATION",'
         '"1767261900.2","","","1767261900.2",2\n'
     )
-    environ = {
-        **{k: v for k, v in os.environ.items() if k != "CDRFLOW_NO_PRELOAD"},
-        "AIRFLOW_HOME": str(tmp_path / "airflow"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-        "AIRFLOW__CORE__EXECUTOR": executor,
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "SAMPLE_FILE": str(sample),
+    environ = airflow_environ(
+        tmp_path,
+        AIRFLOW__CORE__PLUGINS_FOLDER=str(REPO / "plugins"),
+        AIRFLOW__CORE__EXECUTOR=executor,
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        SAMPLE_FILE=str(sample),
         **env,
-    }
+    )
     out = subprocess.run(
         [sys.executable, "-c", STARTING, *argv], capture_output=True, text=True, env=environ, timeout=120
     )
@@ -142,11 +148,7 @@ def test_airflow_starts_without_the_preload_where_cdrflow_cannot_be_imported(tmp
         "import airflow_local_settings\n"
         "print(json.dumps({'gx': 'great_expectations' in sys.modules}))\n"
     )
-    environ = {
-        **{k: v for k, v in os.environ.items() if k != "CDRFLOW_NO_PRELOAD"},
-        "AIRFLOW_HOME": str(tmp_path / "airflow"),
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-    }
+    environ = airflow_environ(tmp_path, AIRFLOW__CORE__EXECUTOR="LocalExecutor")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environ, timeout=120)
     assert out.returncode == 0, out.stderr[-3000:]
     assert json.loads(out.stdout.strip().splitlines()[-1]) == {"gx": False}

@@ -66,10 +66,15 @@ def preload() -> float:
     return time.perf_counter() - started
 
 
+_preloaded = False  # Airflow runs the hook's file twice: as its local settings, then as a plugin file
+
+
 def preload_if_forking(argv: Sequence[str], executor: str) -> None:
-    """:func:`preload` when ``argv`` is a command that forks task processes, unless
-    ``CDRFLOW_NO_PRELOAD`` is set."""
-    if os.environ.get(SKIP, "") not in ("", "0") or not forks_tasks(argv, executor):
+    """:func:`preload`, once per process, when ``argv`` is a command that forks task processes,
+    unless ``CDRFLOW_NO_PRELOAD`` is set."""
+    global _preloaded
+    if _preloaded or os.environ.get(SKIP, "") not in ("", "0") or not forks_tasks(argv, executor):
         return
+    _preloaded = True
     seconds = preload()
     log.info("cdrflow: Great Expectations and the validation suites preloaded in %.1f s", seconds)
