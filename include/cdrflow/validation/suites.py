@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from cdrflow.config.severities import SUITES, expectation_name, suite_config
+from cdrflow.validation import gx_run_cache
 from cdrflow.validation.gx_import import import_great_expectations
 
 # the suites' catalogue lives in config: carrier and mapping files are checked against it when read
@@ -147,6 +148,7 @@ def _validation_definition(file_type: str, today: date):
     # decides it: at 0 nothing is hashed. That was a third of the time of a clean chunk's run.
     # There is no setting for it in GX 1.x; tests/test_validation.py notices if it goes away.
     pandas_execution_engine.HASH_THRESHOLD = 0
+    gx_run_cache.install()  # each configuration built once per run (see the module)
     _quiet()
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = {"globally": False, "metric_calculations": False}  # type: ignore[assignment]  # GX accepts the dict form
@@ -214,9 +216,10 @@ def validate_chunk(
         # became ordinary traffic.
         view = _view(frame, file_type).reset_index(drop=True)
         lines = view["line_number"].to_numpy()
-        result = batch_definition.get_batch(batch_parameters={"dataframe": view}).validate(
-            suite, result_format={"result_format": "COMPLETE", "return_unexpected_index_query": False}
-        )
+        with gx_run_cache.run_cache():
+            result = batch_definition.get_batch(batch_parameters={"dataframe": view}).validate(
+                suite, result_format={"result_format": "COMPLETE", "return_unexpected_index_query": False}
+            )
         _forget_batches(datasource)
     bad: dict[int, list[str]] = {}
     summary = []
