@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from cdrflow.formats.arrow_text import json_objects
 
-values = st.one_of(st.none(), st.text(alphabet=st.sampled_from('ab"\\ é<>,\'{}:'), max_size=8))
+values = st.one_of(st.none(), st.text(alphabet=st.sampled_from("ab\"\\ é<>,'{}:"), max_size=8))
 
 
 @settings(max_examples=200, deadline=None)
