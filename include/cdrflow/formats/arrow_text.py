@@ -116,8 +116,6 @@ def has_control_bytes(data: bytes) -> bool:
 def _may_hold(col: pa.Array, byte: bytes) -> bool:
     """Whether a value of the string array ``col`` may hold ``byte``: its whole data buffer is
     searched (a slice's neighbours too: a yes may be wrong, a no is not)."""
-    if not isinstance(col, pa.Array) or len(col.buffers()) < 3:  # a chunked array: Arrow's search
-        return bool(pc.any(pc.match_substring(col, byte.decode())).as_py())
     data = col.buffers()[2]
     return data is not None and byte in memoryview(data).cast("B").tobytes()
 
@@ -130,6 +128,8 @@ def json_objects(columns: dict[str, pa.Array], length: int, *, printable: bool =
     args: list = []  # for one element-wise join: key texts and values (or whole pieces)
     for name, col in columns.items():
         col = pc.cast(col, pa.string())
+        if isinstance(col, pa.ChunkedArray):  # (one data buffer to search)
+            col = col.combine_chunks()
         present = pc.and_(pc.is_valid(col), pc.not_equal(pc.fill_null(col, ""), ""))
         if not pc.any(present).as_py():  # an empty column (userfield, peeraccount): no key at all
             continue

@@ -1,4 +1,4 @@
-"""Great Expectations' fixed cost per run, cut by remembering two objects within one run.
+"""Great Expectations' fixed cost per run, cut by building its planning objects once per run.
 
 A suite run of GX 1.x costs about 0.1 s whatever the size of the frame (a 1-row frame and a
 27,000-row chunk both take 0.10-0.12 s here; 14 expectations), and the loader runs the suite
@@ -18,9 +18,9 @@ rebuilding the same objects again and again while it plans the run (cProfile, 20
 Within :func:`run_cache` (cdrflow's ``validate_chunk`` holds it around one ``validate`` call) the
 first two are built once per object and then reused, and an id whose values are plain JSON
 already (strings, integers, booleans, None, finite floats, lists and string-keyed dicts of them:
-every metric of cdrflow's suites) is dumped directly: the same text ``convert_to_json_serializable``
-would give it, so the same id; any other value takes GX's own path. Both are pure functions of objects GX does not change
-while it plans and evaluates a run: the expectations are built afresh from the suite at the start
+every metric of cdrflow's suites) is dumped directly: the same text as
+``convert_to_json_serializable`` would give, so the same id; any other value takes GX's own path.
+The first two are pure functions of objects GX does not change while it plans and evaluates a run: the expectations are built afresh from the suite at the start
 of each run (``suite.expectations`` -> configurations -> ``to_domain_obj``), and the cache is
 dropped when the run ends, so nothing outlives it. Outside the block (anyone else's use of GX in
 the process) both are GX's own. ``tests/test_gx_run_cache.py`` requires the same results, bad
@@ -32,6 +32,7 @@ version without them gets no patch (validation is then as correct, only slower).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -49,6 +50,7 @@ def _memo() -> dict | None:
 
 
 def _cached(kind: str, original):
+    @functools.wraps(original)
     def wrapper(self):
         memo = _memo()
         if memo is None:
@@ -61,8 +63,6 @@ def _cached(kind: str, original):
         memo[key] = (self, value)
         return value
 
-    wrapper.__wrapped__ = original  # type: ignore[attr-defined]
-    wrapper.__doc__ = original.__doc__
     return wrapper
 
 
@@ -82,6 +82,7 @@ def _plain(value) -> bool:
 
 
 def _fast_to_id(original):
+    @functools.wraps(original)
     def to_id(self, id_keys=None, id_ignore_keys=None):
         if _memo() is None or id_keys is not None or id_ignore_keys is not None:
             return original(self, id_keys, id_ignore_keys)
@@ -89,13 +90,11 @@ def _fast_to_id(original):
         if len(keys) < 2:  # GX's own short forms
             return original(self)
         data = {k: self[k] for k in keys}
-        if not all(type(k) is str for k in keys) or not _plain(data):
+        if not _plain(data):  # (its keys too: strings only)
             return original(self)
         # as GX's to_id: md5 of the sorted dump (a stable id, not a digest for security)
         return hashlib.md5(json.dumps(data, sort_keys=True).encode("utf-8"), usedforsecurity=False).hexdigest()
 
-    to_id.__wrapped__ = original  # type: ignore[attr-defined]
-    to_id.__doc__ = original.__doc__
     return to_id
 
 
