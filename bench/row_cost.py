@@ -7,6 +7,8 @@ loader's own writer into a fresh ``calls`` per variant, each variant changing on
   calls as it is     the floor itself
   extras empty       every row's ``extras`` is ``{}`` (what the source fields without a column cost)
   extras as jsonb    the column as it was before migration 012: parsed into ``jsonb``
+  extras as text     the column as ``text``: the same bytes, which PostgreSQL stores without
+                     checking that they are JSON
   no file index      without the BRIN index on ``file_id``
   no time index      without the index on (start_time, account_id) (sql/025: the CDRs API's pages)
   no primary key     without (carrier, record_key, start_time): what the key's index costs
@@ -19,7 +21,7 @@ and, as the reference, ``raw COPY``: the file itself into a table of its columns
 primary key on the record id (uniqueid, sequence, start). Figures are medians of ``--repeat``
 runs, variants alternating; each is printed as a ratio to the floor.
 
-Usage: python bench/row_cost.py [--rows 1000000] [--repeat 3] [--database-url URL]
+Usage: python bench/row_cost.py [--rows 1000000] [--repeat 3] [--only NAME ...] [--database-url URL]
 """
 
 from __future__ import annotations
@@ -74,6 +76,7 @@ VARIANTS: dict[str, tuple[list[str], Callable[[Frames], Frames] | None]] = {
     "calls as it is": ([], None),
     "extras empty": ([], lambda frames: [f.assign(extras="{}") for f in frames]),
     "extras as jsonb": (["ALTER TABLE calls ALTER COLUMN extras TYPE jsonb USING extras::jsonb"], None),
+    "extras as text": (["ALTER TABLE calls ALTER COLUMN extras TYPE text"], None),
     "no file index": (["DROP INDEX calls_file_idx"], None),
     "no time index": (["DROP INDEX calls_time_account_idx"], None),
     "no primary key": (["ALTER TABLE calls DROP CONSTRAINT calls_pkey"], None),
@@ -141,6 +144,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="these variants (and the floor) only")
     parser.add_argument("--database-url")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cdrflow-bench-") as tmp:
@@ -152,7 +156,8 @@ def main() -> None:
             for chunk in validated_chunks(stream, "asterisk_csv", ParseOptions()):
                 assert not chunk.rejected, chunk.rejected[:3]
                 frames.append(chunk.calls.drop(columns=["raw_text"]))
-        variants = {name: (ddl, change(frames) if change else frames) for name, (ddl, change) in VARIANTS.items()}
+        chosen = {n: v for n, v in VARIANTS.items() if not args.only or n in args.only or n == "calls as it is"}
+        variants = {name: (ddl, change(frames) if change else frames) for name, (ddl, change) in chosen.items()}
         print(f"{args.rows:,} rows, 21-column Asterisk Master.csv in time order, medians of {args.repeat} run(s)")
         seconds: dict[str, list[float]] = {name: [] for name in ["raw COPY", *variants]}
         for _ in range(args.repeat):  # alternate, so that drift on the machine hits every figure

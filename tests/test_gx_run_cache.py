@@ -104,3 +104,65 @@ def test_metric_ids_are_gx_own(values):
         inside = IDDict(values).to_id()
     assert inside == outside
     assert len(outside) == 32  # an md5: the values were dumped, not the one-key short form
+
+
+def _gx_results(file_type: str, frame: pd.DataFrame, result_format: dict, cached: bool) -> list[dict]:
+    """GX's own result of each check (counts, positions, values), with or without the cache."""
+    definition, suite, datasource = suites._validation_definition(file_type, NOW.date())
+    view = suites._view(frame, file_type).reset_index(drop=True)
+    with gx_run_cache.run_cache() if cached else contextlib.nullcontext():
+        result = definition.get_batch(batch_parameters={"dataframe": view}).validate(suite, result_format=result_format)
+    suites._forget_batches(datasource)
+    return [r.to_json_dict()["result"] for r in result.results]
+
+
+@pytest.mark.parametrize("result_format", ["COMPLETE", "SUMMARY"])
+@pytest.mark.parametrize("file_type", ["asterisk_csv", "mapped"])
+def test_failing_rows_and_values_are_gx_own(file_type, result_format, monkeypatch):
+    """The failing rows' positions and values taken without filtering the whole frame are GX's
+    own lists, nulls skipped where the check skips them, in full and cut to GX's partial count."""
+    suites.prepare(file_type)
+    from great_expectations.expectations.registry import _registered_metrics
+
+    for metric in ("column_values.in_set.unexpected_index_list", "column_values.match_regex.unexpected_values"):
+        _, function = _registered_metrics[metric]["providers"]["PandasExecutionEngine"]
+        assert hasattr(function, "__wrapped__"), metric  # cdrflow's wrapper of GX's function
+    hits = []
+    frame = calls(60)
+    result_format_ = {
+        "result_format": result_format,
+        "return_unexpected_index_query": False,
+        "partial_unexpected_count": 3,
+    }
+    with monkeypatch.context() as m:  # count the fast paths taken (the wrapped functions are built at install)
+        m.setattr(
+            gx_run_cache, "_failing", lambda index, mask, f=gx_run_cache._failing: hits.append(1) or f(index, mask)
+        )
+        cached = _gx_results(file_type, frame, result_format_, cached=True)
+    alone = _gx_results(file_type, frame, result_format_, cached=False)
+    assert cached == alone
+    assert hits, "the fast path was not taken"
+    lists = [r.get("unexpected_index_list") or r.get("partial_unexpected_index_list") for r in cached]
+    assert any(lists)  # some check failed: the comparison is not of empty lists
+    if result_format == "COMPLETE":
+        assert any(r.get("unexpected_list") for r in cached)
+
+
+def test_a_plan_is_reused_for_other_data_with_gx_own_results():
+    """The plan of a run (metrics and their dependencies) does not depend on the data: runs on
+    different frames (other sizes, other failing rows, a column missing) reuse one plan and give
+    GX's own results for each."""
+    suites.prepare("asterisk_csv")
+    gx_run_cache._PLANS.clear()
+    result_format = {"result_format": "COMPLETE", "return_unexpected_index_query": False}
+    frames = [calls(40), calls(7), calls(90).assign(disposition="ANSWERED"), calls(25).drop(columns=["direction"])]
+    plans, results = [], []
+    for frame in frames:
+        cached = _gx_results("asterisk_csv", frame, result_format, cached=True)
+        plans.append(list(gx_run_cache._PLANS.values()))
+        alone = _gx_results("asterisk_csv", frame, result_format, cached=False)
+        assert cached == alone
+        results.append(cached)
+    assert len(plans[0]) == 1  # planned by the first run...
+    assert all(p == plans[0] and p[0] is plans[0][0] for p in plans)  # ...and the same plan reused
+    assert len({repr(r) for r in results}) == len(frames)  # while each run found its own data's results

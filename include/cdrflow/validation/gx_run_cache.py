@@ -20,6 +20,27 @@ first two are built once per object and then reused, and an id whose values are 
 already (strings, integers, booleans, None, finite floats, lists and string-keyed dicts of them:
 every metric of cdrflow's suites) is dumped directly: the same text as
 ``convert_to_json_serializable`` would give, so the same id; any other value takes GX's own path.
+Two of the metrics GX computes for every column check were the next cost (py-spy, a 1M-row
+load: about 1.4 s of the main thread's 15 s on a slow machine): the failing rows' positions
+(``*.unexpected_index_list``) and their values (``*.unexpected_values``, which COMPLETE results
+carry). For each, GX's pandas function filters the *whole* checked frame (every column) by the
+failing rows, and first by the column's non-null rows where the check skips nulls, only to read
+the index or one column of what it filtered. Within :func:`run_cache`, for a single-column check
+on a frame with an unnamed index and no ``unexpected_index_column_names`` (how cdrflow runs
+every suite), the same lists are taken from the index and that one column alone, with pandas'
+own boolean-key rule (:func:`pandas.core.indexing.check_bool_indexer`, what ``frame[key]``
+applies); every other case is GX's own function.
+
+What GX plans for a run (each expectation's metrics and their dependencies: the metric graphs
+of ``Validator._generate_metric_dependency_subgraphs_for_each_expectation_configuration``, about
+0.1 s a run on a slow machine, 60% of what was left of the fixed cost) depends on the expectations'
+configurations, the batch id, the runtime configuration (the result format) and the execution
+engine, never on the data: ``table.columns`` and every other value is a metric, resolved later.
+Within :func:`run_cache`, the plan is kept under exactly those (the configurations and runtime
+configuration as JSON, the engine by identity, the last :data:`PLANS_KEPT` plans) and a later run
+of the same suite on the same engine reuses it; GX's lists that the run then changes (results,
+processed configurations) are handed out as copies.
+
 The first two are pure functions of objects GX does not change while it plans and evaluates a run: the expectations are built afresh from the suite at the start
 of each run (``suite.expectations`` -> configurations -> ``to_domain_obj``), and the cache is
 dropped when the run ends, so nothing outlives it. Outside the block (anyone else's use of GX in
@@ -98,6 +119,163 @@ def _fast_to_id(original):
     return to_id
 
 
+def _column_check(metric_value_kwargs: dict, accessor_domain_kwargs: dict) -> bool:
+    result_format = metric_value_kwargs.get("result_format") or {}
+    return "column" in accessor_domain_kwargs and not result_format.get("unexpected_index_column_names")
+
+
+def _failing(index, mask):
+    """``frame[mask].index`` for a frame with ``index`` (a boolean Series is aligned on its labels
+    as pandas does; an array by position)."""
+    from pandas.core.indexing import check_bool_indexer
+
+    return index[check_bool_indexer(index, mask)]
+
+
+def _fast_condition_index(original):
+    """GX's ``_pandas_map_condition_index`` without filtering every column of the frame."""
+
+    @functools.wraps(original)
+    def condition_index(cls, execution_engine, metric_domain_kwargs, metric_value_kwargs, metrics, **kwargs):
+        mask, compute_domain_kwargs, accessor_domain_kwargs = metrics["unexpected_condition"]
+        if _memo() is None or not _column_check(metric_value_kwargs, accessor_domain_kwargs):
+            return original(cls, execution_engine, metric_domain_kwargs, metric_value_kwargs, metrics, **kwargs)
+        from great_expectations.expectations.metrics.util import get_dbms_compatible_metric_domain_kwargs
+
+        accessor_domain_kwargs = get_dbms_compatible_metric_domain_kwargs(
+            metric_domain_kwargs=accessor_domain_kwargs, batch_columns_list=metrics["table.columns"]
+        )
+        frame = execution_engine.get_domain_records(
+            domain_kwargs=dict(**compute_domain_kwargs, **accessor_domain_kwargs)
+        )
+        if frame.index.names[0] is not None:  # named indices: GX reads them its own way
+            return original(cls, execution_engine, metric_domain_kwargs, metric_value_kwargs, metrics, **kwargs)
+        index = frame.index
+        if kwargs.get("filter_column_isnull", getattr(cls, "filter_column_isnull", False)):
+            index = _failing(index, frame[accessor_domain_kwargs["column"]].notnull())
+        positions = list(_failing(index, mask))
+        result_format = metric_value_kwargs["result_format"]
+        if result_format["result_format"] == "COMPLETE":
+            return positions
+        return positions[: result_format["partial_unexpected_count"]]
+
+    return condition_index
+
+
+def _fast_condition_values(original):
+    """GX's ``_pandas_column_map_condition_values`` filtering the checked column only."""
+
+    @functools.wraps(original)
+    def condition_values(cls, execution_engine, metric_domain_kwargs, metric_value_kwargs, metrics, **kwargs):
+        mask, compute_domain_kwargs, accessor_domain_kwargs = metrics["unexpected_condition"]
+        if _memo() is None or not _column_check(metric_value_kwargs, accessor_domain_kwargs):
+            return original(cls, execution_engine, metric_domain_kwargs, metric_value_kwargs, metrics, **kwargs)
+        from great_expectations.constants import MAX_RESULT_RECORDS
+        from great_expectations.expectations.metrics.util import get_dbms_compatible_metric_domain_kwargs
+
+        accessor_domain_kwargs = get_dbms_compatible_metric_domain_kwargs(
+            metric_domain_kwargs=accessor_domain_kwargs, batch_columns_list=metrics["table.columns"]
+        )
+        values = execution_engine.get_domain_records(domain_kwargs=compute_domain_kwargs)[
+            accessor_domain_kwargs["column"]
+        ]
+        if kwargs.get("filter_column_isnull", getattr(cls, "filter_column_isnull", False)):
+            values = values[values.notnull()]
+        values = values[mask == True]  # noqa: E712  (GX's own comparison: a mask of objects too)
+        result_format = metric_value_kwargs["result_format"]
+        if result_format["result_format"] == "COMPLETE":
+            return list(values[:MAX_RESULT_RECORDS])
+        return list(values[: min(result_format["partial_unexpected_count"], MAX_RESULT_RECORDS)])
+
+    return condition_values
+
+
+def _patch_metrics() -> int:
+    """Swap the two pandas metric functions in GX's registry; the number of metrics patched."""
+    from great_expectations.expectations import registry
+    from great_expectations.expectations.metrics.map_metric_provider import (
+        column_map_condition_auxilliary_methods as column_methods,
+    )
+    from great_expectations.expectations.metrics.map_metric_provider import (
+        map_condition_auxilliary_methods as map_methods,
+    )
+
+    index_fn = getattr(map_methods, "_pandas_map_condition_index", None)
+    values_fn = getattr(column_methods, "_pandas_column_map_condition_values", None)
+    swaps = {}
+    if callable(index_fn):
+        swaps[index_fn] = _fast_condition_index(index_fn)
+    if callable(values_fn):
+        swaps[values_fn] = _fast_condition_values(values_fn)
+    patched = 0
+    for definition in getattr(registry, "_registered_metrics", {}).values():
+        providers = definition.get("providers", {})
+        for engine, entry in list(providers.items()):
+            if isinstance(entry, tuple) and len(entry) == 2 and entry[1] in swaps:
+                providers[engine] = (entry[0], swaps[entry[1]])
+                patched += 1
+    return patched
+
+
+PLANS_KEPT = 16  # suites x days x engines a process validates with: a few
+_PLANS: dict = {}  # key -> (engine, graphs, results, processed configurations); oldest first
+_PLANS_LOCK = threading.Lock()
+
+
+def _plan_key(validator, configurations, catch_exceptions, runtime_configuration):
+    try:
+        return (
+            id(validator._execution_engine),
+            validator.active_batch_id,
+            bool(catch_exceptions),
+            json.dumps(runtime_configuration, sort_keys=True),
+            json.dumps([c.to_json_dict() for c in configurations], sort_keys=True),
+        )
+    except (TypeError, ValueError, AttributeError):  # not plain JSON: no reuse
+        return None
+
+
+def _planned_once(original):
+    """GX's planning of a run, done once per suite, batch id, runtime configuration and engine."""
+
+    @functools.wraps(original)
+    def plan(self, expectation_configurations, processed_configurations, catch_exceptions, runtime_configuration=None):
+        key = (
+            None
+            if _memo() is None
+            else _plan_key(self, expectation_configurations, catch_exceptions, runtime_configuration)
+        )
+        if key is None:
+            return original(
+                self,
+                expectation_configurations=expectation_configurations,
+                processed_configurations=processed_configurations,
+                catch_exceptions=catch_exceptions,
+                runtime_configuration=runtime_configuration,
+            )
+        engine = self._execution_engine
+        with _PLANS_LOCK:
+            hit = _PLANS.get(key)
+        if hit is None or hit[0] is not engine:  # (the engine is kept in the entry: its id is not reused)
+            graphs, results, processed = original(
+                self,
+                expectation_configurations=expectation_configurations,
+                processed_configurations=[],
+                catch_exceptions=catch_exceptions,
+                runtime_configuration=runtime_configuration,
+            )
+            hit = (engine, graphs, results, processed)
+            with _PLANS_LOCK:
+                _PLANS[key] = hit
+                while len(_PLANS) > PLANS_KEPT:
+                    del _PLANS[next(iter(_PLANS))]
+        _, graphs, results, processed = hit
+        processed_configurations.extend(processed)  # GX's caller passes an empty list to fill
+        return list(graphs), list(results), processed_configurations
+
+    return plan
+
+
 def install() -> bool:
     """Patch GX (once per process); False when this GX version lacks what is patched."""
     global _INSTALLED
@@ -116,6 +294,12 @@ def install() -> bool:
         IDDict.to_id = _fast_to_id(to_id)  # type: ignore[method-assign]
         Expectation.configuration = property(_cached("configuration", prop.fget), doc=prop.__doc__)  # type: ignore[method-assign,assignment]
         ExpectationConfiguration.to_domain_obj = _cached("to_domain_obj", to_domain)  # type: ignore[method-assign]
+        _patch_metrics()
+        from great_expectations.validator.validator import Validator
+
+        planning = Validator.__dict__.get("_generate_metric_dependency_subgraphs_for_each_expectation_configuration")
+        if callable(planning):
+            Validator._generate_metric_dependency_subgraphs_for_each_expectation_configuration = _planned_once(planning)  # type: ignore[method-assign]
         _INSTALLED = True
         return True
 
