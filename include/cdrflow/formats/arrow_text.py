@@ -55,6 +55,7 @@ def iter_blocks(
         data = carry + data
         if not data:
             return
+        newlines = None  # of the block: counted once (a pass over 8 MB)
         if eof:
             carry = b""
         else:
@@ -64,11 +65,12 @@ def iter_blocks(
                 carry = data
                 continue
             data, carry = data[: cut + 1], data[cut + 1 :]
-            _check_length(len(carry), line_no + data.count(b"\n"))
+            newlines = data.count(b"\n")
+            _check_length(len(carry), line_no + newlines)
         if first and data.startswith(b"\xef\xbb\xbf"):
             data = data[3:]
         first = False
-        lines_count = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+        lines_count = (data.count(b"\n") if newlines is None else newlines) + (0 if data.endswith(b"\n") else 1)
         try:
             text = data.decode(options.encoding)
         except UnicodeDecodeError:

@@ -84,7 +84,7 @@ def _apply(chunk: CheckedChunk, checked: suites.ChunkValidation, policy: Policy)
     return _apply_at(chunk, bad, checked.summary, policy)
 
 
-VALIDATION_ROWS = 60_000  # rows per Great Expectations run, about (a run costs ~0.05 s plus ~0.4 us a row)
+VALIDATION_ROWS = 60_000  # rows per Great Expectations run, about (a run costs ~0.03 s plus ~0.4 us a row)
 
 
 def validated_chunks(
@@ -98,8 +98,9 @@ def validated_chunks(
     ``quality``. ``policy``: default, the suite's severities with the mapping's ``checks:``.
     :class:`FormatError` propagates.
 
-    A suite run costs about 0.05 s whatever its size (GX plans every run anew; 0.1 s before
-    :mod:`cdrflow.validation.gx_run_cache`; 60,000 rows add 0.02-0.04 s) and a parser's chunk
+    A suite run costs about 0.03 s whatever its size on a quick machine (0.1 s before
+    :mod:`cdrflow.validation.gx_run_cache`, which builds GX's objects once per run and its plan
+    once per suite; 60,000 rows add 0.02-0.04 s) and a parser's chunk
     holds some 30,000 rows, so chunks are validated in groups of about :data:`VALIDATION_ROWS`
     rows, with the results of validating each chunk alone (see :func:`validate_together`); they
     still come out one by one. The first chunk is validated by itself, so that loading starts
@@ -145,7 +146,7 @@ def validate_together(
     """Validate the parsed chunks of several small files of one type in ONE suite run;
     ``policies``: each file's (default: the suite's severities).
 
-    A Great Expectations run costs about 0.05 s whatever its size, which would
+    A Great Expectations run costs about 0.03 s whatever its size, which would
     dominate a file of a thousand calls; a day of thousands of small files is validated in
     groups instead, with exactly the results of validating each file alone (see
     :func:`validate_owned`).

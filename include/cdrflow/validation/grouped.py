@@ -1,6 +1,6 @@
 """Validation of several files' rows in one suite run, with each file's own results.
 
-A Great Expectations run costs about 0.05 s whatever its size, which would dominate a file of a
+A Great Expectations run costs about 0.03 s whatever its size, which would dominate a file of a
 thousand calls: small files are validated together here, exactly as if each were alone.
 """
 
