@@ -116,3 +116,41 @@ def test_badly_named_migration_file_is_refused(tmp_path: Path):
     (tmp_path / "1-init.sql").write_text("SELECT 1;")
     with pytest.raises(MigrationError, match="NNN_name.sql"):
         migrations.discover(tmp_path)
+
+
+def test_charges_written_before_030_keep_their_breakdown(new_database, tmp_path: Path):
+    """030 turns charges.breakdown from jsonb into json on a warehouse that has charges: each
+    keeps its breakdown (the same JSON), and what analysts read from it reads the same."""
+    sql_dir = tmp_path / "sql"
+    shutil.copytree(settings.SQL_DIR, sql_dir)
+    later = [p for p in sql_dir.glob("*.sql") if int(p.name.split("_")[0]) >= 30]
+    held = {p.name: p.read_text() for p in later}
+    for p in later:
+        p.unlink()
+    engine = create_engine(new_database())
+    migrations.upgrade(engine, sql_dir)
+    breakdown = '{"deck": "acme", "rate": "0.10", "slots": [{"seconds": 60, "amount": "0.1000", "period": ""}]}'
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO charges (billrun_id, call_id, carrier, record_key, start_time, side, cost, currency, breakdown) "
+                "VALUES (1, 1, 'c', 'k', '2026-11-01T10:00:00Z', 'sell', 0.1, 'EUR', CAST(:b AS jsonb))"
+            ),
+            {"b": breakdown},
+        )
+    for name, body in held.items():
+        (sql_dir / name).write_text(body)
+    assert 30 in [m.version for m in migrations.upgrade(engine, sql_dir)]
+    with engine.connect() as conn:
+        kind = conn.execute(
+            text(
+                "SELECT data_type FROM information_schema.columns WHERE table_name = 'charges' AND column_name = 'breakdown'"
+            )
+        ).scalar()
+        rate, period, whole = conn.execute(
+            text("SELECT breakdown ->> 'rate', breakdown -> 'slots' -> 0 ->> 'period', breakdown::jsonb FROM charges")
+        ).one()
+    engine.dispose()
+    assert kind == "json"
+    assert (rate, period) == ("0.10", "")
+    assert whole == {"deck": "acme", "rate": "0.10", "slots": [{"seconds": 60, "amount": "0.1000", "period": ""}]}

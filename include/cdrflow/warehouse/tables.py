@@ -159,7 +159,7 @@ charges = Table(
     Column("billed_seconds", Integer),
     Column("cost", Numeric),
     Column("currency", Text),
-    Column("breakdown", JSONB),
+    Column("breakdown", JSON),
     Column("unrated_reason", Text),
     _time("created_at"),
     Column("current", Boolean),
