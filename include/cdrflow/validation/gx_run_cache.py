@@ -1,10 +1,10 @@
-"""Great Expectations' fixed cost per run, cut by building its planning objects once per run.
+"""Great Expectations' fixed cost per run, cut: its objects built once per run, its plan once per suite.
 
-A suite run of GX 1.x costs about 0.1 s whatever the size of the frame (a 1-row frame and a
-27,000-row chunk both take 0.10-0.12 s here; 14 expectations), and the loader runs the suite
-some 15 times per million calls: about 1.5 s of the loader's ~9 s of Python, on a machine where
-the loader's Python and PostgreSQL's COPY share two cores. Most of that fixed cost is GX
-rebuilding the same objects again and again while it plans the run (cProfile, 20 runs):
+A suite run of GX 1.x cost about 0.1 s whatever the size of the frame (a 1-row frame and a
+27,000-row chunk both took 0.10-0.12 s on a quick machine; 14 expectations), and the loader runs
+the suite some 15 times per million calls, on a machine where the loader's Python and
+PostgreSQL's COPY share two cores. Most of that fixed cost was GX rebuilding the same objects
+again and again while it plans the run (cProfile, 20 runs):
 
 - ``Expectation.configuration`` is a property that builds a new ``ExpectationConfiguration``
   (a pydantic ``dict()`` of the expectation, its class name turned into snake case) on every
@@ -20,8 +20,21 @@ first two are built once per object and then reused, and an id whose values are 
 already (strings, integers, booleans, None, finite floats, lists and string-keyed dicts of them:
 every metric of cdrflow's suites) is dumped directly: the same text as
 ``convert_to_json_serializable`` would give, so the same id; any other value takes GX's own path.
-Two of the metrics GX computes for every column check were the next cost (py-spy, a 1M-row
-load: about 1.4 s of the main thread's 15 s on a slow machine): the failing rows' positions
+The first two are pure functions of objects GX does not change while it plans and evaluates a
+run, and their memo is dropped when the run ends.
+
+What GX plans for a run (each expectation's metrics and their dependencies: the metric graphs
+of ``Validator._generate_metric_dependency_subgraphs_for_each_expectation_configuration``, about
+60% of what was left of the fixed cost) depends on the expectations' configurations, the batch
+id, the runtime configuration (the result format) and the execution engine, never on the data:
+``table.columns`` and every other value is a metric, resolved later. Within :func:`run_cache`
+the plan is kept, across runs, under exactly those (the configurations and the runtime
+configuration as JSON, the engine by identity; the last :data:`PLANS_KEPT` plans), and the next
+run of the same suite on the same engine reuses it; the lists GX changes during a run (results,
+processed configurations) are handed out as copies.
+
+Two metrics GX computes for every column check were the next cost (py-spy, a 1M-row load: about
+1.4 s of the main thread's 15 s on a slow machine): the failing rows' positions
 (``*.unexpected_index_list``) and their values (``*.unexpected_values``, which COMPLETE results
 carry). For each, GX's pandas function filters the *whole* checked frame (every column) by the
 failing rows, and first by the column's non-null rows where the check skips nulls, only to read
@@ -31,21 +44,9 @@ every suite), the same lists are taken from the index and that one column alone,
 own boolean-key rule (:func:`pandas.core.indexing.check_bool_indexer`, what ``frame[key]``
 applies); every other case is GX's own function.
 
-What GX plans for a run (each expectation's metrics and their dependencies: the metric graphs
-of ``Validator._generate_metric_dependency_subgraphs_for_each_expectation_configuration``, about
-0.1 s a run on a slow machine, 60% of what was left of the fixed cost) depends on the expectations'
-configurations, the batch id, the runtime configuration (the result format) and the execution
-engine, never on the data: ``table.columns`` and every other value is a metric, resolved later.
-Within :func:`run_cache`, the plan is kept under exactly those (the configurations and runtime
-configuration as JSON, the engine by identity, the last :data:`PLANS_KEPT` plans) and a later run
-of the same suite on the same engine reuses it; GX's lists that the run then changes (results,
-processed configurations) are handed out as copies.
-
-The first two are pure functions of objects GX does not change while it plans and evaluates a run: the expectations are built afresh from the suite at the start
-of each run (``suite.expectations`` -> configurations -> ``to_domain_obj``), and the cache is
-dropped when the run ends, so nothing outlives it. Outside the block (anyone else's use of GX in
-the process) both are GX's own. ``tests/test_gx_run_cache.py`` requires the same results, bad
-rows and summaries, with and without the cache, for every check of every suite.
+Outside :func:`run_cache` (anyone else's use of GX in the process) everything is GX's own.
+``tests/test_gx_run_cache.py`` requires the same results, bad rows and summaries, with and
+without the cache, for every check of every suite, and one plan for frames of other data.
 
 Not a public GX interface: the names patched are checked when the patch is installed, and a GX
 version without them gets no patch (validation is then as correct, only slower).
@@ -132,62 +133,71 @@ def _failing(index, mask):
     return index[check_bool_indexer(index, mask)]
 
 
-def _fast_condition_index(original):
+def _column_domain(metric_value_kwargs: dict, metrics: dict):
+    """(failing-row mask, compute domain kwargs, accessor domain kwargs with the column's name
+    as the frame has it) of a single-column check, or None where GX's own function must run."""
+    mask, compute_domain_kwargs, accessor_domain_kwargs = metrics["unexpected_condition"]
+    if _memo() is None or not _column_check(metric_value_kwargs, accessor_domain_kwargs):
+        return None
+    from great_expectations.expectations.metrics.util import get_dbms_compatible_metric_domain_kwargs
+
+    accessor_domain_kwargs = get_dbms_compatible_metric_domain_kwargs(
+        metric_domain_kwargs=accessor_domain_kwargs, batch_columns_list=metrics["table.columns"]
+    )
+    return mask, compute_domain_kwargs, accessor_domain_kwargs
+
+
+def _skips_nulls(cls, kwargs: dict) -> bool:
+    return bool(kwargs.get("filter_column_isnull", getattr(cls, "filter_column_isnull", False)))
+
+
+_GX_OWN = object()  # a fast path's answer: run GX's own function instead
+
+
+def _column_fast_path(original, fast):
+    """GX's pandas metric function ``original``, answered by ``fast(cls, engine, value kwargs,
+    domain, kwargs)`` for a single-column check within a cached run."""
+
+    @functools.wraps(original)
+    def metric(cls, execution_engine, metric_domain_kwargs, metric_value_kwargs, metrics, **kwargs):
+        domain = _column_domain(metric_value_kwargs, metrics)
+        value = _GX_OWN if domain is None else fast(cls, execution_engine, metric_value_kwargs, domain, kwargs)
+        if value is _GX_OWN:
+            return original(cls, execution_engine, metric_domain_kwargs, metric_value_kwargs, metrics, **kwargs)
+        return value
+
+    return metric
+
+
+def _failing_positions(cls, execution_engine, metric_value_kwargs, domain, kwargs):
     """GX's ``_pandas_map_condition_index`` without filtering every column of the frame."""
-
-    @functools.wraps(original)
-    def condition_index(cls, execution_engine, metric_domain_kwargs, metric_value_kwargs, metrics, **kwargs):
-        mask, compute_domain_kwargs, accessor_domain_kwargs = metrics["unexpected_condition"]
-        if _memo() is None or not _column_check(metric_value_kwargs, accessor_domain_kwargs):
-            return original(cls, execution_engine, metric_domain_kwargs, metric_value_kwargs, metrics, **kwargs)
-        from great_expectations.expectations.metrics.util import get_dbms_compatible_metric_domain_kwargs
-
-        accessor_domain_kwargs = get_dbms_compatible_metric_domain_kwargs(
-            metric_domain_kwargs=accessor_domain_kwargs, batch_columns_list=metrics["table.columns"]
-        )
-        frame = execution_engine.get_domain_records(
-            domain_kwargs=dict(**compute_domain_kwargs, **accessor_domain_kwargs)
-        )
-        if frame.index.names[0] is not None:  # named indices: GX reads them its own way
-            return original(cls, execution_engine, metric_domain_kwargs, metric_value_kwargs, metrics, **kwargs)
-        index = frame.index
-        if kwargs.get("filter_column_isnull", getattr(cls, "filter_column_isnull", False)):
-            index = _failing(index, frame[accessor_domain_kwargs["column"]].notnull())
-        positions = list(_failing(index, mask))
-        result_format = metric_value_kwargs["result_format"]
-        if result_format["result_format"] == "COMPLETE":
-            return positions
-        return positions[: result_format["partial_unexpected_count"]]
-
-    return condition_index
+    mask, compute_domain_kwargs, accessor_domain_kwargs = domain
+    frame = execution_engine.get_domain_records(domain_kwargs=dict(**compute_domain_kwargs, **accessor_domain_kwargs))
+    if frame.index.names[0] is not None:  # named indices: GX reads them its own way
+        return _GX_OWN
+    index = frame.index
+    if _skips_nulls(cls, kwargs):
+        index = _failing(index, frame[accessor_domain_kwargs["column"]].notnull())
+    positions = list(_failing(index, mask))
+    result_format = metric_value_kwargs["result_format"]
+    if result_format["result_format"] == "COMPLETE":
+        return positions
+    return positions[: result_format["partial_unexpected_count"]]
 
 
-def _fast_condition_values(original):
+def _failing_values(cls, execution_engine, metric_value_kwargs, domain, kwargs):
     """GX's ``_pandas_column_map_condition_values`` filtering the checked column only."""
+    from great_expectations.constants import MAX_RESULT_RECORDS
 
-    @functools.wraps(original)
-    def condition_values(cls, execution_engine, metric_domain_kwargs, metric_value_kwargs, metrics, **kwargs):
-        mask, compute_domain_kwargs, accessor_domain_kwargs = metrics["unexpected_condition"]
-        if _memo() is None or not _column_check(metric_value_kwargs, accessor_domain_kwargs):
-            return original(cls, execution_engine, metric_domain_kwargs, metric_value_kwargs, metrics, **kwargs)
-        from great_expectations.constants import MAX_RESULT_RECORDS
-        from great_expectations.expectations.metrics.util import get_dbms_compatible_metric_domain_kwargs
-
-        accessor_domain_kwargs = get_dbms_compatible_metric_domain_kwargs(
-            metric_domain_kwargs=accessor_domain_kwargs, batch_columns_list=metrics["table.columns"]
-        )
-        values = execution_engine.get_domain_records(domain_kwargs=compute_domain_kwargs)[
-            accessor_domain_kwargs["column"]
-        ]
-        if kwargs.get("filter_column_isnull", getattr(cls, "filter_column_isnull", False)):
-            values = values[values.notnull()]
-        values = values[mask == True]  # noqa: E712  (GX's own comparison: a mask of objects too)
-        result_format = metric_value_kwargs["result_format"]
-        if result_format["result_format"] == "COMPLETE":
-            return list(values[:MAX_RESULT_RECORDS])
-        return list(values[: min(result_format["partial_unexpected_count"], MAX_RESULT_RECORDS)])
-
-    return condition_values
+    mask, compute_domain_kwargs, accessor_domain_kwargs = domain
+    values = execution_engine.get_domain_records(domain_kwargs=compute_domain_kwargs)[accessor_domain_kwargs["column"]]
+    if _skips_nulls(cls, kwargs):
+        values = values[values.notnull()]
+    values = values[mask == True]  # noqa: E712  (GX's own comparison: a mask of objects too)
+    result_format = metric_value_kwargs["result_format"]
+    if result_format["result_format"] == "COMPLETE":
+        return list(values[:MAX_RESULT_RECORDS])
+    return list(values[: min(result_format["partial_unexpected_count"], MAX_RESULT_RECORDS)])
 
 
 def _patch_metrics() -> int:
@@ -204,9 +214,9 @@ def _patch_metrics() -> int:
     values_fn = getattr(column_methods, "_pandas_column_map_condition_values", None)
     swaps = {}
     if callable(index_fn):
-        swaps[index_fn] = _fast_condition_index(index_fn)
+        swaps[index_fn] = _column_fast_path(index_fn, _failing_positions)
     if callable(values_fn):
-        swaps[values_fn] = _fast_condition_values(values_fn)
+        swaps[values_fn] = _column_fast_path(values_fn, _failing_values)
     patched = 0
     for definition in getattr(registry, "_registered_metrics", {}).values():
         providers = definition.get("providers", {})
