@@ -205,6 +205,75 @@ def test_odd_but_valid_lines_load_a_latin1_line_loads_flagged_and_nul_bytes_are_
     assert bad[5].reasons[0].startswith("parse:column_count")
 
 
+# A quoted value with line breaks in it: Asterisk's cdr_csv quotes every value and writes it as it
+# is, so a userfield set from a multi-line variable spans lines; CSV (RFC 4180) allows it.
+SPANNING = ROW.format(uid="span").replace(
+    '"{uid}",""'.format(uid="span"), '"span","note: first line\r\n\nthird, ""quoted"" line"'
+)
+
+
+def _parsed(data: bytes) -> tuple[dict[int, str], dict[int, dict], list]:
+    """Parse an Asterisk file alone: call id by line, extras by call id, and the problems."""
+    import json
+
+    from cdrflow.formats import get_parser
+    from cdrflow.formats.base import ParseOptions
+
+    ids: dict[int, str] = {}
+    extras: dict[str, dict] = {}
+    problems = []
+    for chunk in get_parser("asterisk_csv").parse(io.BytesIO(data), ParseOptions()):
+        for n, cid, ex in zip(chunk.calls["line_number"], chunk.calls["carrier_call_id"], chunk.calls["extras"]):
+            ids[int(n)] = cid
+            extras[cid] = json.loads(ex)
+        problems += chunk.problems
+    return ids, extras, problems
+
+
+def test_a_quoted_value_spanning_lines_is_one_record_wherever_the_blocks_are_cut(monkeypatch):
+    files = {  # the record amid others, and first and last in its file
+        "amid": (
+            rows("a", "b", "c") + SPANNING.encode() + rows("d", "e"),
+            {1: "a", 2: "b", 3: "c", 4: "span", 7: "d", 8: "e"},
+        ),
+        "ends": (
+            SPANNING.encode() + rows("d") + SPANNING.replace("span", "last").encode(),
+            {1: "span", 4: "d", 5: "last"},
+        ),
+    }
+    # blocks of one line to a few: the record is cut after each of its lines by some of them
+    for block_bytes in [None, *range(200, 1400, 16)]:
+        monkeypatch.setattr(arrow_text, "BLOCK_BYTES", block_bytes or 8 << 20)
+        for name, (data, want) in files.items():
+            ids, extras, problems = _parsed(data)
+            # every record under the number of its first line; the lines after it keep theirs
+            assert (ids, problems) == (want, []), (name, block_bytes)
+            assert extras["span"]["userfield"] == 'note: first line\n\nthird, "quoted" line', (name, block_bytes)
+
+
+@pytest.mark.parametrize("block_bytes", [None, 700])
+def test_a_quote_that_never_closes_takes_no_other_record_with_it(monkeypatch, block_bytes):
+    if block_bytes:
+        monkeypatch.setattr(arrow_text, "BLOCK_BYTES", block_bytes)
+    opened = ROW.format(uid="open").replace('"open",""', '"open","never closed').encode()
+    ids, _, problems = _parsed(rows("a") + opened + rows(*[f"r{i}" for i in range(60)]))
+    # read as one record, the line would swallow the fifty after it: it stands alone (read as it
+    # is, or refused), and every record after it is read under its own line number
+    assert {n: i for n, i in ids.items() if n != 2} == {1: "a", **{3 + i: f"r{i}" for i in range(60)}}
+    assert (ids.get(2), [p.line_number for p in problems]) in [("open", []), (None, [2])]
+
+
+def test_a_record_spanning_lines_loads_whole_and_counts_once(engine, store, acme):
+    reg = register(engine, store, rows("a") + SPANNING.encode() + rows("b"))
+    result = load_file(engine, store, reg.file_id)
+    assert (result.status, result.lines, result.loaded, result.rejected) == ("loaded", 3, 3, 0)
+    loaded = {r.carrier_call_id: r for r in q(engine, "SELECT carrier_call_id, line_number, extras FROM calls")}
+    assert {k: r.line_number for k, r in loaded.items()} == {"a": 1, "span": 2, "b": 5}
+    assert loaded["span"].extras["userfield"] == 'note: first line\n\nthird, "quoted" line'
+    log = q(engine, "SELECT processing_log FROM cdr_files WHERE id = :id", id=reg.file_id)[0][0]
+    assert "records: 3 read = 3 loaded + 0 flagged + 0 rejected + 0 repeats" in log
+
+
 def _zip(members: dict[str, bytes]) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:

@@ -24,6 +24,10 @@ import pyarrow.csv as pacsv
 from cdrflow.formats.arrow_text import Block, has_control_bytes, iter_blocks
 from cdrflow.formats.base import FormatError, ParseOptions, RowProblem, line_problem, looks_binary
 
+# a quoted value may span this many lines at most (a record that long is not a CDR)
+MAX_SPAN_LINES = 50
+_OPEN = object()  # (a record whose quoted value is still open where the lines given end)
+
 
 class NotFast(Exception):
     """A block needs the careful line-by-line path, and the reader was told not to take it."""
@@ -124,19 +128,23 @@ class DelimitedText:
 
     def _rows(self, first_block, blocks, options: ParseOptions, state: dict) -> Iterator[Rows]:
         block = first_block
+        open_record: list[tuple[int, bytes]] = []  # a quoted value still open at a block's end
         while block is not None:
-            rows = None if isinstance(block, list) else self._fast(block, state)
-            if rows is None:
-                if self.fast_only:
-                    raise NotFast(f"a block of {self.what} needs the careful line-by-line path")
-                lines = (
-                    block
-                    if isinstance(block, list)
-                    else [(block.first_line + i, v) for i, v in enumerate(block.lines.to_pylist())]
-                )
-                rows = self._careful(lines, options, state)
-            yield rows
+            rows = None if isinstance(block, list) or open_record else self._fast(block, state)
+            if rows is not None:
+                yield rows
+                block = next(blocks, None)
+                continue
+            if self.fast_only:
+                raise NotFast(f"a block of {self.what} needs the careful line-by-line path")
+            lines = open_record + (
+                block
+                if isinstance(block, list)
+                else [(block.first_line + i, v) for i, v in enumerate(block.lines.to_pylist())]
+            )
             block = next(blocks, None)
+            rows, open_record = self._careful(lines, options, state, more=block is not None)
+            yield rows
 
     def _arrow(self, data: bytes, width: int, threads: bool, bad: dict) -> pa.Table:
         def handler(row) -> str:
@@ -167,6 +175,13 @@ class DelimitedText:
                 table = self._arrow(block.data, width, False, bad)
         except pa.ArrowInvalid:
             return None
+        if self.quotechar and (self._ends_open(block) or (bad and self._opens_quotes(block))):
+            # Arrow ends a row at every line break, even inside quotes: a record whose quoted
+            # value spans lines would load cut short and its other lines be refused. The lines
+            # after the break hardly ever have the record's width, so only a block with refused
+            # lines is searched for a line that leaves a quote open, and the last line of each
+            # (a record may go on in the next block).
+            return None
         lengths = pc.binary_length(block.lines).to_numpy(zero_copy_only=False)
         present = np.flatnonzero(lengths > 0)
         bad_index = np.array(sorted(n - 1 for n in bad), dtype=np.int64)
@@ -194,13 +209,25 @@ class DelimitedText:
         columns["raw_text"] = pc.cast(block.lines.take(pa.array(parsed[keep])), pa.string())
         return Rows(columns, problems, printable=not has_control_bytes(block.data))
 
-    def _careful(self, lines: list[tuple[int, bytes]], options: ParseOptions, state: dict) -> Rows:
+    def _careful(
+        self, lines: list[tuple[int, bytes]], options: ParseOptions, state: dict, more: bool = False
+    ) -> tuple[Rows, list[tuple[int, bytes]]]:
         """Line by line, for blocks that are not valid in the encoding, hold NUL bytes or a
-        quoted value spanning lines: such a line is quarantined with its exact bytes."""
+        quoted value spanning lines: a line whose bytes are not text is quarantined with its
+        exact bytes. A record whose quoted value holds line breaks (CSV allows it; Asterisk's
+        cdr_csv writes a ``userfield`` or ``lastdata`` as it is) is read whole from the lines it
+        spans (:meth:`_spanning`), under the number of its first line. ``more``: another block
+        follows; the lines of a record still open at the end are returned, for it."""
         width = state["width"]
-        rows, numbers, texts, problems = [], [], [], []
+        rows: list[list[str]] = []
+        numbers: list[int] = []
+        texts: list[str] = []
+        problems: list[RowProblem] = []
         flags: dict[int, str] = {}
-        for number, raw in lines:
+        at = 0
+        while at < len(lines):
+            number, raw = lines[at]
+            at += 1
             raw = raw.rstrip(b"\r")
             text, problem, flag = line_problem(number, raw, options.encoding)
             if self._ignored(number, text, state):
@@ -208,15 +235,81 @@ class DelimitedText:
             if problem is not None:
                 problems.append(problem)
                 continue
+            values = self.fields(text)
+            if self._opens_quote(text):  # (csv reads such a line alone, cut at its end)
+                whole = self._spanning(lines, at - 1, options.encoding, width)
+                if whole is _OPEN and more:  # the rest of the record is in the next block
+                    return self._rows_of(rows, numbers, texts, problems, flags, width), lines[at - 1 :]
+                if isinstance(whole, tuple):
+                    text, values, flag, spanned = whole
+                    at += spanned - 1
             if flag is not None:
                 flags[number] = flag
-            values = self.fields(text)
             if len(values) != width:
                 problems.append(RowProblem(number, text, [f"parse:column_count:expected {width}, got {len(values)}"]))
                 continue
             rows.append(values)
             numbers.append(number)
             texts.append(text)
+        return self._rows_of(rows, numbers, texts, problems, flags, width), []
+
+    def _ends_open(self, block: Block) -> bool:
+        """Whether ``block`` may end inside a quoted value: its last line that is not blank
+        leaves a quote open (Arrow reads such a quote through the blank lines after it to the
+        block's end, and blank lines are no records: nothing else would show it)."""
+        quote = (self.quotechar or "").encode()
+        for at in range(len(block.lines) - 1, -1, -1):
+            line = block.lines[at].as_py()
+            if line.strip():
+                return line.count(quote) % 2 == 1
+        return False
+
+    def _opens_quotes(self, block: Block) -> bool:
+        """Whether a line of ``block`` leaves a quoted value open (see :meth:`_opens_quote`)."""
+        if not self.quotechar:
+            return False
+        counts = pc.count_substring(block.lines, self.quotechar)
+        return bool(pc.any(pc.equal(pc.bit_wise_and(counts, 1), 1)).as_py())
+
+    def _opens_quote(self, text: str) -> bool:
+        """Whether ``text`` leaves a quoted value open (an odd number of quote characters: an
+        escaped quote is written twice)."""
+        return bool(self.quotechar) and text.count(self.quotechar) % 2 == 1  # type: ignore[arg-type]
+
+    def _spanning(
+        self, lines: list[tuple[int, bytes]], start: int, encoding: str, width: int
+    ) -> tuple[str, list[str], str | None, int] | object | None:
+        """The record that starts at ``lines[start]`` and whose quoted value goes on over the next
+        lines: its text (line breaks kept), its ``width`` fields, its quality flag, and how many
+        lines it spans. :data:`_OPEN` when ``lines`` end first (fewer than
+        :data:`MAX_SPAN_LINES`); None when the quote does not close within that many lines, a
+        line on the way is not text, or the record then has the wrong width: the lines are then
+        read one by one (each the wrong width: quarantined)."""
+        texts: list[str] = []
+        flag = None
+        quotes = 0
+        for number, raw in lines[start : start + MAX_SPAN_LINES]:
+            text, problem, line_flag = line_problem(number, raw.rstrip(b"\r"), encoding)
+            if problem is not None:
+                return None
+            flag = flag or line_flag
+            texts.append(text)
+            quotes += text.count(self.quotechar or "")
+            if quotes % 2 == 0:
+                whole = "\n".join(texts)
+                values = self.fields(whole)
+                return (whole, values, flag, len(texts)) if len(values) == width else None
+        return _OPEN if len(texts) < MAX_SPAN_LINES else None
+
+    def _rows_of(
+        self,
+        rows: list[list[str]],
+        numbers: list[int],
+        texts: list[str],
+        problems: list[RowProblem],
+        flags: dict[int, str],
+        width: int,
+    ) -> Rows:
         columns = {name: pa.array([r[i] for r in rows], pa.string()) for i, name in enumerate(self.names(width))}
         columns["line_number"] = pa.array(numbers, pa.int64())
         columns["raw_text"] = pa.array(texts, pa.string())
