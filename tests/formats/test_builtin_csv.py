@@ -105,3 +105,9 @@ def test_arbitrary_bytes_parse_or_raise_format_error(data):
             list(get_parser(file_type).parse(io.BufferedReader(io.BytesIO(data)), ParseOptions()))
         except FormatError:
             pass
+
+
+def test_a_quoted_value_with_line_breaks_is_one_record_under_its_first_line():
+    calls, problems = parse("freeswitch_csv", FREESWITCH.replace('"Alice"', '"Alice\r\nfrom the front desk"'))
+    assert list(zip(calls["line_number"], calls["caller_name"])) == [(1, "Alice\nfrom the front desk"), (3, "Bob")]
+    assert [(p.line_number, p.raw_text) for p in problems] == [(4, '"Broken","1003"')]
