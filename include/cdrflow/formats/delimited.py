@@ -284,7 +284,7 @@ class DelimitedText:
         lines it spans. :data:`_OPEN` when ``lines`` end first (fewer than
         :data:`MAX_SPAN_LINES`); None when the quote does not close within that many lines, a
         line on the way is not text, or the record then has the wrong width: the lines are then
-        read one by one (each the wrong width: quarantined)."""
+        read one by one, as they were before such records were read whole."""
         texts: list[str] = []
         flag = None
         quotes = 0
