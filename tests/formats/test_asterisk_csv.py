@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 import pandas as pd
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -73,3 +74,70 @@ def test_an_impossible_date_is_a_problem_not_a_rolled_over_day():
     calls, problems = parse((BASE16.replace("2026-03-29 00:30:00", "2026-02-31 00:30:00") + "\n").encode())
     assert len(calls) == 0
     assert problems[0].reasons == ["parse:start_time:unparseable '2026-02-31 00:30:00'"]
+
+
+# cdr_csv.c writes uniqueid (loguniqueid), userfield (loguserfield), then peeraccount, linkedid
+# and sequence (newcdrcolumns), each setting on its own: the count says which columns a file has,
+# except 17 and 20, where the values tell a uniqueid from a userfield.
+UID, LINKED = '"1774744200.42"', '"1774744200.40"'
+FALLBACK = "SIP/a-1@2026-03-29 00:30:00"  # channel@start: the call id of a file without uniqueid
+
+
+@pytest.mark.parametrize(
+    ("trailing", "call_id", "record_key", "call_key", "extras"),
+    [
+        (f",{UID}", "1774744200.42", "1774744200.42|SIP/b-1|", "1774744200.42", {}),
+        (',"vip"', FALLBACK, FALLBACK + "|SIP/b-1|", FALLBACK, {"userfield": "vip"}),
+        (f',{UID},"vip"', "1774744200.42", "1774744200.42|SIP/b-1|", "1774744200.42", {"userfield": "vip"}),
+        (
+            f',"peer",{LINKED},7',
+            FALLBACK,
+            FALLBACK + "#7",
+            "1774744200.40",
+            {"peeraccount": "peer", "linkedid": "1774744200.40", "sequence": "7"},
+        ),
+        (
+            f',{UID},"peer",{LINKED},7',
+            "1774744200.42",
+            "1774744200.42#7",
+            "1774744200.40",
+            {"peeraccount": "peer", "linkedid": "1774744200.40", "sequence": "7"},
+        ),
+        (
+            f',"vip","peer",{LINKED},7',
+            FALLBACK,
+            FALLBACK + "#7",
+            "1774744200.40",
+            {"userfield": "vip", "peeraccount": "peer", "linkedid": "1774744200.40", "sequence": "7"},
+        ),
+    ],
+    ids=["17 uniqueid", "17 userfield", "18", "19 newer only", "20 uniqueid", "20 userfield"],
+)
+def test_each_cdr_conf_setting_reads_its_own_columns(trailing, call_id, record_key, call_key, extras):
+    import json
+
+    calls, problems = parse((BASE16 + trailing + "\n").encode())
+    (call,) = calls.to_dict("records")
+    assert problems == []
+    assert (call["carrier_call_id"], call["call_key"]) == (call_id, call_key)
+    assert call["record_key"].startswith(record_key) and (record_key.endswith("#7") or "#" not in call["record_key"])
+    read = json.loads(call["extras"])
+    assert {k: read[k] for k in ("userfield", "peeraccount", "linkedid", "sequence") if k in read} == extras
+
+
+def test_small_files_of_17_columns_keep_their_own_layout_when_parsed_together():
+    from cdrflow.formats.asterisk_csv import AsteriskCsvParser
+
+    with_uid = "".join(BASE16.replace("SIP/a-1", f"SIP/a-{i}") + f',"17747442{i:02d}.1"\n' for i in range(3))
+    with_userfield = "".join(BASE16.replace("SIP/a-1", f"SIP/a-{i}") + ',"vip"\n' for i in range(3))
+    datas = [with_uid.encode(), with_userfield.encode()]
+    joined = AsteriskCsvParser().parse_many(datas, ParseOptions())
+    assert joined.alone == [] and not joined.errors  # (both through the joined path)
+    together: dict[int, list[str]] = {0: [], 1: []}
+    for chunk in joined.chunks:
+        for position, call_id in zip(chunk.files, chunk.calls["carrier_call_id"]):
+            together[int(position)].append(call_id)
+    assert together == {
+        0: [f"17747442{i:02d}.1" for i in range(3)],
+        1: [f"SIP/a-{i}@2026-03-29 00:30:00" for i in range(3)],
+    }

@@ -6,9 +6,13 @@ in this order:
     accountcode, src, dst, dcontext, clid, channel, dstchannel, lastapp, lastdata,
     start, answer, end, duration, billsec, disposition, amaflags
 
-followed by the optional trailing columns that ``cdr.conf``/newer versions add, always in this
-order: ``uniqueid`` (loguniqueid), ``userfield`` (loguserfield), ``peeraccount``,
-``linkedid``, ``sequence``. A file may therefore have 16 to 21 columns per line.
+followed by the optional trailing columns that ``cdr.conf`` turns on, each on its own, always in
+this order: ``uniqueid`` (``loguniqueid``), ``userfield`` (``loguserfield``), then ``peeraccount``,
+``linkedid``, ``sequence`` together (``newcdrcolumns``). A file may therefore have 16 to 21 columns
+per line, and its count says which columns it has (:func:`trailing_columns`): 18 is uniqueid and
+userfield (``cdr.conf.sample``'s setting), 19 the three newer ones alone, 21 all of them. 17 and 20
+are uniqueid *or* userfield (with the newer three for 20): the file's first values of that column
+tell, a uniqueid being ``[systemname-]<epoch>.<n>`` (``1774744200.42``).
 Timestamps are local server time (``%Y-%m-%d %H:%M:%S``) in ``ParseOptions.timezone`` (clock
 changes: see :func:`~cdrflow.formats.arrow_text.to_utc`); one outside 1900..2199 rejects its row.
 
@@ -25,9 +29,9 @@ Record identity (``record_key``): one channel writes several records with one ``
 and one ``start`` (``Dial(SIP/301&SIP/200)`` forks, queues, ``Local/`` chains, transfers), so
 the call id alone does not tell records apart:
 
-- with a ``sequence`` column (21 columns) that is not empty: ``uniqueid#sequence`` (Asterisk
+- with a ``sequence`` column (19 to 21 columns) that is not empty: ``uniqueid#sequence`` (Asterisk
   numbers every record it writes);
-- otherwise (16 to 20 columns): ``uniqueid|dstchannel|lastapp|lastdata|disposition|duration|billsec``,
+- otherwise (16 to 18 columns): ``uniqueid|dstchannel|lastapp|lastdata|disposition|duration|billsec``,
   the fields in which the records of one channel differ (each forked leg has its own
   ``dstchannel``, e.g. ``SIP/301-0000000a``) and which a true repeat, the same line again, has
   alike. Records that agree in all of them are one record.
@@ -43,7 +47,9 @@ prefix appearing mid-file changes the key: those records are new ones, and load.
 
 from __future__ import annotations
 
+import csv
 import io
+import re
 from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
@@ -83,8 +89,11 @@ _MIN, _MAX = len(BASE_COLUMNS), len(ALL_COLUMNS)
 class AsteriskCsvParser:
     name = "asterisk_csv"
 
-    def parse(self, stream: BinaryIO, options: ParseOptions, *, width: int | None = None) -> Iterator[Chunk]:
-        """``width``: the column count, when the caller knows it (joined files, see parse_many)."""
+    def parse(
+        self, stream: BinaryIO, options: ParseOptions, *, width: int | None = None, unique: bool | None = None
+    ) -> Iterator[Chunk]:
+        """``width``: the column count, when the caller knows it (joined files, see parse_many);
+        ``unique``: whether a file of 17 or 20 columns has a uniqueid there (None: its values tell)."""
         reader = DelimitedText(
             what="an Asterisk Master.csv",
             width_check=_width if width is None else _fixed(width),
@@ -93,7 +102,12 @@ class AsteriskCsvParser:
         _, blocks = reader.read(stream, options)
         for rows in blocks:
             width = len(rows.columns) - 2
-            columns = {ALL_COLUMNS[i]: rows.columns[f"c{i}"] for i in range(width)}
+            if unique is None and width in _EITHER:  # the file's first values of the column tell
+                column = rows.columns[f"c{_MIN}"]
+                values = pc.filter(column, pc.not_equal(column, "")).slice(0, 100).to_pylist()
+                unique = _look_unique(iter(values)) if values else None
+            names = BASE_COLUMNS + trailing_columns(width, unique is not False)
+            columns = {names[i]: rows.columns[f"c{i}"] for i in range(width)}
             columns["line_number"] = rows.columns["line_number"]
             columns["raw_text"] = rows.columns["raw_text"]
             calls, more = _canonical(columns, options, rows.printable)
@@ -105,13 +119,14 @@ class AsteriskCsvParser:
         return parse_joined(
             datas,
             options,
-            lambda data: _file_width(data, options),
-            lambda width, stream: self.parse(stream, options, width=width),
+            lambda data: _file_layout(data, options),
+            lambda layout, stream: self.parse(stream, options, width=layout[0], unique=layout[1]),
         )
 
 
-def _file_width(data: bytes, options: ParseOptions) -> int:
-    """The column count parsing ``data`` alone would use; FormatError as parsing it would."""
+def _file_layout(data: bytes, options: ParseOptions) -> tuple[int, bool | None]:
+    """The column count parsing ``data`` alone would use, and for 17 or 20 columns whether the
+    17th is a uniqueid (from the first lines); FormatError as parsing it would."""
     found: list[int] = []
 
     def check(widths: list[int]) -> int:
@@ -119,7 +134,30 @@ def _file_width(data: bytes, options: ParseOptions) -> int:
         return found[0]
 
     DelimitedText(what="an Asterisk Master.csv", width_check=check).read(io.BufferedReader(io.BytesIO(data)), options)
-    return found[0]
+    if found[0] not in _EITHER:
+        return found[0], None
+    head = data[:65536].decode(options.encoding, "replace").splitlines()[:100]
+    return found[0], _look_unique(f[_MIN] for f in csv.reader(head) if len(f) == found[0] and f[_MIN])
+
+
+# the column counts whose 17th column is either the uniqueid or the userfield
+_EITHER = (_MIN + 1, _MAX - 1)
+_UNIQUEID = re.compile(r"(?:.+-)?\d{9,}\.\d+")  # [systemname-]epoch.sequence, as Asterisk makes them
+
+
+def trailing_columns(width: int, unique: bool = True) -> list[str]:
+    """The names of the columns after ``amaflags`` in a file of ``width`` columns (16 to 21);
+    ``unique``: for 17 and 20, whether the first of them is the uniqueid (else the userfield)."""
+    newer = OPTIONAL_COLUMNS[2:] if width >= _MIN + 3 else []
+    own = {0: [], 1: ["uniqueid" if unique else "userfield"], 2: OPTIONAL_COLUMNS[:2]}[width - _MIN - len(newer)]
+    return own + newer
+
+
+def _look_unique(values: Iterator[str]) -> bool:
+    """Whether the first (up to 100) values that are not empty look like Asterisk uniqueids
+    (most of them; none at all: yes, as the column is then empty either way)."""
+    first = [v for _, v in zip(range(100), values)]
+    return not first or sum(bool(_UNIQUEID.fullmatch(v)) for v in first) * 2 > len(first)
 
 
 def _fixed(width: int) -> Callable[[list[int]], int]:
