@@ -286,3 +286,36 @@ def test_arbitrary_bytes_through_delimited_and_fixed_width_mappings(data):
             parse(data, mapping)
         except FormatError:
             pass
+
+
+def test_asterisk_cdr_custom_sample_layout_keeps_forked_records_apart_in_one_call():
+    # cdr_custom.conf.sample's Master.csv: a Dial(SIP/200&SIP/201) fork writes two records with the
+    # caller's uniqueid, numbered by sequence (unquoted); the fork nobody answered has no answer time
+    head = '"""Alice"" <101>","101","200","from-internal","SIP/101-00000001",'
+    data = (
+        head + '"SIP/200-00000002","Dial","SIP/200&SIP/201,30","2026-11-30 10:00:00","2026-11-30 10:00:04",'
+        '"2026-11-30 10:01:04","64","60","ANSWERED","DOCUMENTATION","acct1","1764496800.1","",3\n'
+        + head
+        + '"SIP/201-00000003","Dial","SIP/200&SIP/201,30","2026-11-30 10:00:00","",'
+        '"2026-11-30 10:00:04","4","0","NO ANSWER","DOCUMENTATION","acct1","1764496800.1","",4\n'
+        '"""Bob"" <102>","102","s","from-internal","SIP/102-00000004","","Hangup","","2026-11-30 10:05:00","",'
+        '"2026-11-30 10:05:02","2","0","NO ANSWER","DOCUMENTATION","","1764497100.5","",5\n'
+    ).encode()
+    calls, problems = parse(data, "asterisk_cdr_custom.yaml")
+    assert problems == []
+    rows = calls.to_dict("records")
+    assert [(r["record_key"], r["call_key"]) for r in rows] == [
+        ("1764496800.1|3", "1764496800.1"),
+        ("1764496800.1|4", "1764496800.1"),
+        ("1764497100.5|5", "1764497100.5"),
+    ]
+    answered, missed, local = rows
+    assert (answered["start_time"], answered["answer_time"]) == (
+        pd.Timestamp("2026-11-30 10:00:00", tz="UTC"),
+        pd.Timestamp("2026-11-30 10:00:04", tz="UTC"),
+    )
+    assert pd.isna(missed["answer_time"]) and (answered["billing_seconds"], missed["billing_seconds"]) == (60, 0)
+    assert (answered["caller_number"], answered["callee_number"], answered["account_id"]) == ("101", "200", "acct1")
+    assert json.loads(missed["extras"])["dstchannel"] == "SIP/201-00000003"
+    assert json.loads(answered["extras"])["clid"] == '"Alice" <101>'
+    assert load_mapping(MAPPINGS / "asterisk_cdr_custom.yaml")["billable_leg"] == "answered_longest"
