@@ -141,3 +141,16 @@ def test_small_files_of_17_columns_keep_their_own_layout_when_parsed_together():
         0: [f"17747442{i:02d}.1" for i in range(3)],
         1: [f"SIP/a-{i}@2026-03-29 00:30:00" for i in range(3)],
     }
+
+
+def test_a_cdr_custom_sample_file_is_refused_with_the_mapping_to_use():
+    line = (
+        '"""Alice"" <101>","101","200","from-internal","SIP/101-1","SIP/200-2","Dial","SIP/200,30",'
+        '"2026-11-30 10:00:00","2026-11-30 10:00:04","2026-11-30 10:01:04","64","60","ANSWERED",'
+        '"DOCUMENTATION","acct1","1764496800.1","",3\n'
+    )
+    with pytest.raises(FormatError, match="mappings/asterisk_cdr_custom.yaml"):
+        parse(line.encode() * 3)
+    # a cdr_csv file of 19 columns (newcdrcolumns alone) is no such file
+    calls, problems = parse((BASE16 + ',"","1774744200.40",7\n').encode())
+    assert problems == [] and list(calls["call_key"]) == ["1774744200.40"]

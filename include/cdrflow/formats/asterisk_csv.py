@@ -102,6 +102,8 @@ class AsteriskCsvParser:
         _, blocks = reader.read(stream, options)
         for rows in blocks:
             width = len(rows.columns) - 2
+            if width == _CUSTOM_WIDTH and _is_cdr_custom(rows.columns):
+                raise FormatError(CDR_CUSTOM)
             if unique is None and width in _EITHER:  # the file's first values of the column tell
                 column = rows.columns[f"c{_MIN}"]
                 values = pc.filter(column, pc.not_equal(column, "")).slice(0, 100).to_pylist()
@@ -138,6 +140,23 @@ def _file_layout(data: bytes, options: ParseOptions) -> tuple[int, bool | None]:
         return found[0], None
     head = data[:65536].decode(options.encoding, "replace").splitlines()[:100]
     return found[0], _look_unique(f[_MIN] for f in csv.reader(head) if len(f) == found[0] and f[_MIN])
+
+
+# cdr_custom.conf.sample's Master.csv has 19 columns too, clid first: its 14th column is the
+# disposition, where cdr_csv's has billsec. Such a file is refused whole with what to do instead
+# (every row would be refused on its times otherwise).
+_CUSTOM_WIDTH = _MIN + 3
+_DISPOSITIONS = pa.array(["ANSWERED", "NO ANSWER", "BUSY", "FAILED", "CONGESTION"])
+CDR_CUSTOM = (
+    "not cdr_csv's Master.csv: this is the layout of Asterisk's cdr_custom.conf.sample (clid first, "
+    "the disposition in the 14th column); load it as type mapped with mappings/asterisk_cdr_custom.yaml"
+)
+
+
+def _is_cdr_custom(columns: dict[str, pa.Array]) -> bool:
+    """Whether most rows hold a disposition in the 14th column (cdr_custom's sample layout)."""
+    found = pc.sum(pc.is_in(columns["c13"], value_set=_DISPOSITIONS)).as_py() or 0
+    return found * 2 > len(columns["c13"]) > 0
 
 
 # the column counts whose 17th column is either the uniqueid or the userfield
