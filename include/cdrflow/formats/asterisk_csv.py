@@ -50,7 +50,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import BinaryIO
 
 import numpy as np
@@ -100,14 +100,12 @@ class AsteriskCsvParser:
             fast_only=width is not None,
         )
         _, blocks = reader.read(stream, options)
-        for rows in blocks:
+        for at, rows in enumerate(blocks):
             width = len(rows.columns) - 2
-            if width == _CUSTOM_WIDTH and _is_cdr_custom(rows.columns):
+            if at == 0 and width == _CUSTOM_WIDTH and _is_cdr_custom(rows.columns):
                 raise FormatError(CDR_CUSTOM)
             if unique is None and width in _EITHER:  # the file's first values of the column tell
-                column = rows.columns[f"c{_MIN}"]
-                values = pc.filter(column, pc.not_equal(column, "")).slice(0, 100).to_pylist()
-                unique = _look_unique(iter(values)) if values else None
+                unique = _look_unique(rows.columns[f"c{_MIN}"].to_pylist())
             names = BASE_COLUMNS + trailing_columns(width, unique is not False)
             columns = {names[i]: rows.columns[f"c{i}"] for i in range(width)}
             columns["line_number"] = rows.columns["line_number"]
@@ -139,7 +137,7 @@ def _file_layout(data: bytes, options: ParseOptions) -> tuple[int, bool | None]:
     if found[0] not in _EITHER:
         return found[0], None
     head = data[:65536].decode(options.encoding, "replace").splitlines()[:100]
-    return found[0], _look_unique(f[_MIN] for f in csv.reader(head) if len(f) == found[0] and f[_MIN])
+    return found[0], _look_unique(f[_MIN] for f in csv.reader(head) if len(f) == found[0])
 
 
 # cdr_custom.conf.sample's Master.csv has 19 columns too, clid first: its 14th column is the
@@ -172,11 +170,11 @@ def trailing_columns(width: int, unique: bool = True) -> list[str]:
     return own + newer
 
 
-def _look_unique(values: Iterator[str]) -> bool:
-    """Whether the first (up to 100) values that are not empty look like Asterisk uniqueids
-    (most of them; none at all: yes, as the column is then empty either way)."""
-    first = [v for _, v in zip(range(100), values)]
-    return not first or sum(bool(_UNIQUEID.fullmatch(v)) for v in first) * 2 > len(first)
+def _look_unique(values: Iterable[str]) -> bool | None:
+    """Whether most of the first (up to 100) values that are not empty look like Asterisk
+    uniqueids; None without any (the column reads the same as either then: empty)."""
+    first = [v for _, v in zip(range(100), (v for v in values if v))]
+    return sum(bool(_UNIQUEID.fullmatch(v)) for v in first) * 2 > len(first) if first else None
 
 
 def _fixed(width: int) -> Callable[[list[int]], int]:

@@ -235,14 +235,14 @@ class DelimitedText:
             if problem is not None:
                 problems.append(problem)
                 continue
-            values = self.fields(text)
-            if self._opens_quote(text):  # (csv reads such a line alone, cut at its end)
-                whole = self._spanning(lines, at - 1, options.encoding, width)
-                if whole is _OPEN and more:  # the rest of the record is in the next block
-                    return self._rows_of(rows, numbers, texts, problems, flags, width), lines[at - 1 :]
-                if isinstance(whole, tuple):
-                    text, values, flag, spanned = whole
-                    at += spanned - 1
+            whole = self._spanning(lines, at - 1, options.encoding, width) if self._opens_quote(text) else None
+            if whole is _OPEN and more:  # the rest of the record is in the next block
+                return self._rows_of(rows, numbers, texts, problems, flags, width), lines[at - 1 :]
+            if isinstance(whole, tuple):
+                text, values, flag, spanned = whole
+                at += spanned - 1
+            else:  # (csv reads a line that leaves a quote open alone, cut at its end)
+                values = self.fields(text)
             if flag is not None:
                 flags[number] = flag
             if len(values) != width:
@@ -253,22 +253,19 @@ class DelimitedText:
             texts.append(text)
         return self._rows_of(rows, numbers, texts, problems, flags, width), []
 
-    def _ends_open(self, block: Block) -> bool:
+    def _ends_open(self, block: Block) -> bool:  # (for a dialect with a quote character)
         """Whether ``block`` may end inside a quoted value: its last line that is not blank
         leaves a quote open (Arrow reads such a quote through the blank lines after it to the
         block's end, and blank lines are no records: nothing else would show it)."""
-        quote = (self.quotechar or "").encode()
         for at in range(len(block.lines) - 1, -1, -1):
             line = block.lines[at].as_py()
             if line.strip():
-                return line.count(quote) % 2 == 1
+                return line.count(str(self.quotechar).encode()) % 2 == 1
         return False
 
-    def _opens_quotes(self, block: Block) -> bool:
+    def _opens_quotes(self, block: Block) -> bool:  # (for a dialect with a quote character)
         """Whether a line of ``block`` leaves a quoted value open (see :meth:`_opens_quote`)."""
-        if not self.quotechar:
-            return False
-        counts = pc.count_substring(block.lines, self.quotechar)
+        counts = pc.count_substring(block.lines, str(self.quotechar))
         return bool(pc.any(pc.equal(pc.bit_wise_and(counts, 1), 1)).as_py())
 
     def _opens_quote(self, text: str) -> bool:
