@@ -118,3 +118,27 @@ def test_the_writer_refuses_charges_naming_a_billrun_or_version_that_is_gone(bil
         conn.execute(text("INSERT INTO staged VALUES (:v), (987654)"), {"v": version})
         with pytest.raises(DanglingReference, match=r"deck version\(s\) \[987654\]"):
             hold_references(conn, run.id, "staged")
+
+
+def test_a_replaced_charge_and_a_corrected_feed_record_cannot_be_deleted(billing, day):
+    """charges.replaces and billing_feed.correction_of have no foreign key (sql/031): deleting the
+    charge a rerating replaced, or the feed record it corrected, is refused as the keys refused it;
+    a charge nothing refers to can still go."""
+    from cdrflow.billing.rerate import rerate
+
+    run_billrun(billing, "daily", "2026-11-01")
+    v2 = q(billing, "SELECT id FROM rate_deck_versions WHERE deck = 'retail' AND version = 2")[0][0]
+    rerate(billing, "daily", "2026-11-01", account="A1", deck_version=v2)
+    # an unrated charge has no feed record: only the charge that replaced it refers to it
+    ((replaced, replacing),) = q(
+        billing,
+        "SELECT n.replaces, n.id FROM charges n WHERE n.replaces IS NOT NULL AND n.unrated_reason IS NOT NULL "
+        "ORDER BY n.id LIMIT 1",
+    )
+    ((corrected,),) = q(billing, "SELECT min(correction_of) FROM billing_feed")
+    with pytest.raises(IntegrityError, match="charges.replaces refers to it"), billing.begin() as conn:
+        conn.execute(text("DELETE FROM charges WHERE id = :c"), {"c": replaced})
+    with pytest.raises(IntegrityError, match="billing_feed.correction_of refers to it"), billing.begin() as conn:
+        conn.execute(text("DELETE FROM billing_feed WHERE id = :f"), {"f": corrected})
+    with billing.begin() as conn:  # nothing refers to the newer charge
+        assert conn.execute(text("DELETE FROM charges WHERE id = :c"), {"c": replacing}).rowcount == 1

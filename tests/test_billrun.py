@@ -198,9 +198,9 @@ def test_legs_charged_by_another_billrun_after_they_were_read_are_skipped(billin
             )
         ).scalar_one()
     meanwhile = iter(["1.1", "1.2"])  # one leg charged by the other run before each try writes
-    keep_charged = billrun.keep_charged
+    writer = billrun.ChargeWriter
 
-    def charged_meanwhile(conn):
+    def charged_meanwhile(conn, direct):
         with billing.begin() as elsewhere:
             elsewhere.execute(
                 text(
@@ -210,9 +210,9 @@ def test_legs_charged_by_another_billrun_after_they_were_read_are_skipped(billin
                 ),
                 {"b": other, "k": next(meanwhile) + "#%"},
             )
-        keep_charged(conn)
+        return writer(conn, direct)
 
-    monkeypatch.setattr(billrun, "keep_charged", charged_meanwhile)
+    monkeypatch.setattr(billrun, "ChargeWriter", charged_meanwhile)
     with caplog.at_level("INFO", logger="cdrflow.billing.billrun"):
         run = run_billrun(billing, "daily", "2026-11-01")
     assert "legs charged by another billrun meanwhile; rating again" in caplog.text
@@ -223,11 +223,11 @@ def test_legs_charged_by_another_billrun_after_they_were_read_are_skipped(billin
     assert {k for k, r in by_call.items() if r.billrun_id == run.id} == {f"1.{i}" for i in range(3, 11)} | {"2.2"}
     assert q(billing, "SELECT count(*) FROM charges WHERE billrun_id = :b", b=run.id) == [(9,)]
     assert run.totals == {"EUR": Decimal("0.2000") + Decimal("0.1000")}  # 1.10 and 2.2; not 1.1, 1.2
-    # fed, in start order: its rated sell charges (1.4-1.9 are unrated), with the numbers of their calls
+    # fed: its rated sell charges (1.4-1.9 are unrated), with the numbers of their calls
     fed = q(
         billing, 'SELECT c.record_key, f."to" FROM billing_feed f JOIN charges c ON c.id = f.charge_id ORDER BY f.id'
     )
-    assert [(k.split("#")[0], to) for k, to in fed] == [("2.2", UK), ("1.3", UK), ("1.10", UK)]
+    assert sorted((k.split("#")[0], to) for k, to in fed) == [("1.10", UK), ("1.3", UK), ("2.2", UK)]
     assert q(billing, "SELECT sum(calls) FROM invoice_lines WHERE billrun_id = :b", b=run.id) == [(3,)]
 
 
@@ -351,3 +351,95 @@ def test_a_billrun_charges_exactly_the_billable_legs_of_each_rule(billing, store
     by_carrier = {c: sum(1 for r in charged if r[0] == c) for c in ("pbx", "each", "orig")}
     assert by_carrier == {"pbx": 5, "each": len(lines) + 1, "orig": 5}
     assert run.calls == 5 + len(lines) + 1 + 5
+
+
+def test_the_direct_and_the_safe_way_close_and_feed_a_billrun_alike(billing, day, store, monkeypatch):
+    """A billrun that writes straight into ``charges`` counts its charges as it rates them and keeps
+    its rated sell charges with what their feed records show, worked out in Python; one that had
+    to write the safe way closes and feeds from ``charges`` in SQL. Both give the same billrun,
+    invoice lines and feed, over every unrated reason, a buy side, seed 004's call types (MG, a
+    listed sub type, one it does not list), a billing group and a time zone."""
+    from cdrflow.billing import billrun
+
+    add_carrier(billing, "tel", config={"buy_deck": "tel_buy"})
+    mobile = (
+        Rate("4477", "UK mobile", (Slot(0, Decimal("0.15"), 60, 60),), call_type="MG"),
+        Rate("4480", "UK freephone", (Slot(0, Decimal("0.02"), 60, 1),), call_type="IS", call_sub_type="IN8"),
+        Rate("4420", "London", (Slot(0, Decimal("0.03"), 60, 1),), call_type="S", call_sub_type="XX"),
+    )
+    store_deck(billing, "mobile", date(2026, 10, 1), mobile)
+    store_deck(billing, "tel_buy", date(2026, 10, 1), (one_minute("44", "0.04", "UK", step=1),), kind="buy")
+    with billing.begin() as conn:
+        accounts.upsert(
+            conn,
+            account_file.parse_account(
+                {"account_id": "GRP", "sell_deck": "mobile", "cycle": "daily", "timezone": "Europe/Lisbon",
+                 "currency": "EUR", "billing_group": "resellers"}
+            ),
+        )  # fmt: skip
+    load(
+        billing,
+        store,
+        [
+            master_line("7.1", "GRP", "447700900123", "2026-11-01 09:00:00", 75),
+            master_line("7.2", "GRP", "448001234567", "2026-11-01 09:10:00", 40),
+            master_line("7.3", "GRP", "442071234567", "2026-11-01 23:30:00", 61),
+            master_line("7.4", "GRP", "33123456789", "2026-11-01 09:20:00", 30),  # no match on either side
+        ],
+        carrier="tel",
+        name="tel.csv",
+    )
+
+    def outcome():
+        run = q(
+            billing,
+            "SELECT calls, rated, unrated, totals, buy_rated, buy_unrated, buy_totals FROM billruns "
+            "WHERE status = 'closed'",
+        )
+        lines = q(
+            billing,
+            "SELECT account_id, currency, destination, call_type, calls, billed_seconds, amount FROM invoice_lines "
+            "ORDER BY 1, 2, 3, 4",
+        )
+        fed = q(
+            billing,
+            "SELECT c.record_key, f.record, f.correction_of, f.account_id, f.billing_group, f.billing_period, "
+            'f.start_time, f.local_time, f.seconds, f.billed_seconds, f."from", f."to", f.type, f.sub_type, '
+            "f.description, f.destination, f.cost, f.currency FROM billing_feed f JOIN charges c ON c.id = f.charge_id "
+            "ORDER BY f.id",
+        )
+        return run, lines, fed
+
+    direct = run_billrun(billing, "daily", "2026-11-01")
+    written = outcome()
+    with billing.begin() as conn:
+        conn.execute(text("TRUNCATE billing_feed, invoice_lines, charges, billruns CASCADE"))
+    charge = billrun._charge
+    monkeypatch.setattr(billrun, "_charge", lambda *args, direct: charge(*args, direct=False))
+    safe = run_billrun(billing, "daily", "2026-11-01")
+    assert outcome() == written
+    assert (safe.calls, safe.rated, safe.unrated, safe.totals) == (
+        direct.calls,
+        direct.rated,
+        direct.unrated,
+        direct.totals,
+    )
+    assert (safe.buy_rated, safe.buy_unrated, safe.buy_totals) == (
+        direct.buy_rated,
+        direct.buy_unrated,
+        direct.buy_totals,
+    )
+    # what the comparison covered: the day's reasons, both sides (bought at 0.04 a minute by the
+    # second: 75 s 0.0500, 40 s 0.0267, 61 s 0.0407), the call types as the feed shows them
+    assert direct.unrated == {NO_MATCH: 2, NOT_RATABLE: 1, NO_SECONDS: 1, NO_DECK: 2, NOT_IN_FORCE: 1}
+    assert (direct.buy_rated, direct.buy_unrated, direct.buy_totals) == (3, {NO_MATCH: 1}, {"EUR": Decimal("0.1174")})
+    fed = {r.record_key.split("#")[0]: r for r in written[2]}
+    assert [(fed[k].type, fed[k].sub_type, fed[k].description) for k in ("7.1", "7.2", "7.3")] == [
+        ("M", "MG", "Calls to Mobile GSM"),
+        ("IS", "IN8", "TollFree Inbound"),
+        ("S", "S", "National Calls"),
+    ]
+    assert {fed[k].billing_group for k in ("7.1", "7.2", "7.3")} == {"resellers"}
+    assert str(fed["7.3"].local_time) == "2026-11-01 23:30:00"  # Lisbon is on UTC in November
+    assert fed["1.1"].billing_group is None and fed["1.1"].billing_period == "2026-11-01"
+    assert str(fed["2.2"].local_time) == "2026-11-01 01:00:00"  # Tokyo

