@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cdrflow.billing.bulk_rating import compile_rate
+from cdrflow.billing.bulk_rating import _plain, _shown, compile_rate
 from cdrflow.billing.charging import Rater
 from cdrflow.billing.model import Deck, DeckVersion, Period, Rate, Slot, Window
 from cdrflow.billing.prefixes import PrefixIndex
@@ -666,3 +666,12 @@ def test_engine_agrees_with_the_reference_across_clock_changes():
                     result = rate_number(version, index, "1", seconds, at)
                     assert isinstance(result, Charge)
                     assert (result.billed_seconds, result.cost) == ref_rate_at(version, rates, at, seconds), (at, zone)
+
+
+@given(st.integers(-(10**25), 10**25) | st.integers(-1000, 1000).map(lambda n: n * 10**9), st.integers(0, 12))
+def test_amounts_are_written_as_decimal_writes_them(q, places):
+    """The integer rater writes an amount of ``q`` units of 10**-places with string operations: the
+    same text as Decimal's fixed-point format, with and without its trailing zeros (up to 25
+    digits: past Decimal's 28 digits of precision its scaleb rounds; the string operations do not)."""
+    assert _plain(q, places) == format(Decimal(q).scaleb(-places), "f")
+    assert _shown(q, places) == format(Decimal(q).scaleb(-places).normalize(), "f")

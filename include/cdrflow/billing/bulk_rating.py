@@ -64,6 +64,26 @@ def _round_int(num: int, den: int, mode: str) -> int:
     return q
 
 
+def _plain(q: int, places: int) -> str:
+    """``format(Decimal(q).scaleb(-places), "f")`` in string operations (a third of its time):
+    ``q`` units of 10**-places, with exactly ``places`` decimals."""
+    sign = "-" if q < 0 else ""
+    digits = str(-q if q < 0 else q)
+    if not places:
+        return sign + digits
+    digits = digits.rjust(places + 1, "0")
+    return f"{sign}{digits[:-places]}.{digits[-places:]}"
+
+
+def _shown(q: int, places: int) -> str:
+    """``format(Decimal(q).scaleb(-places).normalize(), "f")``: as :func:`_plain`, without the
+    trailing zeros of its decimals (and without the point when none is left)."""
+    text = _plain(q, places)
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text
+
+
 class _Pricing:
     """What a rate's calls cost, apart from which prefix it is: its slots, fees, minimums and
     rounding (and the deck's alignment and minimum policy). Many rates of a deck share one (a deck
@@ -134,11 +154,11 @@ class _Pricing:
                 total += amount
                 billed_sum += billed
                 q = _round_int(amount * _SHOWN_SCALE, den, ROUND_HALF_EVEN)
-                text = format(Decimal(q).scaleb(-_SHOWN_PLACES).normalize(), "f")
+                text = _shown(q, _SHOWN_PLACES)
                 shown.append(f'{{"start":{start},"seconds":{billed},{fixed}"{text}"}}')
             if self.floor > total:
                 total, minimum_applied = self.floor, True
-        cost = format(Decimal(_round_int(total * self.scale, self.den, self.mode)).scaleb(-self.decimals), "f")
+        cost = _plain(_round_int(total * self.scale, self.den, self.mode), self.decimals)
         fee = self.fee_text if parts else "0"
         applied = "true" if minimum_applied and parts else "false"
         columns = f"\t{seconds}\t{billed_sum}\t{cost}\t{self.currency}\t"
