@@ -4,8 +4,8 @@
 -- charges.replaces and billing_feed.correction_of are set by reratings only; a billrun writes
 -- them NULL on every charge and feed record. A foreign key still queues a check for each row
 -- inserted, NULL or not (PostgreSQL 15 decides at the check that a NULL needs none): measured
--- 0.75 s per 1,000,000 feed records (EXPLAIN ANALYZE's "Trigger for constraint"), and the same
--- again for the charges, of a billrun that checks nothing. What the keys did is kept:
+-- 0.75 s per 1,000,000 feed records (EXPLAIN ANALYZE's "Trigger for constraint"); the charges'
+-- key queued one per charge the same way. A billrun's rows need none. What the keys did is kept:
 --   * writing a reference: a rerating selects the charge it replaces (and marks it no longer
 --     current, which locks it) and the feed record it corrects, in the statement that writes
 --     the reference (include/cdrflow/billing/rerate.py, feed.py): it names rows that exist;

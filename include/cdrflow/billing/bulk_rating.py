@@ -79,9 +79,7 @@ def _shown(q: int, places: int) -> str:
     """``format(Decimal(q).scaleb(-places).normalize(), "f")``: as :func:`_plain`, without the
     trailing zeros of its decimals (and without the point when none is left)."""
     text = _plain(q, places)
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return "0" if text == "-0" else text
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 class _Pricing:
